@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Install the Debian packages that build, test and run holepunch.
+# Idempotent: does nothing when everything is already installed.
+set -euo pipefail
+
+pkgs=(
+  build-essential cmake pkg-config
+  libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libjansson-dev libssl-dev
+  libcurl4-openssl-dev ca-certificates
+  libcmocka-dev
+  nftables iproute2 procps psmisc curl python3 python3-websockets python3-prometheus-client
+  debootstrap
+  shellcheck clang-format cppcheck
+)
+if [[ "${HP_DEPS_EXTRA:-}" != "" ]]; then
+  # shellcheck disable=SC2206
+  pkgs+=(${HP_DEPS_EXTRA})
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]} == 0)); then
+  exit 0
+fi
+if [[ $(id -u) -ne 0 ]]; then
+  echo "deps: missing packages: ${missing[*]}; run this script as root" >&2
+  exit 1
+fi
+echo "deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
