@@ -1,1 +1,147 @@
-/* placeholder: being written */
+/*
+ * addr.c - transport addresses as text (see addr.h).
+ *
+ * Strict on purpose: these strings travel in signaling messages, and an
+ * address that two implementations read differently is a bug waiting to
+ * happen. Accepted: "a.b.c.d:port" and "[v6]:port" or "[v6%scope]:port" with a
+ * numeric scope; port 1..65535 as plain decimal digits, no sign, no leading
+ * zero, nothing after it.
+ */
+#include "addr.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Decimal 1..65535, digits only, no leading zero. Returns the port or -1. */
+static int parse_port(const char *s, size_t len) {
+  long v = 0;
+  size_t i;
+
+  if (len == 0 || len > 5 || s[0] == '0')
+    return -1;
+  for (i = 0; i < len; i++) {
+    if (s[i] < '0' || s[i] > '9')
+      return -1;
+    v = v * 10 + (s[i] - '0');
+  }
+  return v >= 1 && v <= 65535 ? (int)v : -1;
+}
+
+int hp__addr_parse(const char *s, size_t len, struct sockaddr_storage *out, socklen_t *outlen) {
+  char host[HP_ADDR_STRLEN];
+  const char *colon;
+  size_t hlen;
+  int port;
+
+  if (s == NULL || out == NULL || len == 0 || len >= HP_ADDR_STRLEN)
+    return -EINVAL;
+  if (memchr(s, '\0', len) != NULL)
+    return -EINVAL;
+  memset(out, 0, sizeof(*out));
+
+  if (s[0] == '[') {
+    const char *close = memchr(s, ']', len);
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)out;
+    char *pct;
+
+    if (close == NULL || close + 1 >= s + len || close[1] != ':')
+      return -EINVAL;
+    hlen = (size_t)(close - s - 1);
+    if (hlen == 0)
+      return -EINVAL;
+    memcpy(host, s + 1, hlen);
+    host[hlen] = '\0';
+    port = parse_port(close + 2, (size_t)(s + len - close - 2));
+    if (port < 0)
+      return -EINVAL;
+    pct = strchr(host, '%');
+    if (pct != NULL) {
+      /* Only a numeric scope: interface names would need a system call. */
+      int scope = parse_port(pct + 1, strlen(pct + 1));
+      if (scope < 0 && strcmp(pct + 1, "0") != 0)
+        return -EINVAL;
+      sin6->sin6_scope_id = scope < 0 ? 0 : (uint32_t)scope;
+      *pct = '\0';
+    }
+    if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1)
+      return -EINVAL;
+    sin6->sin6_family = AF_INET6;
+    sin6->sin6_port = htons((uint16_t)port);
+    if (outlen != NULL)
+      *outlen = sizeof(*sin6);
+    return 0;
+  }
+
+  colon = memchr(s, ':', len);
+  if (colon == NULL)
+    return -EINVAL;
+  /* A second ':' means IPv6 without brackets, which is ambiguous with a port. */
+  if (memchr(colon + 1, ':', (size_t)(s + len - colon - 1)) != NULL)
+    return -EINVAL;
+  hlen = (size_t)(colon - s);
+  if (hlen == 0)
+    return -EINVAL;
+  memcpy(host, s, hlen);
+  host[hlen] = '\0';
+  port = parse_port(colon + 1, (size_t)(s + len - colon - 1));
+  if (port < 0)
+    return -EINVAL;
+  {
+    struct sockaddr_in *sin = (struct sockaddr_in *)out;
+    if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
+      return -EINVAL;
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons((uint16_t)port);
+    if (outlen != NULL)
+      *outlen = sizeof(*sin);
+  }
+  return 0;
+}
+
+int hp__addr_format(const struct sockaddr *sa, char *buf, size_t buflen) {
+  char ip[INET6_ADDRSTRLEN];
+  int n;
+
+  if (sa == NULL || buf == NULL)
+    return -EINVAL;
+  if (sa->sa_family == AF_INET) {
+    const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
+    if (inet_ntop(AF_INET, &sin->sin_addr, ip, sizeof(ip)) == NULL)
+      return -EINVAL;
+    n = snprintf(buf, buflen, "%s:%u", ip, (unsigned)ntohs(sin->sin_port));
+  } else if (sa->sa_family == AF_INET6) {
+    const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
+    if (inet_ntop(AF_INET6, &sin6->sin6_addr, ip, sizeof(ip)) == NULL)
+      return -EINVAL;
+    if (sin6->sin6_scope_id != 0)
+      n = snprintf(buf, buflen, "[%s%%%u]:%u", ip, (unsigned)sin6->sin6_scope_id,
+                   (unsigned)ntohs(sin6->sin6_port));
+    else
+      n = snprintf(buf, buflen, "[%s]:%u", ip, (unsigned)ntohs(sin6->sin6_port));
+  } else {
+    return -EAFNOSUPPORT;
+  }
+  if (n < 0 || (size_t)n >= buflen)
+    return -ENOSPC;
+  return n;
+}
+
+int hp__addr_join(const char *ip, int port, char *buf, size_t buflen) {
+  unsigned char tmp[sizeof(struct in6_addr)];
+  int n;
+
+  if (ip == NULL || buf == NULL || port < 1 || port > 65535)
+    return -EINVAL;
+  if (inet_pton(AF_INET, ip, tmp) == 1)
+    n = snprintf(buf, buflen, "%s:%d", ip, port);
+  else if (inet_pton(AF_INET6, ip, tmp) == 1)
+    n = snprintf(buf, buflen, "[%s]:%d", ip, port);
+  else
+    return -EINVAL;
+  if (n < 0 || (size_t)n >= buflen)
+    return -ENOSPC;
+  return n;
+}

@@ -21,14 +21,14 @@ typedef enum hp__cfg_type {
 } hp__cfg_type;
 
 typedef struct hp__cfg_spec {
-  const char *env;             /* "INTERNAL_TCP_PORT" */
-  const char *flag;            /* "internal-tcp-port" (used as --internal-tcp-port VALUE) */
+  const char *env;  /* "INTERNAL_TCP_PORT" */
+  const char *flag; /* "internal-tcp-port" (used as --internal-tcp-port VALUE) */
   hp__cfg_type type;
-  const char *def;             /* default as text; NULL = required (STRING only) */
-  double min, max;             /* for INT and SECONDS */
-  const char *const *choices;  /* for ENUM: NULL-terminated list */
-  size_t offset;               /* offsetof(target struct, field) */
-  const char *help;            /* one line for --help */
+  const char *def;            /* default as text; NULL = required (STRING only) */
+  double min, max;            /* for INT and SECONDS */
+  const char *const *choices; /* for ENUM: NULL-terminated list */
+  size_t offset;              /* offsetof(target struct, field) */
+  const char *help;           /* one line for --help */
 } hp__cfg_spec;
 
 typedef enum hp__cfg_result {
@@ -48,8 +48,8 @@ hp__cfg_result hp__cfg_load(const hp__cfg_spec *specs, size_t n, void *target, i
 
 /* Same, with an explicit environment lookup (tests). */
 hp__cfg_result hp__cfg_load_env(const hp__cfg_spec *specs, size_t n, void *target, int argc,
-                                char **argv, const char *(*getenv_fn)(const char *name),
-                                char *err, size_t errlen);
+                                char **argv, const char *(*getenv_fn)(const char *name), char *err,
+                                size_t errlen);
 
 /* Print a usage table (flag, variable, default, help) to f. */
 void hp__cfg_usage(const hp__cfg_spec *specs, size_t n, const char *prog, const char *summary,

@@ -36,10 +36,10 @@ int hp__log_enabled(hp__log_level level);
 void hp__log(hp__log_level level, const char *component, json_t *ctx, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-#define HP_LOG(level, component, ctx, ...)                                                        \
-  do {                                                                                            \
-    if (hp__log_enabled(level))                                                                   \
-      hp__log((level), (component), (ctx), __VA_ARGS__);                                          \
+#define HP_LOG(level, component, ctx, ...)                                                         \
+  do {                                                                                             \
+    if (hp__log_enabled(level))                                                                    \
+      hp__log((level), (component), (ctx), __VA_ARGS__);                                           \
   } while (0)
 
 #define HP_DEBUG(comp, ctx, ...) HP_LOG(HP_LOG_DEBUG, comp, ctx, __VA_ARGS__)

@@ -12,10 +12,10 @@
 #include "addr.h"
 
 #define HP_PROTO_VERSION 1
-#define HP_ID_MAX 64         /* id and room: 1..64 of [A-Za-z0-9._-] */
-#define HP_CANDS_MAX 8       /* candidates per hello */
-#define HP_SESSION_HEX 32    /* 128-bit session as hex */
-#define HP_REASON_MAX 256    /* result.reason, error.message */
+#define HP_ID_MAX 64           /* id and room: 1..64 of [A-Za-z0-9._-] */
+#define HP_CANDS_MAX 8         /* candidates per hello */
+#define HP_SESSION_HEX 32      /* 128-bit session as hex */
+#define HP_REASON_MAX 256      /* result.reason, error.message */
 #define HP_MSG_MAX (64 * 1024) /* largest message accepted */
 
 typedef enum hp__msg_type {
@@ -40,7 +40,7 @@ typedef struct hp__cands {
 
 typedef struct hp__msg_hello {
   int v;
-  char id[HP_ID_MAX + 1]; /* "" when absent: the service assigns one */
+  char id[HP_ID_MAX + 1];   /* "" when absent: the service assigns one */
   char room[HP_ID_MAX + 1]; /* "default" when absent */
   hp__cands cands;
 } hp__msg_hello;
@@ -48,7 +48,7 @@ typedef struct hp__msg_hello {
 typedef struct hp__msg_welcome {
   char id[HP_ID_MAX + 1];
   char room[HP_ID_MAX + 1];
-  char observed[HP_ADDR_STRLEN];
+  char observed[HP_ADDR_STRLEN]; /* "" when absent (not observable behind a proxy) */
 } hp__msg_welcome;
 
 typedef struct hp__msg_peer {
@@ -56,17 +56,17 @@ typedef struct hp__msg_peer {
   char role; /* 'a' or 'b' */
   char session[HP_SESSION_HEX + 1];
   char peer_id[HP_ID_MAX + 1];
-  char peer_observed[HP_ADDR_STRLEN];
+  char peer_observed[HP_ADDR_STRLEN]; /* "" when absent */
   hp__cands peer_cands;
-  long start_in_ms;
+  long start_in_ms; /* 0..86400000 */
 } hp__msg_peer;
 
 typedef enum hp__result_status { HP_RESULT_DIRECT = 1, HP_RESULT_FAILED } hp__result_status;
 
 typedef struct hp__msg_result {
   hp__result_status status;
-  char addr[HP_ADDR_STRLEN]; /* "" when absent */
-  long elapsed_ms;           /* -1 when absent */
+  char addr[HP_ADDR_STRLEN];  /* "" when absent */
+  long elapsed_ms;            /* -1 when absent; else 0..86400000 */
   char reason[HP_REASON_MAX]; /* "" when absent; longer input is an error */
 } hp__msg_result;
 
@@ -96,12 +96,16 @@ typedef struct hp__wire_err {
  * Decode one frame of len bytes (no NUL needed). Returns 0, or -1 with err
  * filled: "too_large" over HP_MSG_MAX, "bad_message" for invalid JSON (with
  * line/column), a non-object, a missing/unknown "type", a bad field (named);
- * "unsupported_version" for hello.v != 1.
+ * "unsupported_version" for hello.v present but not the integer 1.
+ * Optional fields may be absent or null. Unknown fields are ignored. The
+ * hello id "use" is refused (reserved by the direct-connection nomination).
  */
 int hp__msg_decode(const char *buf, size_t len, hp__msg *out, hp__wire_err *err);
 
 /* Encode to a NUL-terminated compact JSON string (malloc; caller frees).
- * Returns NULL on allocation failure. *len (optional) gets strlen. */
+ * Optional fields that are "" (or elapsed_ms < 0) are left out. Returns NULL
+ * on allocation failure, an unknown type or a string that is not UTF-8.
+ * *len (optional) gets strlen. */
 char *hp__msg_encode(const hp__msg *m, size_t *len);
 
 /* Encode just a candidate list as a JSON array text (malloc). */

@@ -1,0 +1,150 @@
+/* test_addr.c - "ip:port" / "[v6]:port" parsing and formatting. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <string.h>
+
+#include "addr.h"
+
+struct parse_case {
+  const char *in;
+  int family;        /* 0: must be refused */
+  const char *canon; /* hp__addr_format of the result */
+};
+
+static const struct parse_case cases[] = {
+    {"1.2.3.4:5", AF_INET, "1.2.3.4:5"},
+    {"198.51.100.2:40000", AF_INET, "198.51.100.2:40000"},
+    {"0.0.0.0:65535", AF_INET, "0.0.0.0:65535"},
+    {"[::1]:8082", AF_INET6, "[::1]:8082"},
+    {"[2001:DB8::1]:1", AF_INET6, "[2001:db8::1]:1"},
+    {"[::ffff:1.2.3.4]:80", AF_INET6, "[::ffff:1.2.3.4]:80"},
+    {"[fe80::1%3]:80", AF_INET6, "[fe80::1%3]:80"},
+    {"", 0, NULL},
+    {":80", 0, NULL},
+    {"1.2.3.4", 0, NULL},
+    {"1.2.3.4:", 0, NULL},
+    {"1.2.3.4:0", 0, NULL},
+    {"1.2.3.4:65536", 0, NULL},
+    {"1.2.3.4:99999", 0, NULL},
+    {"1.2.3.4:123456", 0, NULL},
+    {"1.2.3.4:+80", 0, NULL},
+    {"1.2.3.4:-80", 0, NULL},
+    {"1.2.3.4:080", 0, NULL},
+    {"1.2.3.4:80 ", 0, NULL},
+    {" 1.2.3.4:80", 0, NULL},
+    {"1.2.3.4:80x", 0, NULL},
+    {"1.2.3:80", 0, NULL},
+    {"1.2.3.256:80", 0, NULL},
+    {"01.2.3.4:80", 0, NULL},
+    {"example.com:80", 0, NULL},
+    {"::1:80", 0, NULL},
+    {"[::1]", 0, NULL},
+    {"[::1]80", 0, NULL},
+    {"[::1]:", 0, NULL},
+    {"[::1]:80]", 0, NULL},
+    {"[]:80", 0, NULL},
+    {"[1.2.3.4]:80", 0, NULL},
+    {"[::1:80", 0, NULL},
+    {"[fe80::1%eth0]:80", 0, NULL},
+    {"[fe80::1%]:80", 0, NULL},
+};
+
+static void test_parse_table(void **state) {
+  (void)state;
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    struct sockaddr_storage ss;
+    socklen_t sl = 0;
+    char buf[HP_ADDR_STRLEN];
+    int r = hp__addr_parse(cases[i].in, strlen(cases[i].in), &ss, &sl);
+
+    if (cases[i].family == 0) {
+      if (r != -EINVAL)
+        fail_msg("\"%s\" accepted", cases[i].in);
+      continue;
+    }
+    if (r != 0)
+      fail_msg("\"%s\" refused", cases[i].in);
+    assert_int_equal(ss.ss_family, cases[i].family);
+    assert_int_equal(sl, cases[i].family == AF_INET ? sizeof(struct sockaddr_in)
+                                                    : sizeof(struct sockaddr_in6));
+    assert_int_equal(hp__addr_format((struct sockaddr *)&ss, buf, sizeof(buf)),
+                     strlen(cases[i].canon));
+    assert_string_equal(buf, cases[i].canon);
+  }
+}
+
+static void test_parse_len(void **state) {
+  struct sockaddr_storage ss;
+  char big[HP_ADDR_STRLEN + 10];
+  (void)state;
+
+  /* Only len bytes are read; no NUL needed. */
+  assert_int_equal(hp__addr_parse("1.2.3.4:80xyz", 10, &ss, NULL), 0);
+  assert_int_equal(ntohs(((struct sockaddr_in *)&ss)->sin_port), 80);
+  /* An embedded NUL is refused. */
+  assert_int_equal(hp__addr_parse("1.2.3.4:8\0", 10, &ss, NULL), -EINVAL);
+  memset(big, '1', sizeof(big));
+  assert_int_equal(hp__addr_parse(big, sizeof(big), &ss, NULL), -EINVAL);
+  assert_int_equal(hp__addr_parse(NULL, 3, &ss, NULL), -EINVAL);
+}
+
+static void test_format(void **state) {
+  struct sockaddr_in sin;
+  struct sockaddr_in6 sin6;
+  struct sockaddr sa;
+  char buf[HP_ADDR_STRLEN];
+  (void)state;
+
+  memset(&sin, 0, sizeof(sin));
+  sin.sin_family = AF_INET;
+  sin.sin_port = htons(8082);
+  inet_pton(AF_INET, "10.0.0.2", &sin.sin_addr);
+  assert_int_equal(hp__addr_format((struct sockaddr *)&sin, buf, sizeof(buf)), 13);
+  assert_string_equal(buf, "10.0.0.2:8082");
+  /* Exactly one byte short of the NUL. */
+  assert_int_equal(hp__addr_format((struct sockaddr *)&sin, buf, 13), -ENOSPC);
+  assert_int_equal(hp__addr_format((struct sockaddr *)&sin, buf, 14), 13);
+
+  memset(&sin6, 0, sizeof(sin6));
+  sin6.sin6_family = AF_INET6;
+  sin6.sin6_port = htons(1);
+  inet_pton(AF_INET6, "2001:db8::7", &sin6.sin6_addr);
+  assert_int_equal(hp__addr_format((struct sockaddr *)&sin6, buf, sizeof(buf)), 15);
+  assert_string_equal(buf, "[2001:db8::7]:1");
+
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_family = AF_UNIX;
+  assert_int_equal(hp__addr_format(&sa, buf, sizeof(buf)), -EAFNOSUPPORT);
+}
+
+static void test_join(void **state) {
+  char buf[HP_ADDR_STRLEN];
+  (void)state;
+
+  assert_int_equal(hp__addr_join("198.51.100.2", 40000, buf, sizeof(buf)), 18);
+  assert_string_equal(buf, "198.51.100.2:40000");
+  assert_int_equal(hp__addr_join("::1", 80, buf, sizeof(buf)), 8);
+  assert_string_equal(buf, "[::1]:80");
+  assert_int_equal(hp__addr_join("1.2.3.4", 0, buf, sizeof(buf)), -EINVAL);
+  assert_int_equal(hp__addr_join("1.2.3.4", 65536, buf, sizeof(buf)), -EINVAL);
+  assert_int_equal(hp__addr_join("host.example", 80, buf, sizeof(buf)), -EINVAL);
+  assert_int_equal(hp__addr_join("1.2.3.4:5", 80, buf, sizeof(buf)), -EINVAL);
+  assert_int_equal(hp__addr_join("1.2.3.4", 80, buf, 5), -ENOSPC);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_parse_table),
+      cmocka_unit_test(test_parse_len),
+      cmocka_unit_test(test_format),
+      cmocka_unit_test(test_join),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
