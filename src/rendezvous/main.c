@@ -1,1 +1,231 @@
-/* placeholder: being written */
+/*
+ * main.c - holepunch-rendezvous: configuration, signals, the one libuv loop.
+ *
+ * Exit codes: 0 after a clean shutdown (SIGTERM/SIGINT), 1 when the server
+ * cannot start (e.g. the port is taken), 2 for a bad configuration.
+ */
+#include <arpa/inet.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "config.h"
+#include "log.h"
+#include "server.h"
+#include "wire.h"
+
+#define PROG "holepunch-rendezvous"
+#define COMP "rendezvous"
+#define FD_RESERVE 64 /* listener, loop internals, stdio, log */
+
+typedef struct rdv_config {
+  int port;
+  int trust_proxy;
+  int log_level;  /* index into level_choices = hp__log_level */
+  int log_format; /* index into format_choices */
+  const char *bind;
+  int max_connections;
+  int max_message_bytes;
+  double hello_timeout;
+  double http_timeout;
+  double ping_interval;
+  double idle_timeout;
+  double shutdown_timeout;
+} rdv_config;
+
+static const char *const level_choices[] = {"debug", "info", "warning", "error", NULL};
+enum { FORMAT_AUTO = 0, FORMAT_JSON, FORMAT_TEXT };
+static const char *const format_choices[] = {"auto", "json", "text", NULL};
+
+#define F(field) offsetof(rdv_config, field)
+static const hp__cfg_spec specs[] = {
+    {"PORT", "port", HP_CFG_INT, "8080", 0, 65535, NULL, F(port),
+     "TCP port of the HTTP/WebSocket server (0: any free port, logged at start)"},
+    {"BIND", "bind", HP_CFG_STRING, "0.0.0.0", 0, 0, NULL, F(bind),
+     "local address to listen on: 0.0.0.0 (IPv4), :: (IPv4 and IPv6) or one address"},
+    {"TRUST_PROXY", "trust-proxy", HP_CFG_BOOL, "0", 0, 0, NULL, F(trust_proxy),
+     "take the client address from X-Forwarded-For (only behind a proxy that sets it)"},
+    {"LOG_LEVEL", "log-level", HP_CFG_ENUM, "info", 0, 0, level_choices, F(log_level),
+     "least severe log events shown"},
+    {"LOG_FORMAT", "log-format", HP_CFG_ENUM, "auto", 0, 0, format_choices, F(log_format),
+     "json (one object per line), text, or auto: text on a terminal, else json"},
+    {"MAX_CONNECTIONS", "max-connections", HP_CFG_INT, "100000", 1, 10000000, NULL,
+     F(max_connections), "client connections (HTTP and WebSocket) served at once"},
+    {"MAX_MESSAGE_BYTES", "max-message-bytes", HP_CFG_INT, "65536", 1024, HP_MSG_MAX, NULL,
+     F(max_message_bytes), "largest signaling message accepted, in bytes"},
+    {"HELLO_TIMEOUT", "hello-timeout", HP_CFG_SECONDS, "10", 0.1, 3600, NULL, F(hello_timeout),
+     "s for a new WebSocket to send its hello"},
+    {"HTTP_TIMEOUT", "http-timeout", HP_CFG_SECONDS, "10", 1, 3600, NULL, F(http_timeout),
+     "s for a client to send a complete HTTP request (and keep-alive idle time)"},
+    {"PING_INTERVAL", "ping-interval", HP_CFG_SECONDS, "30", 1, 3600, NULL, F(ping_interval),
+     "s of WebSocket silence before the server sends a ping"},
+    {"IDLE_TIMEOUT", "idle-timeout", HP_CFG_SECONDS, "90", 2, 7200, NULL, F(idle_timeout),
+     "s of WebSocket silence (no pong either) before the server hangs up"},
+    {"SHUTDOWN_TIMEOUT", "shutdown-timeout", HP_CFG_SECONDS, "5", 0, 600, NULL, F(shutdown_timeout),
+     "s to wait for clients to close on SIGTERM/SIGINT before exiting"},
+};
+#undef F
+
+#define NSPECS (sizeof(specs) / sizeof(specs[0]))
+
+typedef struct app {
+  uv_loop_t loop;
+  uv_signal_t sigterm, sigint;
+  hp__rdv *srv;
+  double shutdown_timeout;
+} app;
+
+static void on_done(void *arg) {
+  app *a = arg;
+  /* The server is gone: let the loop run dry. */
+  uv_close((uv_handle_t *)&a->sigterm, NULL);
+  uv_close((uv_handle_t *)&a->sigint, NULL);
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+  app *a = h->data;
+  HP_INFO(COMP, json_pack("{s:i}", "signal", signum), "received %s: shutting down",
+          signum == SIGTERM ? "SIGTERM" : "SIGINT");
+  hp__rdv_shutdown(a->srv, a->shutdown_timeout, on_done, a);
+}
+
+/* Checks the table cannot express. Returns 0 or prints why and returns -1. */
+static int check_config(const rdv_config *c) {
+  unsigned char bin[16];
+
+  if (inet_pton(AF_INET, c->bind, bin) != 1 && inet_pton(AF_INET6, c->bind, bin) != 1) {
+    fprintf(stderr,
+            PROG ": BIND=\"%.64s\" is not valid: expected an IP address such as 0.0.0.0, :: or "
+                 "127.0.0.1\n",
+            c->bind);
+    return -1;
+  }
+  if (c->idle_timeout <= c->ping_interval) {
+    fprintf(stderr,
+            PROG ": IDLE_TIMEOUT=%g is not valid: expected more than PING_INTERVAL (%g), so that "
+                 "a ping can be answered before the hang-up\n",
+            c->idle_timeout, c->ping_interval);
+    return -1;
+  }
+  if (c->ping_interval > 65535 || c->idle_timeout > 65535)
+    return -1; /* the ranges of the table already prevent this */
+  return 0;
+}
+
+/*
+ * One descriptor per connection: set the soft RLIMIT_NOFILE to what
+ * MAX_CONNECTIONS needs. Raising it makes the limit reachable (the usual
+ * soft default is 1024); lowering it matters too, because lws sizes its fd
+ * table from this limit and its Debian build scans that table on every
+ * accept and close.
+ */
+static void size_fd_limit(int max_connections) {
+  struct rlimit rl;
+  rlim_t want = (rlim_t)max_connections + FD_RESERVE;
+
+  if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+    return;
+  if (rl.rlim_max != RLIM_INFINITY && want > rl.rlim_max) {
+    HP_WARN(COMP,
+            json_pack("{s:i,s:I}", "max_connections", max_connections, "fd_limit",
+                      (json_int_t)rl.rlim_max),
+            "MAX_CONNECTIONS is above what the hard descriptor limit allows; connections "
+            "beyond about %lld will be refused",
+            (long long)(rl.rlim_max > FD_RESERVE ? rl.rlim_max - FD_RESERVE : 0));
+    want = rl.rlim_max;
+  }
+  if (want == rl.rlim_cur)
+    return;
+  rl.rlim_cur = want;
+  if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+    HP_WARN(COMP, NULL, "cannot set the descriptor limit to %lld", (long long)want);
+}
+
+int main(int argc, char **argv) {
+  rdv_config cfg;
+  char err[512];
+  hp__rdv_opts o;
+  app a;
+  int rc, exit_code = 0;
+
+  memset(&cfg, 0, sizeof(cfg));
+  switch (hp__cfg_load(specs, NSPECS, &cfg, argc, argv, err, sizeof(err))) {
+  case HP_CFG_OK:
+    break;
+  case HP_CFG_HELP:
+    hp__cfg_usage(specs, NSPECS, PROG,
+                  "Rendezvous service of holepunch: HTTP /healthz /whoami /metrics and the "
+                  "signaling WebSocket /ws.",
+                  stdout);
+    return 0;
+  case HP_CFG_VERSION:
+    printf(PROG " %s\n", HP_VERSION);
+    return 0;
+  default:
+    fprintf(stderr, PROG ": %s\n", err);
+    return 2;
+  }
+  if (check_config(&cfg) < 0)
+    return 2;
+
+  if (cfg.log_format == FORMAT_AUTO)
+    cfg.log_format = isatty(STDERR_FILENO) ? FORMAT_TEXT : FORMAT_JSON;
+  hp__log_setup((hp__log_level)cfg.log_level,
+                cfg.log_format == FORMAT_TEXT ? HP_LOG_TEXT : HP_LOG_JSON);
+
+  size_fd_limit(cfg.max_connections);
+
+  /* A peer that vanishes mid-write must not kill the process. */
+  signal(SIGPIPE, SIG_IGN);
+
+  memset(&a, 0, sizeof(a));
+  a.shutdown_timeout = cfg.shutdown_timeout;
+  rc = uv_loop_init(&a.loop);
+  if (rc < 0) {
+    HP_ERROR(COMP, NULL, "cannot create the event loop: %s", uv_strerror(rc));
+    return 1;
+  }
+
+  memset(&o, 0, sizeof(o));
+  o.bind = cfg.bind;
+  o.port = cfg.port;
+  o.trust_proxy = cfg.trust_proxy;
+  o.max_connections = cfg.max_connections;
+  o.max_message_bytes = (size_t)cfg.max_message_bytes;
+  o.hello_timeout = cfg.hello_timeout;
+  o.http_timeout = cfg.http_timeout;
+  o.ping_interval = cfg.ping_interval;
+  o.idle_timeout = cfg.idle_timeout;
+  rc = hp__rdv_create(&a.loop, &o, &a.srv);
+  if (rc < 0) {
+    exit_code = 1;
+    goto out;
+  }
+
+  uv_signal_init(&a.loop, &a.sigterm);
+  uv_signal_init(&a.loop, &a.sigint);
+  a.sigterm.data = a.sigint.data = &a;
+  uv_signal_start(&a.sigterm, on_signal, SIGTERM);
+  uv_signal_start(&a.sigint, on_signal, SIGINT);
+
+  uv_run(&a.loop, UV_RUN_DEFAULT);
+
+out:
+  hp__rdv_destroy(a.srv);
+  /* Whatever lws or a failed start left to close is closed by now or in
+   * this last run; only then may the loop be closed. */
+  uv_run(&a.loop, UV_RUN_DEFAULT);
+  rc = uv_loop_close(&a.loop);
+  if (rc < 0) {
+    HP_ERROR(COMP, NULL, "event loop still busy at exit: %s", uv_strerror(rc));
+    exit_code = exit_code ? exit_code : 1;
+  } else if (!exit_code) {
+    HP_INFO(COMP, NULL, "stopped");
+  }
+  return exit_code;
+}

@@ -1,0 +1,49 @@
+/*
+ * server.h - the rendezvous service on one libuv loop: libwebsockets HTTP +
+ * WebSocket server (routes /healthz, /whoami, /metrics, /ws), per-connection
+ * signaling state, pairing through rooms.h, and the metrics.
+ *
+ * Lifecycle: create (listens at once) -> the caller runs the loop ->
+ * shutdown (stop accepting, close every WebSocket with 1001 "going away",
+ * destroy the lws context when they are gone or after a timeout, then call
+ * done) -> the loop runs dry -> destroy.
+ */
+#ifndef HP_RDV_SERVER_H
+#define HP_RDV_SERVER_H
+
+#include <stddef.h>
+#include <uv.h>
+
+typedef struct hp__rdv_opts {
+  const char *bind;         /* "0.0.0.0", "::", or one local address */
+  int port;                 /* 0: the kernel picks one (see hp__rdv_port) */
+  int trust_proxy;          /* take the client address from X-Forwarded-For */
+  int max_connections;      /* client TCP connections, HTTP and WebSocket */
+  size_t max_message_bytes; /* largest signaling message, reassembled */
+  double hello_timeout;     /* s for a new WebSocket to send hello */
+  double http_timeout;      /* s to send a complete HTTP request */
+  double ping_interval;     /* s of silence before the server pings */
+  double idle_timeout;      /* s of silence (no pong either) before hang-up */
+} hp__rdv_opts;
+
+typedef struct hp__rdv hp__rdv;
+
+/** Create the server on loop and start listening. Returns 0 or a negative
+ * errno (the reason is logged); *out is set only on success. */
+int hp__rdv_create(uv_loop_t *loop, const hp__rdv_opts *opts, hp__rdv **out);
+
+/** The TCP port the server listens on. */
+int hp__rdv_port(const hp__rdv *s);
+
+/**
+ * Begin a graceful shutdown: refuse new connections, send every WebSocket a
+ * close 1001, and destroy the lws context once they are all closed or after
+ * timeout seconds, whichever comes first; then call done(arg) from the loop.
+ * Further calls are ignored.
+ */
+void hp__rdv_shutdown(hp__rdv *s, double timeout, void (*done)(void *arg), void *arg);
+
+/** Free everything, once the loop has run dry after done. NULL is a no-op. */
+void hp__rdv_destroy(hp__rdv *s);
+
+#endif
