@@ -1,16 +1,32 @@
 #!/usr/bin/env bash
 # Install the Debian packages that build, test and run holepunch.
 # Idempotent: does nothing when everything is already installed.
+# Usage: scripts/deps.sh [--build-only]
+#   --build-only: only what scripts/build.sh needs with -DHP_BUILD_TESTS=OFF
+#   (the build stage of the container images, deploy/*.Dockerfile).
 set -euo pipefail
+
+build_only=0
+case "${1:-}" in
+  "") ;;
+  --build-only) build_only=1 ;;
+  *)
+    echo "usage: $0 [--build-only]" >&2
+    exit 2
+    ;;
+esac
 
 pkgs=(
   build-essential cmake pkg-config
   libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libjansson-dev libssl-dev
   libcurl4-openssl-dev ca-certificates
+)
+((build_only)) || pkgs+=(
   libcmocka-dev
   nftables iproute2 procps psmisc curl python3 python3-websockets python3-prometheus-client
   debootstrap
   shellcheck clang-format cppcheck
+  python3-yaml
 )
 if [[ "${HP_DEPS_EXTRA:-}" != "" ]]; then
   # shellcheck disable=SC2206
