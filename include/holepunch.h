@@ -20,12 +20,12 @@ extern "C" {
 
 /** Outcome of a punch; the values are the worker's exit codes. */
 typedef enum hp_status {
-  HP_STATUS_OK = 0,          /**< direct, authenticated connection */
-  HP_STATUS_CONFIG = 2,      /**< bad configuration */
-  HP_STATUS_RENDEZVOUS = 3,  /**< rendezvous unreachable, refused us, or broke the protocol */
-  HP_STATUS_NO_PEER = 4,     /**< no peer within ws_recv_timeout */
-  HP_STATUS_NO_DIRECT = 5,   /**< no direct connection within p2p_connect_timeout */
-  HP_STATUS_EXCHANGE = 6     /**< connected, but the message exchange failed (CLI only) */
+  HP_STATUS_OK = 0,         /**< direct, authenticated connection */
+  HP_STATUS_CONFIG = 2,     /**< bad configuration */
+  HP_STATUS_RENDEZVOUS = 3, /**< rendezvous unreachable, refused us, or broke the protocol */
+  HP_STATUS_NO_PEER = 4,    /**< no peer within ws_recv_timeout */
+  HP_STATUS_NO_DIRECT = 5,  /**< no direct connection within p2p_connect_timeout */
+  HP_STATUS_EXCHANGE = 6    /**< connected, but the message exchange failed (CLI only) */
 } hp_status;
 
 /** Settings of one punch. Initialise with hp_config_init(), then override. */
@@ -58,7 +58,13 @@ typedef void (*hp_done_cb)(hp_punch *p, hp_status status, void *data);
 int hp_punch_start(uv_loop_t *loop, const hp_config *cfg, hp_done_cb cb, void *data,
                    hp_punch **out);
 
-/** Take the connected socket (after HP_STATUS_OK); later calls return -1. */
+/**
+ * Take the connected socket (after HP_STATUS_OK): a TCP socket in blocking
+ * mode, owned by the caller from now on (close it). The handshake lines were
+ * read byte-exactly, so every byte the peer sent after them is still in the
+ * socket. Later calls, or calls before success, return -1. A socket not
+ * taken is closed by hp_punch_destroy.
+ */
 int hp_punch_take_fd(hp_punch *p);
 
 /** A short name of the current phase ("listening", "discovering", "signaling",
@@ -67,13 +73,13 @@ const char *hp_punch_state(const hp_punch *p);
 
 /** Information about the attempt; strings live as long as the handle. */
 typedef struct hp_info {
-  const char *own_id;       /**< our id in the room */
-  const char *peer_id;      /**< the peer's id ("" before pairing) */
-  const char *role;         /**< "a" or "b" ("" before pairing) */
-  const char *peer_addr;    /**< "ip:port" of the winning connection, or "" */
-  const char *mapped_addr;  /**< our public mapping as the rendezvous saw it, or "" */
-  const char *reason;       /**< why it failed, a sentence; "" on success */
-  double elapsed_ms;        /**< from receiving the peer to authentication */
+  const char *own_id;      /**< our id in the room */
+  const char *peer_id;     /**< the peer's id ("" before pairing) */
+  const char *role;        /**< "a" or "b" ("" before pairing) */
+  const char *peer_addr;   /**< "ip:port" of the winning connection, or "" */
+  const char *mapped_addr; /**< our public mapping as the rendezvous saw it, or "" */
+  const char *reason;      /**< why it failed, a sentence; "" on success */
+  double elapsed_ms;       /**< from receiving the peer to authentication */
 } hp_info;
 
 /** Fill info from p (valid until hp_punch_destroy). */
@@ -85,11 +91,12 @@ void hp_punch_destroy(hp_punch *p);
 
 /**
  * Blocking convenience: runs a private loop until the punch ends.
- * On HP_STATUS_OK *fd is the connected socket (the caller closes it).
- * info may be NULL; its strings are copied into the caller-sized buffers.
+ * On HP_STATUS_OK *fd is the connected socket (blocking mode; the caller
+ * closes it), otherwise -1. peer_id and reason may be NULL; when given they
+ * receive the peer's id and, on failure, a sentence saying why.
  */
-hp_status hp_connect(const hp_config *cfg, int *fd, char *peer_id, size_t peer_id_len,
-                     char *reason, size_t reason_len);
+hp_status hp_connect(const hp_config *cfg, int *fd, char *peer_id, size_t peer_id_len, char *reason,
+                     size_t reason_len);
 
 /** The library version, "MAJOR.MINOR.PATCH". */
 const char *hp_version(void);

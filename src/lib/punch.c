@@ -1,1 +1,799 @@
-/* placeholder: being written */
+/*
+ * punch.c - the punch engine (see punch.h).
+ *
+ * Timing design. All attempts leave from the same local port P, so for one
+ * candidate there can be only one socket at a time (same 4-tuple). A SYN
+ * that is refused or unreachable is retried after 20 ms, doubling to 500 ms.
+ * A SYN that gets no answer is abandoned after 250 ms (doubling to 2 s, so a
+ * path with a long round trip still gets through) and sent again at once on
+ * a fresh socket: closing a socket in SYN_SENT frees the 4-tuple at once and
+ * sends nothing, so the new SYN refreshes our NAT's state immediately
+ * instead of waiting for the kernel's 1 s retransmission. The usual way in is
+ * the simultaneous open: our SYN opened our NAT's mapping, the peer's SYN
+ * comes through it and meets our SYN_SENT socket (or, if that socket was
+ * just replaced, the listener on P). One timer serves every deadline.
+ */
+#include "punch.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "candidates.h"
+#include "log.h"
+#include "peerhello.h"
+
+#define RETRY_MIN_MS 20
+#define RETRY_MAX_MS 500
+#define SYN_MIN_MS 250
+#define SYN_MAX_MS 2000
+#define HELLO_DEFAULT_MS 3000
+#define INLOG_MAX 16
+#define WHY_MAX 96
+
+typedef enum conn_state {
+  C_CONNECTING, /* outbound SYN sent */
+  C_WAIT_HELLO, /* connected, waiting for the peer's hello */
+  C_WAIT_USE,   /* role b: authenticated, waiting for "use" */
+  C_SPARE,      /* role a: authenticated, but another one was nominated */
+  C_NOMINATING  /* role a: "use" being written */
+} conn_state;
+
+typedef struct conn {
+  uv_tcp_t tcp;
+  uv_connect_t creq;
+  uv_write_t wreq_hello, wreq_use;
+  hp__pe *pe;
+  struct conn *next, *prev;
+  int cand; /* index into pe->cands, -1 for inbound */
+  conn_state st;
+  uint64_t deadline; /* uv_now() ms: SYN timeout or handshake bound */
+  char addr[HP_ADDR_STRLEN];
+  char rbuf[HP_PEERHELLO_MAX];
+  size_t rlen;
+  char hello[HP_PEERHELLO_MAX];
+  char use[HP_PEERHELLO_MAX];
+} conn;
+
+typedef struct cand {
+  hp__cand c;
+  struct sockaddr_storage sa;
+  socklen_t salen;
+  const char *skip; /* why it is not tried, or NULL */
+  conn *cur;        /* the one socket towards it (connecting or connected) */
+  uint64_t next_at; /* next attempt when cur is NULL */
+  unsigned attempts;
+  unsigned retry_ms, syn_ms;
+  int last_err;           /* UV_E* of the last attempt, 0 = none */
+  char last_why[WHY_MAX]; /* handshake failure on a connection to it */
+} cand;
+
+struct hp__pe {
+  uv_loop_t *loop;
+  uv_tcp_t listener;
+  uv_timer_t timer;
+  int listener_open, timer_open;
+  int nhandles; /* open handles, embedded or in conns */
+  int port;
+  int started, punching, finished, destroyed, deferred;
+  hp__pe_params prm;
+  cand cands[HP_CANDS_MAX];
+  size_t ncands;
+  conn *conns;
+  conn *nominee;
+  uint64_t t_deadline;
+  uint64_t hr_start;
+  hp__pe_cb cb;
+  void *data;
+  int fd; /* the winner, owned until taken */
+  hp__pe_result res;
+  struct {
+    char addr[HP_ADDR_STRLEN];
+    char why[WHY_MAX];
+  } inlog[INLOG_MAX];
+  size_t ninlog;
+};
+
+static void reschedule(hp__pe *pe);
+static void start_read(conn *c);
+
+static const char *err_name(int err) {
+  switch (err) {
+  case 0:
+    return "none";
+  case UV_ETIMEDOUT:
+    return "timed out";
+  case UV_ECONNREFUSED:
+    return "refused";
+  case UV_EHOSTUNREACH:
+  case UV_ENETUNREACH:
+    return "unreachable";
+  case UV_ECONNRESET:
+    return "reset";
+  default:
+    return uv_strerror(err);
+  }
+}
+
+static unsigned umin(unsigned a, unsigned b) {
+  return a < b ? a : b;
+}
+
+static void maybe_free(hp__pe *pe) {
+  if (!pe->destroyed || pe->nhandles > 0)
+    return;
+  if (pe->fd >= 0)
+    close(pe->fd);
+  free(pe);
+}
+
+static void on_handle_closed(uv_handle_t *h) {
+  hp__pe *pe = h->data;
+  pe->nhandles--;
+  maybe_free(pe);
+}
+
+static void on_conn_closed(uv_handle_t *h) {
+  conn *c = h->data;
+  hp__pe *pe = c->pe;
+  free(c);
+  pe->nhandles--;
+  maybe_free(pe);
+}
+
+static void close_conn(conn *c) {
+  hp__pe *pe = c->pe;
+
+  if (c->prev)
+    c->prev->next = c->next;
+  else if (pe->conns == c)
+    pe->conns = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  c->next = c->prev = NULL;
+  if (c->cand >= 0 && pe->cands[c->cand].cur == c)
+    pe->cands[c->cand].cur = NULL;
+  if (pe->nominee == c)
+    pe->nominee = NULL;
+  if (!uv_is_closing((uv_handle_t *)&c->tcp))
+    uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+}
+
+static conn *new_conn(hp__pe *pe, int cand_idx) {
+  conn *c = calloc(1, sizeof *c);
+  if (!c)
+    return NULL;
+  c->pe = pe;
+  c->cand = cand_idx;
+  uv_tcp_init(pe->loop, &c->tcp);
+  c->tcp.data = c;
+  pe->nhandles++;
+  c->next = pe->conns;
+  if (pe->conns)
+    pe->conns->prev = c;
+  pe->conns = c;
+  return c;
+}
+
+static void close_all(hp__pe *pe) {
+  while (pe->conns)
+    close_conn(pe->conns);
+  if (pe->timer_open)
+    uv_timer_stop(&pe->timer);
+  if (pe->listener_open) {
+    pe->listener_open = 0;
+    uv_close((uv_handle_t *)&pe->listener, on_handle_closed);
+  }
+}
+
+static const char *dir_name(const conn *c) {
+  return c->cand < 0 ? "inbound" : "outbound";
+}
+
+/* A connection failed its handshake (or was closed during it). */
+static void reject(conn *c, const char *why) {
+  hp__pe *pe = c->pe;
+  const int authed = c->st == C_WAIT_USE || c->st == C_SPARE || c->st == C_NOMINATING;
+
+  if (authed) {
+    /* The peer closed a spare connection after nominating another one. */
+    HP_DEBUG("punch",
+             json_pack("{s:s, s:s, s:s}", "addr", c->addr, "direction", dir_name(c), "why", why),
+             "authenticated spare connection closed");
+  } else {
+    pe->res.rejected++;
+    HP_WARN("punch",
+            json_pack("{s:s, s:s, s:s}", "addr", c->addr, "direction", dir_name(c), "why", why),
+            "rejected %s connection %s: %s", dir_name(c), c->addr, why);
+  }
+  if (c->cand < 0) {
+    if (!authed && pe->ninlog < INLOG_MAX) {
+      snprintf(pe->inlog[pe->ninlog].addr, sizeof pe->inlog[0].addr, "%s", c->addr);
+      snprintf(pe->inlog[pe->ninlog].why, sizeof pe->inlog[0].why, "%s", why);
+      pe->ninlog++;
+    }
+  } else {
+    cand *k = &pe->cands[c->cand];
+    snprintf(k->last_why, sizeof k->last_why, "%s", why);
+    k->next_at = uv_now(pe->loop) + RETRY_MAX_MS;
+  }
+  close_conn(c);
+}
+
+static void finish(hp__pe *pe, conn *winner) {
+  pe->finished = 1;
+  pe->res.elapsed_ms = (double)(uv_hrtime() - pe->hr_start) / 1e6;
+  if (winner) {
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    uv_os_fd_t fd;
+
+    uv_read_stop((uv_stream_t *)&winner->tcp);
+    if (uv_tcp_getsockname(&winner->tcp, (struct sockaddr *)&ss, &len) == 0)
+      hp__addr_format((struct sockaddr *)&ss, pe->res.local_addr, sizeof pe->res.local_addr);
+    snprintf(pe->res.peer_addr, sizeof pe->res.peer_addr, "%s", winner->addr);
+    pe->res.direction = dir_name(winner);
+    /* libuv owns the handle's fd and closes it with the handle: hand out a
+     * duplicate, in blocking mode (O_NONBLOCK is shared, the original is
+     * about to be closed anyway). */
+    if (uv_fileno((uv_handle_t *)&winner->tcp, &fd) == 0) {
+      pe->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+      if (pe->fd >= 0) {
+        int fl = fcntl(pe->fd, F_GETFL);
+        if (fl >= 0)
+          fcntl(pe->fd, F_SETFL, fl & ~O_NONBLOCK);
+      }
+    }
+  }
+  close_all(pe);
+  if (winner && pe->fd < 0) {
+    HP_ERROR("punch", NULL, "cannot duplicate the winning socket: %s", strerror(errno));
+    pe->cb(pe, -EMFILE, pe->data);
+    return;
+  }
+  pe->cb(pe, winner ? 0 : -ETIMEDOUT, pe->data);
+}
+
+static int send_line(conn *c, uv_write_t *req, char *line, uv_write_cb cb) {
+  uv_buf_t b = uv_buf_init(line, (unsigned)strlen(line));
+  req->data = c;
+  return uv_write(req, (uv_stream_t *)&c->tcp, &b, 1, cb);
+}
+
+static void on_use_written(uv_write_t *req, int status) {
+  conn *c = req->data;
+  hp__pe *pe = c->pe;
+
+  if (status == UV_ECANCELED || pe->finished)
+    return;
+  if (status < 0) {
+    reject(c, "writing the nomination failed");
+    /* Nominate another authenticated connection, if there is one. */
+    for (conn *o = pe->conns; o; o = o->next) {
+      if (o->st == C_SPARE) {
+        o->st = C_NOMINATING;
+        pe->nominee = o;
+        if (send_line(o, &o->wreq_use, o->use, on_use_written) < 0)
+          reject(o, "writing the nomination failed");
+        break;
+      }
+    }
+    reschedule(pe);
+    return;
+  }
+  finish(pe, c);
+}
+
+static void on_hello_written(uv_write_t *req, int status) {
+  conn *c = req->data;
+  if (status == UV_ECANCELED || c->pe->finished || status >= 0)
+    return;
+  reject(c, "writing our hello failed");
+  reschedule(c->pe);
+}
+
+static void authenticated(conn *c) {
+  hp__pe *pe = c->pe;
+
+  HP_DEBUG("punch", json_pack("{s:s, s:s}", "addr", c->addr, "direction", dir_name(c)),
+           "peer hello verified on %s connection %s", dir_name(c), c->addr);
+  /* An inbound connection answers only now: the session never goes to a
+   * stranger who connected to our port. */
+  if (c->cand < 0 && send_line(c, &c->wreq_hello, c->hello, on_hello_written) < 0) {
+    reject(c, "writing our hello failed");
+    return;
+  }
+  if (pe->prm.role == 'b') {
+    c->st = C_WAIT_USE;
+    c->deadline = uv_now(pe->loop) + pe->prm.hello_ms;
+    return;
+  }
+  uv_read_stop((uv_stream_t *)&c->tcp);
+  if (pe->nominee) {
+    c->st = C_SPARE;
+    return;
+  }
+  c->st = C_NOMINATING;
+  pe->nominee = c;
+  if (send_line(c, &c->wreq_use, c->use, on_use_written) < 0)
+    reject(c, "writing the nomination failed");
+}
+
+static void process(conn *c) {
+  hp__pe *pe = c->pe;
+  size_t consumed = 0;
+  const char *why = NULL;
+  hp__peerhello_verdict v =
+      hp__peerhello_check(c->rbuf, c->rlen, pe->prm.session, pe->prm.peer_id, &consumed, &why);
+
+  switch (v) {
+  case HP_PH_NEED_MORE:
+    return;
+  case HP_PH_BAD:
+    reject(c, why ? why : "not a valid peer hello");
+    return;
+  case HP_PH_OK:
+    c->rlen = 0;
+    if (c->st != C_WAIT_HELLO) {
+      reject(c, "hello repeated");
+      return;
+    }
+    authenticated(c);
+    return;
+  case HP_PH_USE:
+    c->rlen = 0;
+    if (c->st != C_WAIT_USE || pe->prm.role != 'b') {
+      reject(c, "nomination before hello, or sent to role a");
+      return;
+    }
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    finish(pe, c);
+    return;
+  }
+}
+
+/* One byte at a time: nothing after the last handshake line is consumed. */
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  conn *c = h->data;
+  (void)suggested;
+  if (c->rlen >= sizeof c->rbuf) {
+    *buf = uv_buf_init(NULL, 0);
+    return;
+  }
+  *buf = uv_buf_init(c->rbuf + c->rlen, 1);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  conn *c = s->data;
+  hp__pe *pe = c->pe;
+  (void)buf;
+
+  if (pe->finished || nread == 0)
+    return;
+  if (nread < 0 && c->cand >= 0 && c->st == C_WAIT_HELLO && c->rlen == 0) {
+    /* Closed or reset before a single byte: like a refused connect (often
+     * the peer finishing on another connection), not a bad handshake. */
+    cand *k = &pe->cands[c->cand];
+    k->last_err = nread == UV_EOF ? UV_ECONNRESET : (int)nread;
+    HP_DEBUG("punch", json_pack("{s:s}", "addr", c->addr),
+             "connection to %s closed before any byte: %s", c->addr, err_name(k->last_err));
+    close_conn(c);
+    k->next_at = uv_now(pe->loop) + k->retry_ms;
+    k->retry_ms = umin(k->retry_ms * 2, RETRY_MAX_MS);
+    reschedule(pe);
+    return;
+  }
+  if (nread < 0) {
+    reject(c, nread == UV_EOF       ? "closed by the other side during the handshake"
+              : nread == UV_ENOBUFS ? "handshake line too long"
+                                    : uv_strerror((int)nread));
+    reschedule(pe);
+    return;
+  }
+  c->rlen += (size_t)nread;
+  process(c);
+  if (!pe->finished)
+    reschedule(pe);
+}
+
+static void start_read(conn *c) {
+  c->st = C_WAIT_HELLO;
+  c->deadline = uv_now(c->pe->loop) + c->pe->prm.hello_ms;
+  if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0)
+    reject(c, "cannot read");
+}
+
+static void on_connect(uv_connect_t *req, int status) {
+  conn *c = req->data;
+  hp__pe *pe = c->pe;
+  cand *k;
+
+  if (status == UV_ECANCELED || pe->finished)
+    return;
+  k = &pe->cands[c->cand];
+  if (status < 0) {
+    k->last_err = status;
+    HP_DEBUG("punch", json_pack("{s:s, s:i}", "addr", k->c.addr, "attempt", k->attempts),
+             "connect to %s: %s", k->c.addr, err_name(status));
+    close_conn(c);
+    k->next_at = uv_now(pe->loop) + k->retry_ms;
+    k->retry_ms = umin(k->retry_ms * 2, RETRY_MAX_MS);
+    reschedule(pe);
+    return;
+  }
+  {
+    /* Peers in LANs with the same addressing: their host candidate can be
+     * our own address and port, and the connect a TCP self-connect. */
+    struct sockaddr_storage me, them;
+    int lm = sizeof me, lt = sizeof them;
+    char a1[HP_ADDR_STRLEN] = "", a2[HP_ADDR_STRLEN] = "";
+    if (uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&me, &lm) == 0 &&
+        uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&them, &lt) == 0 &&
+        hp__addr_format((struct sockaddr *)&me, a1, sizeof a1) > 0 &&
+        hp__addr_format((struct sockaddr *)&them, a2, sizeof a2) > 0 && strcmp(a1, a2) == 0) {
+      k->skip = "it is our own address (self-connect)";
+      HP_INFO("punch", json_pack("{s:s}", "addr", k->c.addr),
+              "peer candidate %s is our own address and port: skipped", k->c.addr);
+      close_conn(c);
+      reschedule(pe);
+      return;
+    }
+  }
+  HP_DEBUG("punch", json_pack("{s:s, s:i}", "addr", k->c.addr, "attempt", k->attempts),
+           "connected to %s %s", hp__cand_kind_name(k->c.kind), k->c.addr);
+  k->last_err = 0;
+  if (send_line(c, &c->wreq_hello, c->hello, on_hello_written) < 0) {
+    reject(c, "writing our hello failed");
+    reschedule(pe);
+    return;
+  }
+  start_read(c);
+  reschedule(pe);
+}
+
+/* A socket bound to P: SO_REUSEADDR + SO_REUSEPORT before bind, next to the
+ * listener. Returns the fd or -errno. */
+static int bound_socket(int port) {
+  struct sockaddr_in sin;
+  int one = 1;
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+  if (fd < 0)
+    return -errno;
+  memset(&sin, 0, sizeof sin);
+  sin.sin_family = AF_INET;
+  sin.sin_port = htons((uint16_t)port);
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0 ||
+      bind(fd, (struct sockaddr *)&sin, sizeof sin) < 0) {
+    int err = -errno;
+    close(fd);
+    return err;
+  }
+  return fd;
+}
+
+static void start_attempt(hp__pe *pe, int idx) {
+  cand *k = &pe->cands[idx];
+  uint64_t now = uv_now(pe->loop);
+  conn *c;
+  int fd, r;
+
+  k->attempts++;
+  pe->res.attempts++;
+  fd = bound_socket(pe->port);
+  if (fd < 0) {
+    r = fd;
+    goto fail;
+  }
+  c = new_conn(pe, idx);
+  if (!c) {
+    close(fd);
+    r = UV_ENOMEM;
+    goto fail;
+  }
+  snprintf(c->addr, sizeof c->addr, "%s", k->c.addr);
+  hp__peerhello_format(c->hello, sizeof c->hello, pe->prm.session, pe->prm.own_id);
+  hp__peerhello_format_use(c->use, sizeof c->use, pe->prm.session);
+  r = uv_tcp_open(&c->tcp, fd);
+  if (r < 0) {
+    close(fd);
+    close_conn(c);
+    goto fail;
+  }
+  /* fd belongs to the handle now. */
+  c->creq.data = c;
+  r = uv_tcp_connect(&c->creq, &c->tcp, (struct sockaddr *)&k->sa, on_connect);
+  if (r < 0) {
+    close_conn(c);
+    goto fail;
+  }
+  c->st = C_CONNECTING;
+  c->deadline = now + k->syn_ms;
+  k->cur = c;
+  return;
+fail:
+  /* e.g. EADDRNOTAVAIL: the 4-tuple is still in use by an older socket. */
+  k->last_err = r;
+  k->next_at = now + k->retry_ms;
+  k->retry_ms = umin(k->retry_ms * 2, RETRY_MAX_MS);
+  HP_DEBUG("punch", json_pack("{s:s}", "addr", k->c.addr), "attempt to %s failed at once: %s%s",
+           k->c.addr, uv_strerror(r),
+           r == UV_EADDRNOTAVAIL ? " (a connection with this 4-tuple exists, e.g. the peer's)"
+                                 : "");
+}
+
+static void give_up(hp__pe *pe) {
+  /* Remember what the SYNs still in flight were doing. */
+  for (conn *c = pe->conns; c; c = c->next)
+    if (c->st == C_CONNECTING && pe->cands[c->cand].last_err == 0)
+      pe->cands[c->cand].last_err = UV_ETIMEDOUT;
+  finish(pe, NULL);
+}
+
+static void on_timer(uv_timer_t *t) {
+  hp__pe *pe = t->data;
+  uint64_t now = uv_now(pe->loop);
+  conn *c, *next;
+
+  if (pe->finished)
+    return;
+  if (!pe->punching) {
+    pe->punching = 1;
+    pe->hr_start = uv_hrtime();
+    pe->t_deadline = now + (uint64_t)(pe->prm.timeout_s * 1000.0);
+    HP_DEBUG("punch", NULL, "first SYNs now");
+  }
+  if (now >= pe->t_deadline) {
+    give_up(pe);
+    return;
+  }
+  for (c = pe->conns; c; c = next) {
+    next = c->next;
+    if (c->deadline == 0 || now < c->deadline || c->st == C_SPARE || c->st == C_NOMINATING)
+      continue;
+    if (c->st == C_CONNECTING) {
+      cand *k = &pe->cands[c->cand];
+      /* No answer to this SYN: a fresh socket sends a new one at once. */
+      k->last_err = UV_ETIMEDOUT;
+      k->syn_ms = umin(k->syn_ms * 2, SYN_MAX_MS);
+      k->next_at = now;
+      close_conn(c);
+    } else {
+      reject(c, "handshake not complete in time");
+    }
+  }
+  for (size_t i = 0; i < pe->ncands; i++) {
+    cand *k = &pe->cands[i];
+    if (!k->skip && !k->cur && k->next_at <= now)
+      start_attempt(pe, (int)i);
+  }
+  reschedule(pe);
+}
+
+static void reschedule(hp__pe *pe) {
+  uint64_t now, next;
+
+  if (pe->finished || !pe->punching)
+    return;
+  now = uv_now(pe->loop);
+  next = pe->t_deadline;
+  for (size_t i = 0; i < pe->ncands; i++) {
+    cand *k = &pe->cands[i];
+    if (!k->skip && !k->cur && k->next_at < next)
+      next = k->next_at;
+  }
+  for (conn *c = pe->conns; c; c = c->next)
+    if (c->deadline && c->st != C_SPARE && c->st != C_NOMINATING && c->deadline < next)
+      next = c->deadline;
+  uv_timer_start(&pe->timer, on_timer, next > now ? next - now : 0, 0);
+}
+
+static void on_connection(uv_stream_t *server, int status) {
+  hp__pe *pe = server->data;
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  conn *c;
+
+  if (status < 0) {
+    HP_WARN("punch", NULL, "accept on port %d failed: %s", pe->port, uv_strerror(status));
+    return;
+  }
+  if (!pe->started) {
+    /* Not accepted yet: libuv keeps it and stops watching the listener
+     * until hp__pe_start accepts it; later ones wait in the backlog. */
+    pe->deferred = 1;
+    return;
+  }
+  c = new_conn(pe, -1);
+  if (!c)
+    return;
+  if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
+    close_conn(c);
+    return;
+  }
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) < 0 ||
+      hp__addr_format((struct sockaddr *)&ss, c->addr, sizeof c->addr) < 0)
+    snprintf(c->addr, sizeof c->addr, "?");
+  pe->res.inbound_seen++;
+  if (pe->finished) {
+    close_conn(c);
+    return;
+  }
+  hp__peerhello_format(c->hello, sizeof c->hello, pe->prm.session, pe->prm.own_id);
+  hp__peerhello_format_use(c->use, sizeof c->use, pe->prm.session);
+  HP_DEBUG("punch", json_pack("{s:s}", "addr", c->addr), "inbound connection from %s", c->addr);
+  start_read(c);
+  reschedule(pe);
+}
+
+int hp__pe_create(uv_loop_t *loop, int port, hp__pe **out) {
+  hp__pe *pe;
+  struct sockaddr_in sin;
+  socklen_t sl = sizeof sin;
+  int fd = -1, r;
+
+  if (port < 0 || port > 65535)
+    return -EINVAL;
+  if (port > 0) {
+    /* SO_REUSEPORT would let us share the port with another listener of
+     * the same user, which would steal half of our connections. A probe
+     * bound without it fails if anything listens on the port. */
+    int one = 1;
+    int probe = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (probe < 0)
+      return -errno;
+    memset(&sin, 0, sizeof sin);
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons((uint16_t)port);
+    setsockopt(probe, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    r = bind(probe, (struct sockaddr *)&sin, sizeof sin) < 0 ? -errno : 0;
+    close(probe);
+    if (r < 0)
+      return r;
+  }
+  fd = bound_socket(port);
+  if (fd < 0)
+    return fd;
+  if (listen(fd, 128) < 0 || getsockname(fd, (struct sockaddr *)&sin, &sl) < 0) {
+    r = -errno;
+    close(fd);
+    return r;
+  }
+  pe = calloc(1, sizeof *pe);
+  if (!pe) {
+    close(fd);
+    return -ENOMEM;
+  }
+  pe->loop = loop;
+  pe->fd = -1;
+  pe->port = ntohs(sin.sin_port);
+  pe->res.direction = "";
+  uv_tcp_init(loop, &pe->listener);
+  pe->listener.data = pe;
+  pe->listener_open = 1;
+  pe->nhandles++;
+  uv_timer_init(loop, &pe->timer);
+  pe->timer.data = pe;
+  pe->timer_open = 1;
+  pe->nhandles++;
+  r = uv_tcp_open(&pe->listener, fd);
+  if (r < 0)
+    close(fd);
+  else
+    r = uv_listen((uv_stream_t *)&pe->listener, 128, on_connection);
+  if (r < 0) {
+    hp__pe_destroy(pe);
+    return r;
+  }
+  *out = pe;
+  return 0;
+}
+
+int hp__pe_port(const hp__pe *pe) {
+  return pe->port;
+}
+
+int hp__pe_start(hp__pe *pe, const hp__pe_params *prm, hp__pe_cb cb, void *data) {
+  if (pe->started || pe->finished)
+    return -EALREADY;
+  if ((prm->role != 'a' && prm->role != 'b') || !*prm->session || !*prm->own_id || !*prm->peer_id ||
+      prm->cands.n > HP_CANDS_MAX || prm->timeout_s <= 0 || prm->start_in_ms < 0 ||
+      prm->start_in_ms > 60000)
+    return -EINVAL;
+  {
+    char tmp[HP_PEERHELLO_MAX];
+    if (hp__peerhello_format(tmp, sizeof tmp, prm->session, prm->own_id) < 0 ||
+        !hp__wire_valid_name(prm->peer_id, strlen(prm->peer_id)))
+      return -EINVAL;
+  }
+  pe->prm = *prm;
+  if (pe->prm.hello_ms == 0)
+    pe->prm.hello_ms = HELLO_DEFAULT_MS;
+  pe->cb = cb;
+  pe->data = data;
+  pe->ncands = prm->cands.n;
+  for (size_t i = 0; i < pe->ncands; i++) {
+    cand *k = &pe->cands[i];
+    memset(k, 0, sizeof *k);
+    k->c = prm->cands.c[i];
+    k->retry_ms = RETRY_MIN_MS;
+    k->syn_ms = SYN_MIN_MS;
+    if (hp__addr_parse(k->c.addr, strlen(k->c.addr), &k->sa, &k->salen) < 0)
+      k->skip = "not a valid address";
+    else if (k->sa.ss_family != AF_INET)
+      k->skip = "IPv6 is not supported (the punch port is IPv4)";
+    if (k->skip)
+      HP_WARN("punch", json_pack("{s:s, s:s}", "addr", k->c.addr, "why", k->skip),
+              "peer candidate %s skipped: %s", k->c.addr, k->skip);
+  }
+  pe->started = 1;
+  uv_timer_start(&pe->timer, on_timer, (uint64_t)prm->start_in_ms, 0);
+  if (pe->deferred) {
+    pe->deferred = 0;
+    on_connection((uv_stream_t *)&pe->listener, 0);
+  }
+  return 0;
+}
+
+int hp__pe_take_fd(hp__pe *pe) {
+  int fd = pe->fd;
+  pe->fd = -1; /* the caller owns it now */
+  return fd;
+}
+
+void hp__pe_get_result(const hp__pe *pe, hp__pe_result *r) {
+  *r = pe->res;
+}
+
+json_t *hp__pe_report(const hp__pe *pe, char *text, size_t textlen) {
+  json_t *cands = json_array(), *inb = json_array();
+  size_t off = 0;
+
+  if (textlen)
+    text[0] = '\0';
+  for (size_t i = 0; i < pe->ncands; i++) {
+    const cand *k = &pe->cands[i];
+    const char *last = k->skip ? k->skip : err_name(k->last_err);
+    json_t *o = json_pack("{s:s, s:s, s:i, s:s}", "kind", hp__cand_kind_name(k->c.kind), "addr",
+                          k->c.addr, "attempts", (int)k->attempts, "last_error", last);
+    if (o && *k->last_why)
+      json_object_set_new(o, "handshake", json_string(k->last_why));
+    json_array_append_new(cands, o);
+    if (off < textlen) {
+      int w = snprintf(text + off, textlen - off, "%s%s %s: %u attempts, last %s%s%s",
+                       i ? "; " : "", hp__cand_kind_name(k->c.kind), k->c.addr, k->attempts, last,
+                       *k->last_why ? ", handshake: " : "", k->last_why);
+      off += w > 0 ? (size_t)w : 0;
+    }
+  }
+  if (pe->ncands == 0 && textlen)
+    snprintf(text, textlen, "no usable peer candidates");
+  for (size_t i = 0; i < pe->ninlog; i++)
+    json_array_append_new(
+        inb, json_pack("{s:s, s:s}", "addr", pe->inlog[i].addr, "why", pe->inlog[i].why));
+  return json_pack("{s:o, s:o, s:i, s:i}", "candidates", cands, "inbound", inb, "inbound_seen",
+                   (int)pe->res.inbound_seen, "rejected", (int)pe->res.rejected);
+}
+
+void hp__pe_destroy(hp__pe *pe) {
+  if (!pe || pe->destroyed)
+    return;
+  pe->destroyed = 1;
+  pe->finished = 1; /* no callback any more */
+  close_all(pe);
+  if (pe->timer_open) {
+    pe->timer_open = 0;
+    uv_close((uv_handle_t *)&pe->timer, on_handle_closed);
+  }
+  if (pe->fd >= 0) {
+    close(pe->fd);
+    pe->fd = -1;
+  }
+  maybe_free(pe);
+}

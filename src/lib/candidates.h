@@ -1,0 +1,39 @@
+/*
+ * candidates.h - our own candidate list for the hello message: the server
+ * reflexive address (the NAT mapping seen by /whoami) first, then the host's
+ * own addresses with the punch port.
+ *
+ * Only IPv4 is offered: the listener and the punch sockets are IPv4
+ * (0.0.0.0:P), so an IPv6 candidate could never be answered.
+ */
+#ifndef HP_CANDIDATES_H
+#define HP_CANDIDATES_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+
+#include "wire.h"
+
+/*
+ * Pure part, no I/O. Build the list from srflx ("ip:port", or NULL/"" when
+ * unknown) and the interface addresses ips[0..n) (ports ignored), each host
+ * candidate getting port. Rules: srflx first; loopback, unspecified,
+ * link-local and non-IPv4 addresses are skipped; no duplicates; a srflx
+ * equal to a host candidate is listed once, as host, in first position; at
+ * most HP_CANDS_MAX entries. Returns the count, or -EINVAL for a bad srflx
+ * or port.
+ */
+int hp__cands_build(const char *srflx, const struct sockaddr_storage *ips, size_t n, int port,
+                    hp__cands *out);
+
+/* The same over getifaddrs() (interfaces that are up). Returns the count or
+ * -errno. */
+int hp__cands_gather(const char *srflx, int port, hp__cands *out);
+
+/* "host 10.0.0.2:8082, srflx 198.51.100.2:40000" into buf (always NUL-terminated). */
+void hp__cands_describe(const hp__cands *c, char *buf, size_t buflen);
+
+/* "host" / "srflx". */
+const char *hp__cand_kind_name(hp__cand_kind kind);
+
+#endif

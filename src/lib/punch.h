@@ -1,0 +1,83 @@
+/*
+ * punch.h - the punch engine: from one local port P, connect to every peer
+ * candidate at once while accepting on P, authenticate each connection with
+ * the peer hello (peerhello.h) and nominate one.
+ *
+ * It knows nothing of the rendezvous: it is given the session, ids, role and
+ * the peer's candidates, so it can be tested on loopback alone.
+ *
+ * Byte-exact handshake: the engine reads a connection one byte at a time
+ * and stops reading right after the last handshake line (the peer's hello
+ * for role "a", the "use" line for role "b"). Nothing the peer sends after
+ * the handshake is ever consumed: it stays in the socket for whoever takes
+ * the fd.
+ */
+#ifndef HP_PUNCH_H
+#define HP_PUNCH_H
+
+#include <jansson.h>
+#include <uv.h>
+
+#include "addr.h"
+#include "wire.h"
+
+typedef struct hp__pe hp__pe;
+
+typedef struct hp__pe_params {
+  char session[HP_SESSION_HEX + 1];
+  char own_id[HP_ID_MAX + 1];
+  char peer_id[HP_ID_MAX + 1];
+  char role;         /* 'a' nominates, 'b' follows */
+  hp__cands cands;   /* the peer's candidates */
+  long start_in_ms;  /* delay before the first SYN (0..60000) */
+  double timeout_s;  /* punching gives up after this (from the first SYN) */
+  unsigned hello_ms; /* bound for a connection's handshake; 0 means 3000 */
+} hp__pe_params;
+
+/* ok is 0 on success, -ETIMEDOUT when punching gave up. */
+typedef void (*hp__pe_cb)(hp__pe *pe, int ok, void *data);
+
+/*
+ * Open the listener on 0.0.0.0:port (SO_REUSEADDR + SO_REUSEPORT set before
+ * bind; port 0 picks one). Connections arriving before hp__pe_start wait in
+ * the backlog. Returns 0, -EADDRINUSE when another socket listens on the
+ * port, or -errno.
+ */
+int hp__pe_create(uv_loop_t *loop, int port, hp__pe **out);
+
+/* The bound port. */
+int hp__pe_port(const hp__pe *pe);
+
+/* Start punching. cb fires exactly once later (unless destroyed first).
+ * Returns 0 or -EINVAL (bad params) / -EALREADY. */
+int hp__pe_start(hp__pe *pe, const hp__pe_params *prm, hp__pe_cb cb, void *data);
+
+/* After success: the connected socket in blocking mode, owned by the caller
+ * from now on. Later calls (or before success) return -1. */
+int hp__pe_take_fd(hp__pe *pe);
+
+typedef struct hp__pe_result {
+  char local_addr[HP_ADDR_STRLEN]; /* of the winning connection */
+  char peer_addr[HP_ADDR_STRLEN];
+  const char *direction; /* "outbound", "inbound", or "" */
+  double elapsed_ms;     /* from the first SYN to nomination */
+  unsigned attempts;     /* connect() calls over all candidates */
+  unsigned inbound_seen;
+  unsigned rejected; /* connections closed for a bad handshake */
+} hp__pe_result;
+
+void hp__pe_get_result(const hp__pe *pe, hp__pe_result *r);
+
+/*
+ * What punching saw, for the give-up summary: a new JSON object
+ * {"candidates":[{"kind","addr","attempts","last_error"}],
+ *  "inbound":[{"addr","why"}], "inbound_seen":N}, and a one-line text
+ * version in text (always NUL-terminated).
+ */
+json_t *hp__pe_report(const hp__pe *pe, char *text, size_t textlen);
+
+/* Stop (no callback) and free once the handles are closed; closes an fd not
+ * taken. May be called from the callback. NULL is a no-op. */
+void hp__pe_destroy(hp__pe *pe);
+
+#endif

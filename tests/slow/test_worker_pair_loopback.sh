@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Two `holepunch` workers meet through `holepunch-rendezvous` on 127.0.0.1,
+# punch, authenticate and exchange their greetings. Loopback only, bounded.
+# Asserts: both exit 0, each prints exactly the other's greeting, each logs
+# "direct connection established" with a numeric elapsed_ms, the rendezvous
+# got two result{direct} messages, and the health server answered meanwhile.
+set -euo pipefail
+B=${HP_BUILD_DIR:?HP_BUILD_DIR not set}
+tmp=$(mktemp -d "/tmp/hp-pair-$$-XXXX")
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; for f in "$tmp"/*.log; do echo "--- $f" >&2; cat "$f" >&2; done; exit 1; }
+
+free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+"$B/holepunch-rendezvous" --port 0 --bind 127.0.0.1 --log-format json >"$tmp/rdv.log" 2>&1 &
+pids+=($!)
+rport=""
+for _ in $(seq 100); do
+  rport=$(grep -o '"port":[0-9]*' "$tmp/rdv.log" | head -1 | cut -d: -f2 || true)
+  [[ -n "$rport" ]] && break
+  sleep 0.05
+done
+[[ -n "$rport" ]] || fail "rendezvous did not log its port"
+
+export RENDEZVOUS_SERVICE_URL=http://127.0.0.1:$rport ROOM=pair$$ LOG_FORMAT=json
+pa=$(free_port); pb=$(free_port); ha=$(free_port)
+timeout 60 "$B/holepunch" --internal-tcp-port "$pa" --port "$ha" --worker-id alice \
+  >"$tmp/a.out" 2>"$tmp/a.log" &
+a=$!
+# alice waits for a peer: her health server must say so.
+health=""
+for _ in $(seq 100); do
+  health=$(curl -s "http://127.0.0.1:$ha/healthz" || true)
+  [[ "$health" == *'"state":"waiting_peer"'* ]] && break
+  sleep 0.05
+done
+[[ "$health" == *'"status":"ok"'* && "$health" == *'"id":"alice"'* ]] || fail "health: $health"
+timeout 60 "$B/holepunch" --internal-tcp-port "$pb" --port 0 --worker-id bob \
+  >"$tmp/b.out" 2>"$tmp/b.log" &
+b=$!
+ra=0; rb=0
+wait "$a" || ra=$?
+wait "$b" || rb=$?
+[[ $ra -eq 0 && $rb -eq 0 ]] || fail "exit codes alice=$ra bob=$rb"
+[[ "$(cat "$tmp/a.out")" == "peer bob says: hello from bob in room pair$$" ]] || fail "alice printed: $(cat "$tmp/a.out")"
+[[ "$(cat "$tmp/b.out")" == "peer alice says: hello from alice in room pair$$" ]] || fail "bob printed: $(cat "$tmp/b.out")"
+for w in a b; do
+  line=$(grep '"message":"direct connection established"' "$tmp/$w.log") || fail "$w: no success log"
+  ms=$(/usr/bin/python3 -c 'import json,sys; print(json.loads(sys.argv[1])["elapsed_ms"])' "$line")
+  echo "worker $w: elapsed_ms=$ms"
+done
+n=$(grep -c '"status":"direct"' "$tmp/rdv.log" || true)
+[[ $n -eq 2 ]] || fail "rendezvous saw $n direct results, want 2"
+echo "PASS"

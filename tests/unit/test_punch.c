@@ -1,0 +1,383 @@
+/*
+ * test_punch.c - the punch engine on loopback: two engines find each other
+ * and agree on one authenticated connection; strangers are rejected and
+ * never learn the session; bytes after the handshake stay in the socket;
+ * giving up reports what was tried. Every loop ends with uv_loop_close()==0.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "addr.h"
+#include "punch.h"
+
+#define SESSION "0123456789abcdef0123456789abcdef"
+#define SAFETY_MS 15000
+
+typedef struct side {
+  hp__pe *pe;
+  int done, ok, fd;
+  hp__pe_result res;
+  json_t *report;
+} side;
+
+static void on_done(hp__pe *pe, int ok, void *data) {
+  side *s = data;
+  s->done++;
+  s->ok = ok;
+  hp__pe_get_result(pe, &s->res);
+  s->report = hp__pe_report(pe, NULL, 0);
+  s->fd = hp__pe_take_fd(pe);
+  assert_int_equal(hp__pe_take_fd(pe), -1); /* ownership moved once */
+  hp__pe_destroy(pe);                       /* allowed from the callback */
+  s->pe = NULL;
+}
+
+static void on_safety(uv_timer_t *t) {
+  (void)t;
+  fail_msg("loop did not finish within %d ms", SAFETY_MS);
+}
+
+static void params(hp__pe_params *p, char role, const char *own, const char *peer, int peer_port) {
+  memset(p, 0, sizeof *p);
+  snprintf(p->session, sizeof p->session, "%s", SESSION);
+  snprintf(p->own_id, sizeof p->own_id, "%s", own);
+  snprintf(p->peer_id, sizeof p->peer_id, "%s", peer);
+  p->role = role;
+  p->timeout_s = 10;
+  if (peer_port > 0) {
+    p->cands.n = 1;
+    p->cands.c[0].kind = HP_CAND_HOST;
+    snprintf(p->cands.c[0].addr, sizeof p->cands.c[0].addr, "127.0.0.1:%d", peer_port);
+  }
+}
+
+/* A plain blocking client socket to 127.0.0.1:port (the kernel completes
+ * the handshake from the backlog even before the engine accepts). */
+static int dial(int port) {
+  struct sockaddr_in sin;
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  assert_true(fd >= 0);
+  memset(&sin, 0, sizeof sin);
+  sin.sin_family = AF_INET;
+  sin.sin_port = htons((uint16_t)port);
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof sin), 0);
+  return fd;
+}
+
+static void send_str(int fd, const char *s) {
+  assert_int_equal(send(fd, s, strlen(s), 0), (ssize_t)strlen(s));
+}
+
+/* Read what is there within ms (bounded); returns bytes read, 0 on EOF. */
+static ssize_t read_some(int fd, char *buf, size_t cap, int ms) {
+  struct pollfd pfd = {fd, POLLIN, 0};
+  ssize_t n;
+  if (poll(&pfd, 1, ms) <= 0)
+    return -1;
+  n = recv(fd, buf, cap - 1, 0);
+  if (n >= 0)
+    buf[n] = '\0';
+  return n;
+}
+
+static void addr_of(int fd, int peer, char *buf) {
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+  assert_int_equal(peer ? getpeername(fd, (struct sockaddr *)&ss, &sl)
+                        : getsockname(fd, (struct sockaddr *)&ss, &sl),
+                   0);
+  assert_true(hp__addr_format((struct sockaddr *)&ss, buf, HP_ADDR_STRLEN) > 0);
+}
+
+/* Both fds are the two ends of one connection, and it carries data. */
+static void assert_same_connection(side *a, side *b) {
+  char la[HP_ADDR_STRLEN], pa[HP_ADDR_STRLEN], lb[HP_ADDR_STRLEN], pb[HP_ADDR_STRLEN];
+  char buf[64];
+
+  assert_true(a->fd >= 0 && b->fd >= 0);
+  addr_of(a->fd, 0, la);
+  addr_of(a->fd, 1, pa);
+  addr_of(b->fd, 0, lb);
+  addr_of(b->fd, 1, pb);
+  assert_string_equal(la, pb);
+  assert_string_equal(pa, lb);
+  assert_string_equal(a->res.local_addr, la);
+  assert_string_equal(a->res.peer_addr, pa);
+  assert_string_equal(b->res.local_addr, lb);
+  assert_string_equal(b->res.peer_addr, pb);
+  send_str(a->fd, "ping\n");
+  assert_int_equal(read_some(b->fd, buf, sizeof buf, 2000), 5);
+  assert_string_equal(buf, "ping\n");
+}
+
+static void finish_loop(uv_loop_t *loop, uv_timer_t *safety) {
+  uv_close((uv_handle_t *)safety, NULL);
+  uv_run(loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(loop), 0);
+}
+
+static void test_two_engines(void **state) {
+  uv_loop_t loop;
+  uv_timer_t safety;
+  side a = {.fd = -1}, b = {.fd = -1};
+  hp__pe_params pa, pb;
+  (void)state;
+
+  assert_int_equal(uv_loop_init(&loop), 0);
+  uv_timer_init(&loop, &safety);
+  uv_timer_start(&safety, on_safety, SAFETY_MS, 0);
+  assert_int_equal(hp__pe_create(&loop, 0, &a.pe), 0);
+  assert_int_equal(hp__pe_create(&loop, 0, &b.pe), 0);
+  assert_int_not_equal(hp__pe_port(a.pe), hp__pe_port(b.pe));
+  params(&pa, 'a', "alice", "bob", hp__pe_port(b.pe));
+  params(&pb, 'b', "bob", "alice", hp__pe_port(a.pe));
+  assert_int_equal(hp__pe_start(a.pe, &pa, on_done, &a), 0);
+  assert_int_equal(hp__pe_start(b.pe, &pb, on_done, &b), 0);
+  assert_int_equal(hp__pe_start(b.pe, &pb, on_done, &b), -EALREADY);
+  while (!(a.done && b.done))
+    uv_run(&loop, UV_RUN_ONCE);
+  assert_int_equal(a.done, 1);
+  assert_int_equal(b.done, 1);
+  assert_int_equal(a.ok, 0);
+  assert_int_equal(b.ok, 0);
+  assert_same_connection(&a, &b);
+  assert_int_equal(a.res.rejected, 0);
+  close(a.fd);
+  close(b.fd);
+  json_decref(a.report);
+  json_decref(b.report);
+  finish_loop(&loop, &safety);
+}
+
+/* Strangers on A's port: garbage, a wrong session, the right session with
+ * the wrong id, and silence. All are rejected, none receives anything, and
+ * the punch still succeeds. */
+typedef struct stranger_ctx {
+  side *a, *b;
+  hp__pe_params *pb;
+  int b_started;
+} stranger_ctx;
+
+static void on_poll(uv_timer_t *t) {
+  stranger_ctx *sc = t->data;
+  hp__pe_result r;
+
+  if (!sc->a->pe)
+    return;
+  hp__pe_get_result(sc->a->pe, &r);
+  if (r.rejected >= 4 && !sc->b_started) {
+    sc->b_started = 1;
+    assert_int_equal(hp__pe_start(sc->b->pe, sc->pb, on_done, sc->b), 0);
+    uv_timer_stop(t);
+  }
+}
+
+static void test_strangers_rejected(void **state) {
+  uv_loop_t loop;
+  uv_timer_t safety, poller;
+  side a = {.fd = -1}, b = {.fd = -1};
+  hp__pe_params pa, pb;
+  stranger_ctx sc = {&a, &b, &pb, 0};
+  int s[4];
+  char buf[256];
+  json_t *inb;
+  (void)state;
+
+  assert_int_equal(uv_loop_init(&loop), 0);
+  uv_timer_init(&loop, &safety);
+  uv_timer_start(&safety, on_safety, SAFETY_MS, 0);
+  assert_int_equal(hp__pe_create(&loop, 0, &a.pe), 0);
+  assert_int_equal(hp__pe_create(&loop, 0, &b.pe), 0);
+  params(&pa, 'a', "alice", "bob", hp__pe_port(b.pe));
+  params(&pb, 'b', "bob", "alice", hp__pe_port(a.pe));
+  pa.hello_ms = 500; /* the silent stranger is dropped after this */
+
+  /* Connected before A starts: they wait in A's backlog. */
+  s[0] = dial(hp__pe_port(a.pe));
+  send_str(s[0], "GET / HTTP/1.0\r\n\r\n");
+  s[1] = dial(hp__pe_port(a.pe));
+  send_str(s[1], "HOLEPUNCH/1 ffffffffffffffffffffffffffffffff bob\n");
+  s[2] = dial(hp__pe_port(a.pe));
+  send_str(s[2], "HOLEPUNCH/1 " SESSION " mallory\n");
+  s[3] = dial(hp__pe_port(a.pe)); /* says nothing */
+
+  assert_int_equal(hp__pe_start(a.pe, &pa, on_done, &a), 0);
+  uv_timer_init(&loop, &poller);
+  poller.data = &sc;
+  uv_timer_start(&poller, on_poll, 10, 10);
+  while (!(a.done && b.done))
+    uv_run(&loop, UV_RUN_ONCE);
+  assert_true(sc.b_started);
+  assert_int_equal(a.ok, 0);
+  assert_int_equal(b.ok, 0);
+  assert_same_connection(&a, &b);
+  /* >= 4: A's own first connection to B, queued while B was not started,
+   * may also have been dropped for its handshake timeout. */
+  assert_true(a.res.rejected >= 4);
+  assert_true(a.res.inbound_seen >= 4);
+  inb = json_object_get(a.report, "inbound");
+  assert_int_equal(json_array_size(inb), 4);
+
+  for (int i = 0; i < 4; i++) {
+    /* Closed by A, and not one byte (our hello) was sent to a stranger. */
+    ssize_t n = read_some(s[i], buf, sizeof buf, 2000);
+    assert_true(n == 0 || (n < 0 && errno == ECONNRESET));
+    close(s[i]);
+  }
+  close(a.fd);
+  close(b.fd);
+  json_decref(a.report);
+  json_decref(b.report);
+  uv_close((uv_handle_t *)&poller, NULL);
+  finish_loop(&loop, &safety);
+}
+
+/* Role b against a scripted role a that sends hello, use and data in one
+ * segment: the data must still be in the socket that b hands out. */
+static void test_bytes_after_handshake_kept(void **state) {
+  uv_loop_t loop;
+  uv_timer_t safety;
+  side b = {.fd = -1};
+  hp__pe_params pb;
+  char buf[256];
+  int peer;
+  (void)state;
+
+  assert_int_equal(uv_loop_init(&loop), 0);
+  uv_timer_init(&loop, &safety);
+  uv_timer_start(&safety, on_safety, SAFETY_MS, 0);
+  assert_int_equal(hp__pe_create(&loop, 0, &b.pe), 0);
+  params(&pb, 'b', "bob", "alice", 0); /* no candidates: accept only */
+  peer = dial(hp__pe_port(b.pe));
+  send_str(peer, "HOLEPUNCH/1 " SESSION " alice\nHOLEPUNCH/1 " SESSION " use\nhello after\n");
+  assert_int_equal(hp__pe_start(b.pe, &pb, on_done, &b), 0);
+  while (!b.done)
+    uv_run(&loop, UV_RUN_ONCE);
+  assert_int_equal(b.ok, 0);
+  assert_string_equal(b.res.direction, "inbound");
+  /* b answered with its hello after verifying ours. */
+  assert_true(read_some(peer, buf, sizeof buf, 2000) > 0);
+  assert_string_equal(buf, "HOLEPUNCH/1 " SESSION " bob\n");
+  /* The fd is blocking and holds the bytes that followed "use". */
+  assert_int_equal(read_some(b.fd, buf, sizeof buf, 2000), 12);
+  assert_string_equal(buf, "hello after\n");
+  close(peer);
+  close(b.fd);
+  json_decref(b.report);
+  finish_loop(&loop, &safety);
+}
+
+/* A candidate that is our own address and port (peers in LANs with the same
+ * addressing) is a TCP self-connect: skipped, not rejected over and over. */
+static void test_self_candidate_skipped(void **state) {
+  uv_loop_t loop;
+  uv_timer_t safety;
+  side a = {.fd = -1};
+  hp__pe_params pa;
+  json_t *c0;
+  (void)state;
+
+  assert_int_equal(uv_loop_init(&loop), 0);
+  uv_timer_init(&loop, &safety);
+  uv_timer_start(&safety, on_safety, SAFETY_MS, 0);
+  assert_int_equal(hp__pe_create(&loop, 0, &a.pe), 0);
+  params(&pa, 'a', "alice", "bob", hp__pe_port(a.pe));
+  pa.timeout_s = 0.5;
+  assert_int_equal(hp__pe_start(a.pe, &pa, on_done, &a), 0);
+  while (!a.done)
+    uv_run(&loop, UV_RUN_ONCE);
+  assert_int_equal(a.ok, -ETIMEDOUT);
+  c0 = json_array_get(json_object_get(a.report, "candidates"), 0);
+  assert_int_equal(json_integer_value(json_object_get(c0, "attempts")), 1);
+  assert_non_null(strstr(json_string_value(json_object_get(c0, "last_error")), "own address"));
+  assert_int_equal(a.res.rejected, 0);
+  json_decref(a.report);
+  finish_loop(&loop, &safety);
+}
+
+/* Nobody at the candidate: refused, retried quickly, then a report. */
+static void test_give_up_report(void **state) {
+  uv_loop_t loop;
+  uv_timer_t safety;
+  side a = {.fd = -1};
+  hp__pe_params pa;
+  hp__pe *tmp;
+  int dead_port;
+  json_t *cands, *c0;
+  (void)state;
+
+  assert_int_equal(uv_loop_init(&loop), 0);
+  uv_timer_init(&loop, &safety);
+  uv_timer_start(&safety, on_safety, SAFETY_MS, 0);
+  /* A port that was just free: open and destroy an engine on it. */
+  assert_int_equal(hp__pe_create(&loop, 0, &tmp), 0);
+  dead_port = hp__pe_port(tmp);
+  hp__pe_destroy(tmp);
+  uv_run(&loop, UV_RUN_NOWAIT);
+  assert_int_equal(hp__pe_create(&loop, 0, &a.pe), 0);
+  params(&pa, 'a', "alice", "bob", dead_port);
+  pa.cands.n = 2; /* plus an IPv6 candidate, which is skipped */
+  pa.cands.c[1].kind = HP_CAND_SRFLX;
+  snprintf(pa.cands.c[1].addr, sizeof pa.cands.c[1].addr, "[::1]:%d", dead_port);
+  pa.timeout_s = 0.4;
+  assert_int_equal(hp__pe_start(a.pe, &pa, on_done, &a), 0);
+  while (!a.done)
+    uv_run(&loop, UV_RUN_ONCE);
+  assert_int_equal(a.ok, -ETIMEDOUT);
+  assert_int_equal(a.fd, -1);
+  cands = json_object_get(a.report, "candidates");
+  assert_int_equal(json_array_size(cands), 2);
+  c0 = json_array_get(cands, 0);
+  assert_true(json_integer_value(json_object_get(c0, "attempts")) > 3); /* quick retries */
+  assert_string_equal(json_string_value(json_object_get(c0, "last_error")), "refused");
+  assert_int_equal(json_integer_value(json_object_get(json_array_get(cands, 1), "attempts")), 0);
+  json_decref(a.report);
+  finish_loop(&loop, &safety);
+}
+
+static void test_port_in_use(void **state) {
+  uv_loop_t loop;
+  hp__pe *a, *b;
+  hp__pe_params p;
+  (void)state;
+
+  assert_int_equal(uv_loop_init(&loop), 0);
+  assert_int_equal(hp__pe_create(&loop, 0, &a), 0);
+  /* SO_REUSEPORT must not let a second listener share the port. */
+  assert_int_equal(hp__pe_create(&loop, hp__pe_port(a), &b), -EADDRINUSE);
+  assert_int_equal(hp__pe_create(&loop, 70000, &b), -EINVAL);
+  params(&p, 'c', "alice", "bob", 1);
+  assert_int_equal(hp__pe_start(a, &p, on_done, NULL), -EINVAL);
+  params(&p, 'a', "alice", "bob", 1);
+  snprintf(p.session, sizeof p.session, "nothex");
+  assert_int_equal(hp__pe_start(a, &p, on_done, NULL), -EINVAL);
+  hp__pe_destroy(a);
+  hp__pe_destroy(NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_two_engines),
+      cmocka_unit_test(test_strangers_rejected),
+      cmocka_unit_test(test_bytes_after_handshake_kept),
+      cmocka_unit_test(test_self_candidate_skipped),
+      cmocka_unit_test(test_give_up_report),
+      cmocka_unit_test(test_port_in_use),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
