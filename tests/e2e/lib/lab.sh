@@ -1,0 +1,664 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2034 # globals are read by the scenarios that source this
+# lab.sh - the NAT lab: an emulated internet with NAT routers, built from
+# network namespaces, veth pairs, a bridge per LAN and nftables.
+# Sourced by tests/e2e/scenario_*.sh, scripts/demo.sh and scripts/lab.sh.
+# Topology, addresses and the nft rules: docs/lab.md.
+#
+#   rdv 198.51.100.100 --- r1 ==== r2 --- pub host 203.0.113.134
+#                          |        |
+#               NAT A 198.51.100.6  NAT B 203.0.113.6
+#                          |        |
+#                 LAN 10.0.1.0/24   LAN 10.0.2.0/24
+#
+# Use:
+#   source "$HP_SOURCE_DIR/tests/e2e/lib/lab.sh"
+#   lab_create                        # root check, core routers, rdv host, trap
+#   lab_add_nat nata changing         # preserving | changing | random
+#   lab_add_worker_host a nata        # host 10.0.N.x behind that NAT
+#   lab_start_rendezvous
+#   lab_run_worker a a room1          # process name, host, room [VAR=VAL ...]
+#   lab_wait_exit a 30; echo "${LAB_RC[a]}"
+#
+# Every process runs inside a namespace of this lab; lab_cleanup (on EXIT,
+# INT, TERM) kills them all and deletes every namespace, also on failure.
+# Names carry the shell's PID ("hp$$-") so several labs can run at once.
+
+LAB_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+LAB_SOURCE_DIR=${HP_SOURCE_DIR:-$(cd "$LAB_LIB_DIR/../../.." && pwd)}
+LAB_ID="hp$$"
+LAB_DIR=""
+LAB_NS=()
+LAB_T0=$(date +%s.%N)
+LAB_RDV_IP=198.51.100.100
+LAB_RDV_PORT=8080
+LAB_RDV_URL="http://$LAB_RDV_IP:$LAB_RDV_PORT"
+LAB_PY=/usr/bin/python3
+LAB_FAILED=0
+declare -A LAB_NSNAME=()   # short name -> namespace
+declare -A LAB_IP=()       # host / NAT name -> its address (NAT: WAN address)
+declare -A LAB_NAT_TYPE=() # NAT name -> preserving | changing | random
+declare -A LAB_NAT_IDX=()  # NAT name -> N (its LAN is 10.0.N.0/24)
+declare -A LAB_NAT_HOSTS=() # NAT name -> number of LAN hosts so far
+declare -A LAB_HOST_NAT=() # host name -> NAT name ("" for a public host)
+declare -A LAB_PID=()      # process name -> pid
+declare -A LAB_PROC_T0=()  # process name -> start time (s since epoch)
+declare -A LAB_RC=()       # process name -> exit code ("timeout" if killed)
+declare -A LAB_ELAPSED=()  # process name -> seconds it ran (text)
+LAB_NATS_R1=0
+LAB_NATS_R2=0
+LAB_NATS=0
+LAB_PUBS=0
+LAB_DESC=()                # lines of the topology, for lab_describe
+
+_lab_now() { date +%s.%N; }
+# Seconds since T (a date +%s.%N value), two decimals.
+_lab_since() { awk -v t="$1" -v now="$(date +%s.%N)" 'BEGIN { printf "%.2f", now - t }'; }
+
+lab_log() {
+  [[ "${LAB_QUIET:-0}" == 1 ]] && return 0
+  printf '[lab %6.2fs] %s\n' "$(_lab_since "$LAB_T0")" "$*" >&2
+}
+
+# Stop the test now, loudly. The EXIT trap prints the logs and cleans up.
+lab_fail() {
+  LAB_FAILED=1
+  echo "" >&2
+  echo "FAIL: $*" >&2
+  exit 1
+}
+
+lab_ns() { echo "${LAB_NSNAME[$1]:?"lab: unknown lab node $1"}"; }
+
+# Run a command inside a lab node's namespace (foreground).
+lab_exec() {
+  local node=$1
+  shift
+  ip netns exec "$(lab_ns "$node")" "$@"
+}
+
+lab_require_root() {
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "FAIL: the NAT lab needs root (network namespaces, nftables); this is not a skip." >&2
+    exit 1
+  fi
+  local tool
+  for tool in ip nft ss curl awk "$LAB_PY"; do
+    command -v "$tool" >/dev/null 2>&1 ||
+      { echo "FAIL: '$tool' is not installed (run scripts/deps.sh)" >&2; exit 1; }
+  done
+}
+
+lab_require_binaries() {
+  local b
+  [[ -n "${HP_BUILD_DIR:-}" ]] || lab_fail "HP_BUILD_DIR is not set (the build dir with holepunch and holepunch-rendezvous)"
+  for b in holepunch holepunch-rendezvous; do
+    [[ -x "$HP_BUILD_DIR/$b" ]] || lab_fail "binary $HP_BUILD_DIR/$b is missing; build first (scripts/build.sh)"
+  done
+}
+
+_lab_add_ns() {
+  local short=$1 ns="$LAB_ID-$1"
+  ip netns add "$ns" || lab_fail "'ip netns add $ns' failed: network namespaces unavailable?"
+  LAB_NS+=("$ns")
+  LAB_NSNAME[$short]=$ns
+  ip -n "$ns" link set lo up || lab_fail "cannot bring up lo in $ns"
+  # Quiet namespaces: no IPv6 (no DAD, no router solicitations), no rp_filter.
+  ip netns exec "$ns" sh -c '
+    sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+    sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
+    sysctl -qw net.ipv4.ip_forward=0' >/dev/null 2>&1 || true
+}
+
+# _lab_link NODE1 IF1 ADDR1/LEN NODE2 IF2 ADDR2/LEN: a veth pair between
+# two namespaces (created in place: no name ever appears in the root ns).
+_lab_link() {
+  local n1 n2
+  n1=$(lab_ns "$1") n2=$(lab_ns "$4")
+  ip -n "$n1" link add "$2" type veth peer name "$5" netns "$n2" ||
+    lab_fail "cannot create veth $1:$2 <-> $4:$5"
+  [[ -n "$3" ]] && ip -n "$n1" addr add "$3" dev "$2"
+  [[ -n "$6" ]] && ip -n "$n2" addr add "$6" dev "$5"
+  ip -n "$n1" link set "$2" up
+  ip -n "$n2" link set "$5" up
+}
+
+_lab_forwarding() { ip netns exec "$(lab_ns "$1")" sysctl -qw net.ipv4.ip_forward=1 >/dev/null; }
+
+# lab_create: root check, temp dir, trap, the internet core and the rendezvous host.
+#   r1 <-> r2          198.51.100.252/30 (r1 .253, r2 .254)
+#   r1 <-> rdv         198.51.100.96/29  (r1 .97, rdv .100)
+#   r1 <-> NAT k       198.51.100.4k/30  (r1 .4k+1, NAT .4k+2)
+#   r2 <-> NAT k       203.0.113.4k/30   (r2 .4k+1, NAT .4k+2)
+#   r2 <-> public k    203.0.113.(128+4k)/30 (r2 .+1, host .+2)
+lab_create() {
+  lab_require_root
+  LAB_DIR=$(mktemp -d "/tmp/hp-lab.$$.XXXXXX") || lab_fail "mktemp failed"
+  trap lab_cleanup EXIT
+  trap 'lab_log "interrupted"; exit 130' INT
+  trap 'lab_log "terminated"; exit 143' TERM
+  lab_log "lab $LAB_ID, logs in $LAB_DIR"
+
+  _lab_add_ns r1
+  _lab_add_ns r2
+  _lab_add_ns rdv
+  _lab_forwarding r1
+  _lab_forwarding r2
+  _lab_link r1 r2 198.51.100.253/30 r2 r1 198.51.100.254/30
+  _lab_link r1 rdv 198.51.100.97/29 rdv eth0 $LAB_RDV_IP/29
+  lab_exec rdv ip route add default via 198.51.100.97
+  lab_exec r1 ip route add 203.0.113.0/24 via 198.51.100.254
+  lab_exec r2 ip route add 198.51.100.0/24 via 198.51.100.253
+  # nftables must work here; check once, loudly.
+  lab_exec r1 nft list tables >/dev/null 2>&1 || lab_fail "nft does not work in a network namespace"
+  LAB_DESC+=("rendezvous host  rdv   $LAB_RDV_IP (behind core router r1)")
+  LAB_DESC+=("core routers     r1 198.51.100.253 <-> r2 198.51.100.254")
+}
+
+# The nft ruleset of a NAT router. $2 = preserving | changing | random.
+_lab_nat_rules() {
+  local mode=$2 masq
+  case $mode in
+    preserving) masq="masquerade" ;;
+    changing) masq="meta l4proto { tcp, udp } masquerade to :20000-30000
+    oifname \"wan\" masquerade" ;;
+    random) masq="masquerade random,fully-random" ;;
+    *) lab_fail "unknown NAT type '$mode'" ;;
+  esac
+  cat <<EOF
+table ip hpnat {
+  chain postrouting {
+    type nat hook postrouting priority srcnat; policy accept;
+    oifname "wan" $masq
+  }
+  chain forward {
+    type filter hook forward priority filter; policy drop;
+    ct state established,related accept
+    ct state invalid counter drop
+    iifname "lan" oifname "wan" accept
+    iifname "lan" oifname "lan" accept
+  }
+  chain input {
+    type filter hook input priority filter; policy accept;
+    iifname "wan" ct state established,related accept
+    iifname "wan" drop
+  }
+}
+EOF
+}
+
+# lab_add_nat NAME TYPE [r1|r2]: a NAT router with a WAN link to a core router
+# (default: alternately r1, r2) and a LAN bridge 10.0.N.1/24.
+# TYPE: preserving (masquerade), changing (masquerade to :20000-30000),
+# random (masquerade random,fully-random: endpoint-dependent, "symmetric").
+lab_add_nat() {
+  local name=$1 type=$2 side=${3:-} k wan gw ns n
+  case $type in
+    port-preserving) type=preserving ;;
+    port-changing) type=changing ;;
+    port-randomizing | symmetric | fully-random) type=random ;;
+  esac
+  LAB_NATS=$((LAB_NATS + 1))
+  n=$LAB_NATS
+  [[ -n "$side" ]] || { ((n % 2 == 1)) && side=r1 || side=r2; }
+  if [[ $side == r1 ]]; then
+    LAB_NATS_R1=$((LAB_NATS_R1 + 1)) k=$LAB_NATS_R1
+    wan="198.51.100.$((4 * k + 2))" gw="198.51.100.$((4 * k + 1))"
+  else
+    LAB_NATS_R2=$((LAB_NATS_R2 + 1)) k=$LAB_NATS_R2
+    wan="203.0.113.$((4 * k + 2))" gw="203.0.113.$((4 * k + 1))"
+  fi
+  _lab_add_ns "$name"
+  ns=$(lab_ns "$name")
+  _lab_forwarding "$name"
+  _lab_link "$side" "nat$n" "$gw/30" "$name" wan "$wan/30"
+  ip -n "$ns" route add default via "$gw"
+  ip -n "$ns" link add lan type bridge || lab_fail "cannot create a bridge in $ns"
+  ip -n "$ns" addr add "10.0.$n.1/24" dev lan
+  ip -n "$ns" link set lan up
+  # LAN-to-LAN traffic is bridged; keep it out of the ip filter hooks.
+  ip netns exec "$ns" sysctl -qw net.bridge.bridge-nf-call-iptables=0 >/dev/null 2>&1 || true
+  _lab_nat_rules "$name" "$type" >"$LAB_DIR/nft-$name.nft"
+  ip netns exec "$ns" nft -f "$LAB_DIR/nft-$name.nft" ||
+    lab_fail "nft rejected the NAT ruleset of $name (see $LAB_DIR/nft-$name.nft)"
+  LAB_IP[$name]=$wan
+  LAB_NAT_TYPE[$name]=$type
+  LAB_NAT_IDX[$name]=$n
+  LAB_NAT_HOSTS[$name]=0
+  LAB_DESC+=("NAT router       $name  WAN $wan (via $side), LAN 10.0.$n.0/24, $type")
+}
+
+# lab_nat_loss NAME PCT: the NAT's forward chain drops PCT % of all packets
+# it forwards (both directions), before any other rule.
+lab_nat_loss() {
+  lab_exec "$1" nft insert rule ip hpnat forward numgen random mod 100 "<" "$2" counter drop ||
+    lab_fail "cannot add the loss rule to $1"
+  LAB_DESC+=("  loss on $1: $2 % of forwarded packets dropped")
+}
+
+# lab_nat_lose_first_syn NAME FROM: NAME's forward chain drops the first pure
+# SYN from the NAT FROM's WAN address that it forwards (only one packet; the
+# rule re-arms when called again). A SYN that reaches the forward hook has
+# matched an existing conntrack entry (else the input chain drops it), so
+# this loses exactly the crossing SYN of a simultaneous open, after conntrack
+# has moved the entry to SYN_SENT2. A retransmission of the same SYN gets
+# through; a SYN with a new ISN on that entry is INVALID for conntrack.
+lab_nat_lose_first_syn() {
+  local nat=$1 from=$2 h
+  for h in $(lab_exec "$nat" nft -a list chain ip hpnat forward | sed -n 's/.*"hp-first-syn" # handle \([0-9]*\)$/\1/p'); do
+    lab_exec "$nat" nft delete rule ip hpnat forward handle "$h"
+  done
+  # 61 bytes: the first SYN (60 bytes with options) fits, the second does not.
+  lab_exec "$nat" nft insert rule ip hpnat forward iifname wan ip saddr "${LAB_IP[$from]}" \
+    "tcp flags & (syn | ack) == syn" quota until 61 bytes counter drop comment '"hp-first-syn"' ||
+    lab_fail "cannot add the first-SYN rule to $nat"
+}
+
+# lab_nat_counter NAME WHAT: packets counted by NAME's forward rule matching
+# WHAT ("hp-first-syn", "invalid", "numgen").
+lab_nat_counter() {
+  lab_exec "$1" nft list chain ip hpnat forward | grep -- "$2" | sed -n 's/.*counter packets \([0-9]*\).*/\1/p' | head -n 1
+}
+
+# lab_add_worker_host NAME NAT: a host in that NAT's LAN, 10.0.N.(10+i).
+lab_add_worker_host() {
+  local name=$1 nat=$2 n i ip
+  n=${LAB_NAT_IDX[$nat]:?lab: unknown NAT $nat}
+  i=$((LAB_NAT_HOSTS[$nat] + 1))
+  LAB_NAT_HOSTS[$nat]=$i
+  ip="10.0.$n.$((9 + i))"
+  _lab_add_ns "$name"
+  _lab_link "$name" eth0 "$ip/24" "$nat" "h$i" ""
+  lab_exec "$nat" ip link set "h$i" master lan
+  lab_exec "$name" ip route add default via "10.0.$n.1"
+  LAB_IP[$name]=$ip
+  LAB_HOST_NAT[$name]=$nat
+  LAB_DESC+=("worker host      $name  $ip behind $nat")
+}
+
+# lab_add_public_host NAME: a host with a public address behind r2, no NAT,
+# no firewall.
+lab_add_public_host() {
+  local name=$1 k ip gw
+  LAB_PUBS=$((LAB_PUBS + 1))
+  k=$((32 + LAB_PUBS))
+  ip="203.0.113.$((4 * k + 2))" gw="203.0.113.$((4 * k + 1))"
+  _lab_add_ns "$name"
+  _lab_link r2 "pub$LAB_PUBS" "$gw/30" "$name" eth0 "$ip/30"
+  lab_exec "$name" ip route add default via "$gw"
+  LAB_IP[$name]=$ip
+  LAB_HOST_NAT[$name]=""
+  LAB_DESC+=("public host      $name  $ip (via r2, no NAT)")
+}
+
+lab_describe() {
+  local l
+  echo "NAT lab $LAB_ID:"
+  for l in "${LAB_DESC[@]}"; do echo "  $l"; done
+}
+
+
+# lab_run PROC NODE CMD...: start CMD in NODE's namespace in the background;
+# stdout -> $LAB_DIR/PROC.out, stderr -> $LAB_DIR/PROC.err. Sets LAB_PID[PROC]
+# (and LAB_LAST_PID). The process is a child of this shell (waitable).
+lab_run() {
+  local proc=$1 node=$2 ns
+  shift 2
+  ns=$(lab_ns "$node")
+  [[ -z "${LAB_PID[$proc]:-}" ]] || lab_fail "process name '$proc' used twice"
+  ip netns exec "$ns" "$@" >"$LAB_DIR/$proc.out" 2>"$LAB_DIR/$proc.err" </dev/null &
+  LAB_PID[$proc]=$!
+  LAB_LAST_PID=$!
+  LAB_PROC_T0[$proc]=$(_lab_now)
+}
+
+# lab_run_worker PROC HOST ROOM [VAR=VALUE ...]: the worker binary with the
+# lab's defaults, overridden by the given variables.
+lab_run_worker() {
+  local proc=$1 host=$2 room=$3
+  shift 3
+  lab_run "$proc" "$host" env \
+    RENDEZVOUS_SERVICE_URL="$LAB_RDV_URL" \
+    INTERNAL_TCP_PORT=8082 PORT=8090 ROOM="$room" WORKER_ID="$proc" \
+    P2P_CONNECT_TIMEOUT=10 WS_OPEN_TIMEOUT=5 WS_RECV_TIMEOUT=20 P2P_MSG_TIMEOUT=5 \
+    LOG_FORMAT=json LOG_LEVEL=debug "$@" "$HP_BUILD_DIR/holepunch"
+  lab_log "started worker $proc on $host (${LAB_IP[$host]}) in room $room"
+}
+
+# lab_start_rendezvous [VAR=VALUE ...]: the service on $LAB_RDV_URL; returns
+# once GET /healthz answers 200 (bounded).
+# shellcheck disable=SC2120 # arguments are optional
+lab_start_rendezvous() {
+  lab_run rendezvous rdv env PORT=$LAB_RDV_PORT LOG_FORMAT=json LOG_LEVEL=debug "$@" \
+    "$HP_BUILD_DIR/holepunch-rendezvous"
+  lab_wait_http rdv "$LAB_RDV_URL/healthz" 10 rendezvous ||
+    lab_fail "the rendezvous did not answer $LAB_RDV_URL/healthz within 10 s"
+  lab_log "rendezvous ready on $LAB_RDV_URL"
+}
+
+# lab_start_reflector [PORT]: the python address reflector on the rdv host.
+lab_start_reflector() {
+  local port=${1:-9000}
+  lab_run "reflector$port" rdv "$LAB_PY" "$LAB_LIB_DIR/standin.py" reflect --port "$port" --duration 60
+  lab_wait_listen rdv "$port" 5 || lab_fail "the reflector did not listen on :$port"
+}
+
+_lab_alive() { kill -0 "$1" 2>/dev/null; }
+
+# lab_wait_listen NODE PORT TIMEOUT [PROC]: poll ss until a TCP listener on
+# PORT exists in NODE. Fails early if PROC died.
+lab_wait_listen() {
+  local node=$1 port=$2 n=$(($3 * 10)) proc=${4:-}
+  while ((n-- > 0)); do
+    [[ -n "$(lab_exec "$node" ss -Hltn "sport = :$port" 2>/dev/null)" ]] && return 0
+    [[ -n "$proc" ]] && ! _lab_alive "${LAB_PID[$proc]}" && return 1
+    sleep 0.1
+  done
+  return 1
+}
+
+# lab_wait_http NODE URL TIMEOUT [PROC]: poll until URL answers 200.
+lab_wait_http() {
+  local node=$1 url=$2 n=$(($3 * 10)) proc=${4:-}
+  while ((n-- > 0)); do
+    lab_exec "$node" curl -fsS -m 1 -o /dev/null "$url" 2>/dev/null && return 0
+    [[ -n "$proc" ]] && ! _lab_alive "${LAB_PID[$proc]}" && return 1
+    sleep 0.1
+  done
+  return 1
+}
+
+# lab_wait_file FILE TIMEOUT: poll until FILE exists.
+lab_wait_file() {
+  local n=$(($2 * 10))
+  while ((n-- > 0)); do
+    [[ -e "$1" ]] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# lab_wait_log PROC REGEX TIMEOUT: poll until PROC's stderr has a line
+# matching the extended REGEX. Fails early if PROC died without it.
+lab_wait_log() {
+  local proc=$1 re=$2 n=$(($3 * 10)) f="$LAB_DIR/$1.err"
+  while ((n-- > 0)); do
+    grep -Eq -- "$re" "$f" 2>/dev/null && return 0
+    if ! _lab_alive "${LAB_PID[$proc]}"; then
+      grep -Eq -- "$re" "$f" 2>/dev/null
+      return
+    fi
+    sleep 0.1
+  done
+  return 1
+}
+
+# lab_wait_exit PROC TIMEOUT: wait (bounded) for PROC to exit. Sets
+# LAB_RC[PROC] to its exit code and LAB_ELAPSED[PROC]; on timeout kills it,
+# sets LAB_RC[PROC]=timeout and returns 1.
+lab_wait_exit() {
+  local proc=$1 pid=${LAB_PID[$1]:?lab: unknown process $1} n=$(($2 * 20)) rc
+  while ((n-- > 0)) && _lab_alive "$pid"; do
+    # A zombie child still answers kill -0; check its state too.
+    [[ "$(ps -o stat= -p "$pid" 2>/dev/null)" == Z* ]] && break
+    sleep 0.05
+  done
+  if _lab_alive "$pid" && [[ "$(ps -o stat= -p "$pid" 2>/dev/null)" != Z* ]]; then
+    kill "$pid" 2>/dev/null
+    n=20
+    while ((n-- > 0)) && _lab_alive "$pid"; do sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    LAB_RC[$proc]=timeout
+    LAB_ELAPSED[$proc]=$(_lab_since "${LAB_PROC_T0[$proc]}")
+    lab_log "$proc did not exit within $2 s: killed"
+    return 1
+  fi
+  rc=0
+  wait "$pid" || rc=$?
+  LAB_RC[$proc]=$rc
+  LAB_ELAPSED[$proc]=$(_lab_since "${LAB_PROC_T0[$proc]}")
+  lab_log "$proc exited with code $rc after ${LAB_ELAPSED[$proc]} s"
+  return 0
+}
+
+# lab_stop PROC: SIGTERM, then wait (bounded), then SIGKILL.
+lab_stop() {
+  local pid=${LAB_PID[$1]:-}
+  [[ -n "$pid" ]] || return 0
+  kill "$pid" 2>/dev/null || return 0
+  lab_wait_exit "$1" 3 || kill -9 "$pid" 2>/dev/null
+  return 0
+}
+
+# --- assertions -----------------------------------------------------------
+
+# lab_expect_rc PROC RC: PROC exited with code RC.
+lab_expect_rc() {
+  [[ "${LAB_RC[$1]:-none}" == "$2" ]] ||
+    lab_fail "$1: expected exit code $2, got ${LAB_RC[$1]:-none (never waited for)}"
+  lab_log "ok: $1 exited with $2"
+}
+
+# lab_expect_grep FILE EREGEX WHAT: FILE has a line matching EREGEX.
+lab_expect_grep() {
+  grep -Eq -- "$2" "$1" 2>/dev/null || lab_fail "$3: no line matching /$2/ in $(basename "$1")"
+  lab_log "ok: $3"
+}
+
+# lab_expect_no_grep FILE EREGEX WHAT: FILE has no line matching EREGEX.
+lab_expect_no_grep() {
+  ! grep -Eq -- "$2" "$1" 2>/dev/null || lab_fail "$3: unexpected line matching /$2/ in $(basename "$1")"
+  lab_log "ok: $3"
+}
+
+# lab_json_field PROC MESSAGE_EREGEX FIELD: the FIELD of the first JSON log
+# line of PROC (stderr) whose "message" matches the regex; empty if none.
+lab_json_field() {
+  "$LAB_PY" - "$LAB_DIR/$1.err" "$2" "$3" <<'EOF'
+import json, re, sys
+path, pattern, field = sys.argv[1:4]
+rx = re.compile(pattern)
+with open(path, errors="replace") as f:
+    for line in f:
+        try:
+            ev = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(ev, dict) and rx.search(str(ev.get("message", ""))) and field in ev:
+            print(ev[field])
+            break
+EOF
+}
+
+# lab_json_count PROC MESSAGE_EREGEX: number of JSON log lines of PROC whose
+# message matches.
+lab_json_count() {
+  "$LAB_PY" - "$LAB_DIR/$1.err" "$2" <<'EOF'
+import json, re, sys
+path, pattern = sys.argv[1:3]
+rx = re.compile(pattern)
+n = 0
+with open(path, errors="replace") as f:
+    for line in f:
+        try:
+            ev = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(ev, dict) and rx.search(str(ev.get("message", ""))):
+            n += 1
+print(n)
+EOF
+}
+
+# --- the worker's log and output ------------------------------------------
+# The worker's JSON log messages the scenarios look for (src/lib/punch.c,
+# src/lib/holepunch.c, src/worker/main.c). One place to keep them in step.
+LAB_MSG_DIRECT='^direct connection established$'   # fields addr, elapsed_ms
+LAB_MSG_MAPPING='^our mapping: '                    # field mapped
+LAB_MAPPING_FIELD=mapped
+LAB_MSG_GIVEUP='giving up: no direct connection to' # the one summary line
+LAB_MSG_REJECT='rejected (inbound|outbound) connection'
+# The worker's stdout (src/worker/main.c): "peer <id> says: hello from <id> in room <room>".
+LAB_GREETING_PREFIX='^peer '
+
+# lab_worker_addr PROC: the "addr" of PROC's "direct connection established".
+lab_worker_addr() { lab_json_field "$1" "$LAB_MSG_DIRECT" addr; }
+
+# lab_worker_mapping PROC: PROC's public mapping as the rendezvous saw it.
+lab_worker_mapping() { lab_json_field "$1" "$LAB_MSG_MAPPING" "${LAB_MAPPING_FIELD:-observed}"; }
+
+# lab_expect_direct PROC PEER [ADDR]: PROC exited 0, printed PEER's greeting
+# on stdout, and logged a direct connection (to ADDR, when given).
+lab_expect_direct() {
+  local proc=$1 peer=$2 want=${3:-} addr
+  lab_expect_rc "$proc" 0
+  lab_expect_grep "$LAB_DIR/$proc.out" "$LAB_GREETING_PREFIX$peer says: hello from $peer " "$proc printed the greeting of $peer"
+  addr=$(lab_worker_addr "$proc")
+  [[ -n "$addr" ]] || lab_fail "$proc: no '$LAB_MSG_DIRECT' log line with an addr"
+  if [[ -n "$want" && "$addr" != "$want" ]]; then
+    lab_fail "$proc: direct connection to $addr, expected $want"
+  fi
+  [[ "$addr" != "$LAB_RDV_IP:"* ]] || lab_fail "$proc: 'direct' connection goes to the rendezvous ($addr)"
+  LAB_ADDR[$proc]=$addr
+  lab_log "ok: $proc connected directly to $addr${want:+ (as expected)}"
+}
+declare -A LAB_ADDR=()
+
+# lab_expect_give_up_details PROC PEER: PROC's give-up summary (JSON) names
+# what it tried: PEER's public mapping among its candidates, with at least one
+# connect attempt, and PROC's own mapping.
+lab_expect_give_up_details() {
+  local proc=$1 peer=$2 out
+  out=$("$LAB_PY" - "$LAB_DIR/$proc.err" "$LAB_MSG_GIVEUP" "$(lab_worker_mapping "$peer")" \
+    "$(lab_worker_mapping "$proc")" <<'EOF'
+import json, re, sys
+path, pattern, peer_map, own_map = sys.argv[1:5]
+ev = None
+with open(path, errors="replace") as f:
+    for line in f:
+        try:
+            e = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(e, dict) and re.search(pattern, str(e.get("message", ""))):
+            ev = e
+if ev is None:
+    sys.exit("no give-up line")
+if not peer_map:
+    sys.exit("the peer logged no mapping")
+cands = ev.get("candidates") or []
+hit = [c for c in cands if isinstance(c, dict) and c.get("addr") == peer_map]
+if not hit or not int(hit[0].get("attempts", 0)) > 0:
+    sys.exit(f"candidates {cands} do not show attempts to the peer's mapping {peer_map}")
+if ev.get("mapped") != own_map:
+    sys.exit(f"mapped is {ev.get('mapped')}, expected own mapping {own_map}")
+print(f"tried {peer_map} {hit[0]['attempts']} times ({hit[0].get('last_error')}), "
+      f"inbound_seen {ev.get('inbound_seen')}, hint: {ev.get('hint')}")
+EOF
+  ) || lab_fail "$proc's give-up summary: ${out:-see above}"
+  lab_log "ok: $proc's give-up summary: $out"
+}
+
+# lab_json_count_field PROC MESSAGE_EREGEX FIELD VALUE: number of JSON log
+# lines of PROC whose message matches and whose FIELD equals VALUE.
+lab_json_count_field() {
+  "$LAB_PY" - "$LAB_DIR/$1.err" "$2" "$3" "$4" <<'EOF'
+import json, re, sys
+path, pattern, field, value = sys.argv[1:5]
+rx = re.compile(pattern)
+n = 0
+with open(path, errors="replace") as f:
+    for line in f:
+        try:
+            ev = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(ev, dict) and rx.search(str(ev.get("message", ""))) and str(ev.get(field)) == value:
+            n += 1
+print(n)
+EOF
+}
+
+# lab_json_field_where PROC MESSAGE_EREGEX FIELD VALUE OUT: the OUT field of
+# the first matching line whose FIELD equals VALUE.
+lab_json_field_where() {
+  "$LAB_PY" - "$LAB_DIR/$1.err" "$2" "$3" "$4" "$5" <<'EOF'
+import json, re, sys
+path, pattern, field, value, out = sys.argv[1:6]
+rx = re.compile(pattern)
+with open(path, errors="replace") as f:
+    for line in f:
+        try:
+            ev = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(ev, dict) and rx.search(str(ev.get("message", ""))) and str(ev.get(field)) == value:
+            print(ev.get(out, ""))
+            break
+EOF
+}
+
+# lab_stop_rendezvous: the rendezvous must have survived the scenario, and
+# shut down cleanly (exit 0) on SIGTERM, as on Cloud Run. Under ASan a leak
+# or a crash on shutdown makes this fail.
+lab_stop_rendezvous() {
+  local pid=${LAB_PID[rendezvous]:-}
+  [[ -n "$pid" ]] || return 0
+  [[ -z "${LAB_RC[rendezvous]:-}" ]] || return 0
+  _lab_alive "$pid" || { lab_wait_exit rendezvous 1; lab_fail "the rendezvous died during the scenario (exit ${LAB_RC[rendezvous]})"; }
+  kill -TERM "$pid"
+  lab_wait_exit rendezvous 15 || lab_fail "the rendezvous did not shut down within 15 s of SIGTERM"
+  lab_expect_rc rendezvous 0
+}
+
+# lab_pass [TEXT]: the scenario's end: checks the rendezvous, prints PASS.
+lab_pass() {
+  lab_stop_rendezvous
+  lab_log "PASS: ${1:-$(basename "$0" .sh)}"
+}
+
+# --- cleanup --------------------------------------------------------------
+
+lab_dump_logs() {
+  local f
+  [[ -n "$LAB_DIR" && -d "$LAB_DIR" ]] || return 0
+  for f in "$LAB_DIR"/*.out "$LAB_DIR"/*.err; do
+    [[ -s "$f" ]] || continue
+    echo "----- $(basename "$f") (last 40 lines) -----" >&2
+    tail -n 40 "$f" >&2
+  done
+  echo "----- logs kept in $LAB_DIR -----" >&2
+}
+
+# Kill every process in every lab namespace, delete the namespaces, and keep
+# the logs when the run failed. Safe to call twice.
+lab_cleanup() {
+  local rc=$? ns n
+  set +e
+  trap - EXIT INT TERM
+  ((rc != 0)) && LAB_FAILED=1
+  if ((LAB_FAILED)) && [[ "${LAB_DUMP_ON_FAIL:-1}" == 1 ]]; then
+    lab_dump_logs
+  fi
+  for ns in "${LAB_NS[@]}"; do
+    ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null
+  done
+  n=30
+  for ns in "${LAB_NS[@]}"; do
+    while ((n > 0)) && [[ -n "$(ip netns pids "$ns" 2>/dev/null)" ]]; do
+      sleep 0.1
+      n=$((n - 1))
+    done
+    ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null
+  done
+  wait 2>/dev/null
+  for ns in "${LAB_NS[@]}"; do
+    ip netns del "$ns" 2>/dev/null || echo "lab: could not delete namespace $ns" >&2
+  done
+  LAB_NS=()
+  if ((LAB_FAILED == 0)) && [[ -n "$LAB_DIR" && "${HP_KEEP_LOGS:-0}" != 1 ]]; then
+    rm -rf "$LAB_DIR"
+  fi
+  exit "$rc"
+}
