@@ -5,6 +5,7 @@
  * cannot start (e.g. the port is taken), 2 for a bad configuration.
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -21,7 +22,8 @@
 
 #define PROG "holepunch-rendezvous"
 #define COMP "rendezvous"
-#define FD_RESERVE 64 /* listener, loop internals, stdio, log */
+#define FD_RESERVE 64     /* listener, loop internals, stdio, log */
+#define DRAIN_SECONDS 2.0 /* bound of the last loop run, after the server stopped */
 
 typedef struct rdv_config {
   int port;
@@ -49,7 +51,8 @@ static const hp__cfg_spec specs[] = {
     {"BIND", "bind", HP_CFG_STRING, "0.0.0.0", 0, 0, NULL, F(bind),
      "local address to listen on: 0.0.0.0 (IPv4), :: (IPv4 and IPv6) or one address"},
     {"TRUST_PROXY", "trust-proxy", HP_CFG_BOOL, "0", 0, 0, NULL, F(trust_proxy),
-     "take the client address from X-Forwarded-For (only behind a proxy that sets it)"},
+     "take the client address from the right-most X-Forwarded-For entry (only behind a "
+     "proxy that appends it)"},
     {"LOG_LEVEL", "log-level", HP_CFG_ENUM, "info", 0, 0, level_choices, F(log_level),
      "least severe log events shown"},
     {"LOG_FORMAT", "log-format", HP_CFG_ENUM, "auto", 0, 0, format_choices, F(log_format),
@@ -92,6 +95,28 @@ static void on_signal(uv_signal_t *h, int signum) {
   HP_INFO(COMP, json_pack("{s:i}", "signal", signum), "received %s: shutting down",
           signum == SIGTERM ? "SIGTERM" : "SIGINT");
   hp__rdv_shutdown(a->srv, a->shutdown_timeout, on_done, a);
+}
+
+static void on_drain_deadline(uv_timer_t *t) {
+  uv_stop(t->loop);
+}
+
+/*
+ * Run the loop until it has nothing left to do, for at most seconds, so that
+ * a handle lws leaves open (e.g. after a failed start) cannot hang the exit.
+ * Returns 0 when the loop is dry, else -EBUSY.
+ */
+static int drain_loop(uv_loop_t *loop, double seconds) {
+  uv_timer_t guard;
+
+  if (uv_timer_init(loop, &guard) < 0)
+    return -EBUSY;
+  uv_timer_start(&guard, on_drain_deadline, (uint64_t)(seconds * 1000.0), 0);
+  uv_unref((uv_handle_t *)&guard); /* the guard alone does not keep the loop alive */
+  uv_run(loop, UV_RUN_DEFAULT);
+  uv_close((uv_handle_t *)&guard, NULL);
+  uv_run(loop, UV_RUN_NOWAIT); /* runs the close of the guard; never blocks */
+  return uv_loop_alive(loop) ? -EBUSY : 0;
 }
 
 /* Checks the table cannot express. Returns 0 or prints why and returns -1. */
@@ -203,6 +228,7 @@ int main(int argc, char **argv) {
   o.idle_timeout = cfg.idle_timeout;
   rc = hp__rdv_create(&a.loop, &o, &a.srv);
   if (rc < 0) {
+    /* Already logged at ERROR; a.srv (if set) is being torn down. */
     exit_code = 1;
     goto out;
   }
@@ -216,10 +242,14 @@ int main(int argc, char **argv) {
   uv_run(&a.loop, UV_RUN_DEFAULT);
 
 out:
-  hp__rdv_destroy(a.srv);
-  /* Whatever lws or a failed start left to close is closed by now or in
-   * this last run; only then may the loop be closed. */
-  uv_run(&a.loop, UV_RUN_DEFAULT);
+  /* Whatever lws or a failed start left to close is closed in this last,
+   * bounded run; only then may the server be freed and the loop closed. */
+  if (drain_loop(&a.loop, DRAIN_SECONDS) < 0 || hp__rdv_destroy(a.srv) < 0 ||
+      drain_loop(&a.loop, DRAIN_SECONDS) < 0) {
+    HP_ERROR(COMP, NULL, "event loop still busy %g s after the server stopped; exiting anyway",
+             DRAIN_SECONDS);
+    return exit_code ? exit_code : 1;
+  }
   rc = uv_loop_close(&a.loop);
   if (rc < 0) {
     HP_ERROR(COMP, NULL, "event loop still busy at exit: %s", uv_strerror(rc));

@@ -32,6 +32,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "addr.h"
 #include "log.h"
@@ -44,10 +45,12 @@
 #define HTTP_HDR_CAP 512     /* response headers */
 #define JSON_BODY_CAP 1024   /* our JSON responses are small and fixed in shape */
 #define METRICS_CAP 8192     /* the exposition text; a fixed set of series */
-#define XFF_CAP 512          /* longest X-Forwarded-For we look at */
+#define XFF_CAP 4096         /* an X-Forwarded-For line: lws holds at most 4096 bytes of headers */
+#define XFF_LINES_MAX 16     /* X-Forwarded-For header lines looked at */
 #define START_IN_MS 0        /* both peer messages leave in the same loop turn */
-#define GENERATED_ID_BYTES 8 /* service-assigned ids: 16 hex characters */
+#define GENERATED_ID_BYTES 8 /* service-assigned ids: 64 bits as 16 hex characters */
 #define SEND_STACK_CAP 2048  /* larger messages (many candidates) use the heap */
+#define LISTENER_SCAN_FDS 1024 /* descriptors looked at for the listener at start-up */
 
 /* WebSocket close statuses (RFC 6455 section 7.4.1). */
 #define CLOSE_GOING_AWAY 1001
@@ -70,6 +73,7 @@ typedef struct conn {
   uint8_t ws;                    /* established WebSocket, counted */
   uint8_t hello_done;            /* welcome was sent */
   uint8_t closing;               /* the close is prepared: input is ignored */
+  uint8_t close_started;         /* lws was told to send the close frame */
   uint8_t observed_full;         /* observed is "ip:port", not a bare forwarded ip */
   char observed[HP_ADDR_STRLEN]; /* "ip:port" of the TCP peer, or the forwarded ip */
   char peer_id[HP_ID_MAX + 1];   /* id of the worker it was paired with */
@@ -86,7 +90,8 @@ struct hp__rdv {
   conn *ws_head;
   hp__rdv_metrics m;
   int port;
-  uv_timer_t timer; /* shutdown deadline, and the deferred context destroy */
+  uint64_t id_key, id_counter; /* assigned ids, see assign_id */
+  uv_timer_t timer;            /* shutdown deadline, and the deferred context destroy */
   int timer_init;
   int draining;
   int destroying; /* lws_context_destroy was called */
@@ -138,34 +143,81 @@ static int peer_ip_port(struct lws *wsi, char *ip, size_t iplen, int *port) {
 }
 
 /*
- * With TRUST_PROXY=1 the client is the first entry of X-Forwarded-For (the
- * address the outermost proxy saw). Returns 1 and fills ip when the header
- * is there and its first entry is an IP address, else 0.
+ * X-Forwarded-For with TRUST_PROXY=1. The rule: the client is the
+ * RIGHT-MOST entry, the one the trusted proxy in front of us appended (Cloud
+ * Run's front end, nginx's $proxy_add_x_forwarded_for, ... append the address
+ * they saw). Everything to its left came from the client and may be forged.
+ * Several header lines form one list in order, so the entry is the last one of
+ * the last line. It is trimmed of spaces and tabs and must be a plain IPv4 or
+ * IPv6 address; anything else ("unknown", "ip:port", empty, too long) makes us
+ * ignore the header and use the TCP peer, logged at DEBUG.
  */
+
+/* Copy the last X-Forwarded-For line into buf. Returns its length, 0 if
+ * there is no such header, -1 if a line is too long for buf or there are
+ * more than XFF_LINES_MAX lines (the last one would be out of sight). */
+static int xff_last_line(struct lws *wsi, char *buf, int cap) {
+  int lines;
+
+  buf[0] = '\0';
+  for (lines = 0; lines <= XFF_LINES_MAX; lines++) {
+    if (lws_hdr_copy_fragment(wsi, buf, cap, WSI_TOKEN_X_FORWARDED_FOR, lines) >= 0)
+      continue;
+    /* lws 4.1 fails both past the last line and for a line longer than
+     * buf; an empty line copies fine, so a length tells them apart. */
+    if (lws_hdr_fragment_length(wsi, WSI_TOKEN_X_FORWARDED_FOR, lines) > 0)
+      return -1;
+    break;
+  }
+  if (lines > XFF_LINES_MAX)
+    return -1;
+  if (!lines)
+    return 0;
+  return lws_hdr_copy_fragment(wsi, buf, cap, WSI_TOKEN_X_FORWARDED_FOR, lines - 1);
+}
+
+/* Returns 1 and fills ip with the client address when TRUST_PROXY=1 and
+ * X-Forwarded-For gives one (see above), else 0: use the TCP peer. */
 static int forwarded_ip(const hp__rdv *s, struct lws *wsi, char *ip, size_t iplen) {
-  char buf[XFF_CAP], tmp[INET6_ADDRSTRLEN];
+  char buf[XFF_CAP], entry[INET6_ADDRSTRLEN];
   unsigned char bin[sizeof(struct in6_addr)];
+  const char *why;
   int n;
-  size_t b = 0, e;
+  size_t b, e;
 
   if (!s->o.trust_proxy)
     return 0;
-  n = lws_hdr_copy(wsi, buf, sizeof(buf), WSI_TOKEN_X_FORWARDED_FOR);
-  if (n <= 0)
-    return 0;
-  while (b < (size_t)n && (buf[b] == ' ' || buf[b] == '\t'))
+  n = xff_last_line(wsi, buf, (int)sizeof(buf));
+  if (n == 0 && !lws_hdr_total_length(wsi, WSI_TOKEN_X_FORWARDED_FOR))
+    return 0; /* no header: a direct client, or a proxy that does not set it */
+  if (n < 0) {
+    why = "has a line too long or too many lines";
+    goto ignore;
+  }
+  e = (size_t)n;
+  b = e;
+  while (b > 0 && buf[b - 1] != ',')
+    b--;
+  while (b < e && (buf[b] == ' ' || buf[b] == '\t'))
     b++;
-  e = b;
-  while (e < (size_t)n && buf[e] != ',' && buf[e] != ' ' && buf[e] != '\t')
-    e++;
-  if (e == b || e - b >= sizeof(tmp))
-    return 0;
-  memcpy(tmp, buf + b, e - b);
-  tmp[e - b] = '\0';
-  if (inet_pton(AF_INET, tmp, bin) != 1 && inet_pton(AF_INET6, tmp, bin) != 1)
-    return 0;
-  snprintf(ip, iplen, "%s", tmp);
+  while (e > b && (buf[e - 1] == ' ' || buf[e - 1] == '\t'))
+    e--;
+  if (e == b || e - b >= sizeof(entry)) {
+    why = e == b ? "has an empty last entry" : "has a last entry too long for an IP address";
+    goto ignore;
+  }
+  memcpy(entry, buf + b, e - b);
+  entry[e - b] = '\0';
+  if (inet_pton(AF_INET, entry, bin) != 1 && inet_pton(AF_INET6, entry, bin) != 1) {
+    why = "has a last entry that is not an IP address";
+    goto ignore;
+  }
+  snprintf(ip, iplen, "%s", entry);
   return 1;
+ignore:
+  HP_DEBUG(COMP, json_pack("{s:s#}", "x_forwarded_for", buf, n > 0 ? (n > 200 ? 200 : n) : 0),
+           "X-Forwarded-For %s: ignored, the TCP peer is used", why);
+  return 0;
 }
 
 /*
@@ -504,6 +556,33 @@ static void pair(hp__rdv *s, conn *a, conn *b, const hp__cands *b_cands) {
           "paired %s (a) with %s (b) in room %s", a->m.id, b->m.id, a->m.room);
 }
 
+/* splitmix64's finalizer: a bijection of 64-bit words that mixes every
+ * input bit into every output bit. */
+static uint64_t mix64(uint64_t x) {
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ull;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebull;
+  x ^= x >> 31;
+  return x;
+}
+
+/*
+ * A service-assigned id: 16 hex digits. Ids are public (the peer gets them)
+ * and only need to be unique and not guessable from outside; the secret of a
+ * pairing is its session, which keeps coming from getrandom. A bijective mix
+ * of a per-process random key plus a counter is unique for 2^64 ids and costs
+ * no system call per worker.
+ */
+static void assign_id(hp__rdv *s, char *id) {
+  static const char hex[] = "0123456789abcdef";
+  uint64_t v = mix64(s->id_key + s->id_counter++);
+
+  for (int i = 0; i < GENERATED_ID_BYTES * 2; i++)
+    id[i] = hex[(v >> (60 - 4 * i)) & 15];
+  id[GENERATED_ID_BYTES * 2] = '\0';
+}
+
 static void on_hello(hp__rdv *s, conn *c, const hp__msg_hello *h) {
   hp__rooms_member *w = NULL;
   hp__msg m;
@@ -517,15 +596,10 @@ static void on_hello(hp__rdv *s, conn *c, const hp__msg_hello *h) {
   if (h->id[0]) {
     memcpy(c->m.id, h->id, sizeof(c->m.id));
   } else {
-    /* A collision of 64 random bits is not expected, but is checked. */
-    for (int i = 0; i < 4; i++) {
-      if (hp__random_hex(c->m.id, GENERATED_ID_BYTES) < 0) {
-        fail_internal(s, c, "assign an id");
-        return;
-      }
-      if (!hp__rooms_id_taken(s->rooms, c->m.id))
-        break;
-    }
+    /* Assigned ids never repeat; a worker may have chosen the same one. */
+    do
+      assign_id(s, c->m.id);
+    while (hp__rooms_id_taken(s->rooms, c->m.id));
   }
   memcpy(c->m.room, h->room, sizeof(c->m.room));
 
@@ -768,12 +842,23 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
       on_receive(s, c, (const char *)in, len);
     return 0;
   case LWS_CALLBACK_SERVER_WRITEABLE:
-    if (c && c->closing)
+    if (c && c->closing && !c->close_started)
       lws_set_timer_usecs(wsi, 1); /* see conn_close */
     return 0;
   case LWS_CALLBACK_TIMER:
-    if (c && c->closing)
-      return -1; /* lws now sends the close frame prepared in conn_close */
+    if (c && c->closing) {
+      if (c->close_started)
+        return 0;
+      /* lws now sends the close frame prepared in conn_close and waits
+       * (PENDING_TIMEOUT_CLOSE_ACK) for the client's close, reading and
+       * dropping what the client still sends. A second nonzero return
+       * here would make it drop the socket at once: the client's data in
+       * flight would then meet a closed socket, the kernel would answer
+       * with a reset, and a reset makes the client lose the error message
+       * it has not read yet. */
+      c->close_started = 1;
+      return -1;
+    }
     if (c && c->ws && !c->hello_done && !c->closing)
       conn_fail(s, c, HP_RDV_ERR_HELLO_TIMEOUT, CLOSE_POLICY,
                 "No hello was received within %g s of opening the WebSocket (HELLO_TIMEOUT).",
@@ -808,27 +893,122 @@ static int is_ipv4(const char *a) {
   return inet_pton(AF_INET, a, &x) == 1;
 }
 
-static void free_on_close(uv_handle_t *h) {
-  free(h->data);
+/* The socket address of bind:port ("0.0.0.0", "::" or one address). */
+static int bind_sockaddr(const char *bind, int port, struct sockaddr_storage *ss, socklen_t *sl) {
+  memset(ss, 0, sizeof(*ss));
+  if (is_ipv4(bind)) {
+    struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+    s4->sin_family = AF_INET;
+    s4->sin_port = htons((uint16_t)port);
+    inet_pton(AF_INET, bind, &s4->sin_addr);
+    *sl = sizeof(*s4);
+    return 0;
+  }
+  struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+  s6->sin6_family = AF_INET6;
+  s6->sin6_port = htons((uint16_t)port);
+  if (inet_pton(AF_INET6, bind, &s6->sin6_addr) != 1)
+    return -EINVAL;
+  *sl = sizeof(*s6);
+  return 0;
+}
+
+/*
+ * Try the bind lws is about to do, with the same SO_REUSEADDR, to say in
+ * plain words why it cannot work: lws 4.1 only logs "ERROR on binding fd N
+ * to port P (-1 98)", and for an address that is not local it even keeps
+ * the vhost and retries later instead of failing. Returns 0 or -errno
+ * (logged). The definitive check is find_listener() once lws has bound.
+ */
+static int preflight_bind(const hp__rdv *s) {
+  struct sockaddr_storage ss;
+  socklen_t sl;
+  int fd, one = 1, zero = 0, rc = 0;
+
+  if (bind_sockaddr(s->bind, s->o.port, &ss, &sl) < 0) {
+    HP_ERROR(COMP, json_pack("{s:s}", "addr", s->bind), "BIND=%s is not an IP address", s->bind);
+    return -EINVAL;
+  }
+  fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    rc = -errno;
+    HP_ERROR(COMP, json_pack("{s:s,s:i}", "addr", s->bind, "port", s->o.port),
+             "cannot create a TCP socket for %s: %s", s->bind, strerror(-rc));
+    return rc;
+  }
+  (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  /* "::" is dual stack, as lws binds it. */
+  if (ss.ss_family == AF_INET6 && !strcmp(s->bind, "::"))
+    (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+  if (bind(fd, (struct sockaddr *)&ss, sl) < 0) {
+    rc = -errno;
+    if (rc == -EADDRINUSE)
+      HP_ERROR(COMP, json_pack("{s:s,s:i}", "addr", s->bind, "port", s->o.port),
+               "cannot listen on %s port %d: the port is already in use (PORT)", s->bind,
+               s->o.port);
+    else if (rc == -EADDRNOTAVAIL)
+      HP_ERROR(COMP, json_pack("{s:s,s:i}", "addr", s->bind, "port", s->o.port),
+               "cannot listen on %s: it is not an address of this host (BIND)", s->bind);
+    else
+      HP_ERROR(COMP, json_pack("{s:s,s:i}", "addr", s->bind, "port", s->o.port),
+               "cannot listen on %s port %d: %s", s->bind, s->o.port, strerror(-rc));
+  }
+  close(fd);
+  return rc;
+}
+
+/*
+ * The listening TCP socket of this process bound to port, or -1. lws 4.1
+ * exports no accessor for its listen socket, and its vhost keeps the port it
+ * was asked for even when the bind failed; so the kernel is asked instead.
+ * Start-up only: the descriptors are few then (stdio, the loop's, lws's).
+ */
+static int find_listener(int port) {
+  for (int fd = 0; fd < LISTENER_SCAN_FDS; fd++) {
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    int v = 0;
+    socklen_t vl = sizeof(v);
+
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &vl) < 0 || !v)
+      continue;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
+      continue;
+    if ((ss.ss_family == AF_INET && ntohs(((struct sockaddr_in *)&ss)->sin_port) == port) ||
+        (ss.ss_family == AF_INET6 && ntohs(((struct sockaddr_in6 *)&ss)->sin6_port) == port))
+      return fd;
+  }
+  return -1;
 }
 
 int hp__rdv_create(uv_loop_t *loop, const hp__rdv_opts *opts, hp__rdv **out) {
   struct lws_context_creation_info info;
   void *loops[1] = {loop};
   struct lws_vhost *vh;
-  uint32_t seed = 0;
+  uint32_t seed, keys[3];
   hp__rdv *s;
   int rc = -ENOMEM;
 
+  *out = NULL;
   s = calloc(1, sizeof(*s));
   if (!s)
     return -ENOMEM;
+  /* From here on the caller owns s, also on failure (see server.h). */
+  *out = s;
   s->loop = loop;
   s->o = *opts;
   snprintf(s->bind, sizeof(s->bind), "%s", opts->bind ? opts->bind : "0.0.0.0");
   s->o.bind = s->bind;
-  if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
-    seed = (uint32_t)(uintptr_t)s; /* the hash stays correct, only less keyed */
+  /* One draw for the keys of the process: the hash seed of the rooms and
+   * the key of the assigned ids. Without it both stay correct, only less
+   * keyed. */
+  if (getrandom(keys, sizeof(keys), 0) != (ssize_t)sizeof(keys)) {
+    keys[0] = (uint32_t)(uintptr_t)s;
+    keys[1] = (uint32_t)uv_hrtime();
+    keys[2] = (uint32_t)getpid();
+  }
+  seed = keys[0];
+  s->id_key = (uint64_t)keys[1] << 32 | keys[2];
   s->rooms = hp__rooms_create(seed);
   if (!s->rooms)
     goto out;
@@ -838,6 +1018,10 @@ int hp__rdv_create(uv_loop_t *loop, const hp__rdv_opts *opts, hp__rdv **out) {
   }
   s->timer_init = 1;
   s->timer.data = s;
+
+  rc = preflight_bind(s);
+  if (rc < 0)
+    goto out;
 
   s->protocols[0].name = "holepunch";
   s->protocols[0].callback = callback;
@@ -853,7 +1037,10 @@ int hp__rdv_create(uv_loop_t *loop, const hp__rdv_opts *opts, hp__rdv **out) {
                     lws_log_emit);
 
   memset(&info, 0, sizeof(info));
-  info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_UV_NO_SIGSEGV_SIGFPE_SPIN;
+  /* The vhost is created apart, so that a failed bind is an error we see
+   * (FAIL_UPON_UNABLE_TO_BIND) instead of a context without a listener. */
+  info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_UV_NO_SIGSEGV_SIGFPE_SPIN |
+                 LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_FAIL_UPON_UNABLE_TO_BIND;
   info.foreign_loops = loops;
   info.pcontext = &s->ctx;
   info.user = s;
@@ -879,26 +1066,41 @@ int hp__rdv_create(uv_loop_t *loop, const hp__rdv_opts *opts, hp__rdv **out) {
   s->ctx = lws_create_context(&info);
   if (!s->ctx) {
     HP_ERROR(COMP, json_pack("{s:s,s:i}", "addr", s->bind, "port", opts->port),
-             "cannot start the HTTP/WebSocket server (is the port in use?)");
-    rc = -EADDRINUSE;
+             "cannot create the libwebsockets context (see the lws error before this one; "
+             "\"unable to load evlib plugin evlib_uv\" means the package "
+             "libwebsockets-evlib-uv is missing)");
+    rc = -ENOENT;
     goto out;
   }
-  vh = lws_get_vhost_by_name(s->ctx, "default");
-  s->port = vh ? lws_get_vhost_listen_port(vh) : opts->port;
+  vh = lws_create_vhost(s->ctx, &info);
+  s->port = vh ? lws_get_vhost_listen_port(vh) : 0;
+  if (!vh || s->port <= 0 || find_listener(s->port) < 0) {
+    HP_ERROR(COMP, json_pack("{s:s,s:i}", "addr", s->bind, "port", opts->port),
+             "cannot listen on %s port %d (see the lws error before this one)", s->bind,
+             opts->port);
+    rc = -EADDRNOTAVAIL;
+    goto out;
+  }
   HP_INFO(COMP, json_pack("{s:s,s:i}", "addr", s->bind, "port", s->port), "listening on %s port %d",
           s->bind, s->port);
-  *out = s;
   return 0;
 out:
-  /* The timer handle must be closed by the loop before s is freed: hand the
-   * whole struct to the close callback. */
-  hp__rooms_destroy(s->rooms);
-  s->rooms = NULL;
-  if (s->timer_init)
-    uv_close((uv_handle_t *)&s->timer, free_on_close);
-  else
-    free(s);
+  hp__rdv_close(s);
   return rc;
+}
+
+void hp__rdv_close(hp__rdv *s) {
+  if (!s)
+    return;
+  s->draining = 1;
+  if (s->ctx && !s->destroying) {
+    s->destroying = 1;
+    /* On a foreign loop lws finishes from the loop, then sets s->ctx NULL. */
+    lws_context_destroy(s->ctx);
+  }
+  s->destroying = 1;
+  if (s->timer_init && !uv_is_closing((uv_handle_t *)&s->timer))
+    uv_close((uv_handle_t *)&s->timer, NULL);
 }
 
 int hp__rdv_port(const hp__rdv *s) {
@@ -947,11 +1149,18 @@ void hp__rdv_shutdown(hp__rdv *s, double timeout, void (*done)(void *arg), void 
   maybe_finish_drain(s);
 }
 
-void hp__rdv_destroy(hp__rdv *s) {
+int hp__rdv_destroy(hp__rdv *s) {
   if (!s)
-    return;
+    return 0;
+  /* On a foreign loop, lws 4.1 completes the destruction begun from the
+   * loop only when lws_context_destroy is called again after the loop has
+   * run dry; it then sets s->ctx NULL (info.pcontext). It writes s->ctx and
+   * calls back into s until then: better leak s than free it under lws. */
   if (s->ctx)
     lws_context_destroy(s->ctx);
+  if (s->ctx || (s->timer_init && !uv_is_closing((uv_handle_t *)&s->timer)))
+    return -EBUSY;
   hp__rooms_destroy(s->rooms);
   free(s);
+  return 0;
 }

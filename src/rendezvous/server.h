@@ -6,7 +6,8 @@
  * Lifecycle: create (listens at once) -> the caller runs the loop ->
  * shutdown (stop accepting, close every WebSocket with 1001 "going away",
  * destroy the lws context when they are gone or after a timeout, then call
- * done) -> the loop runs dry -> destroy.
+ * done) -> the loop runs dry -> destroy. After a failed create: the loop runs
+ * dry (lws may have handles to close) -> destroy.
  */
 #ifndef HP_RDV_SERVER_H
 #define HP_RDV_SERVER_H
@@ -28,8 +29,11 @@ typedef struct hp__rdv_opts {
 
 typedef struct hp__rdv hp__rdv;
 
-/** Create the server on loop and start listening. Returns 0 or a negative
- * errno (the reason is logged); *out is set only on success. */
+/** Create the server on loop and start listening; "listening" is logged only
+ * once the kernel has a listening socket on the port. Returns 0 or a negative
+ * errno (the reason is logged at ERROR). Also on failure *out may be set: the
+ * caller then runs the loop dry and calls hp__rdv_destroy, as after a
+ * shutdown. */
 int hp__rdv_create(uv_loop_t *loop, const hp__rdv_opts *opts, hp__rdv **out);
 
 /** The TCP port the server listens on. */
@@ -43,7 +47,13 @@ int hp__rdv_port(const hp__rdv *s);
  */
 void hp__rdv_shutdown(hp__rdv *s, double timeout, void (*done)(void *arg), void *arg);
 
-/** Free everything, once the loop has run dry after done. NULL is a no-op. */
-void hp__rdv_destroy(hp__rdv *s);
+/** Stop at once, without the graceful close of hp__rdv_shutdown (used
+ * after a failed create; idempotent). The loop must then run dry. */
+void hp__rdv_close(hp__rdv *s);
+
+/** Free everything, once the loop has run dry after done (or after a failed
+ * create). Returns 0, or -EBUSY when lws has not finished tearing down (s is
+ * then left allocated rather than freed under lws). NULL is a no-op. */
+int hp__rdv_destroy(hp__rdv *s);
 
 #endif

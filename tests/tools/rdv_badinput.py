@@ -2,13 +2,15 @@
 """rdv_badinput.py - feed a running holepunch-rendezvous bad input, case by case.
 
 Usage: /usr/bin/python3 rdv_badinput.py BASE_URL [--hello-timeout S] [--http-timeout S]
-                                                 [--max-message-bytes N]
+                                                 [--max-message-bytes N] [--trust-proxy]
 
 BASE_URL is http://HOST:PORT (or ws://HOST:PORT). Every case runs on its own
 connection and checks the error code the service sends and that it then closes
 the WebSocket with the expected status; meanwhile other clients (a /healthz
 probe, a valid pairing) must still be served. The timing options must match the
 server's settings (defaults: the server's defaults). Every wait is bounded.
+X-Forwarded-For is checked too: ignored by default; with --trust-proxy (the
+server runs with TRUST_PROXY=1) its right-most entry is the client.
 
 Prints one line per case and "N passed, M failed"; exits 1 on any failure.
 Also importable: pair(), expect_error() are used by tests/deploy/test_metrics.sh.
@@ -60,9 +62,10 @@ def hello(room, wid=None, cands=None, **extra):
     return json.dumps(m)
 
 
-async def connect(ws_url, path_url=None):
+async def connect(ws_url, path_url=None, headers=None):
     return await websockets.connect(path_url or ws_url, open_timeout=STEP, close_timeout=STEP,
-                                    compression=None, max_size=2**20, ping_interval=None)
+                                    compression=None, max_size=2**20, ping_interval=None,
+                                    extra_headers=headers)
 
 
 async def recv_json(ws, timeout=STEP):
@@ -199,6 +202,38 @@ async def wait_dropped(host, port, payload, within):
         writer.close()
 
 
+def whoami(host, port, xff_lines=()):
+    """The /whoami answer, with one X-Forwarded-For header line per entry."""
+    hdrs = "".join(f"X-Forwarded-For: {v}\r\n" for v in xff_lines)
+    req = f"GET /whoami HTTP/1.1\r\nHost: {host}\r\n{hdrs}Connection: close\r\n\r\n".encode()
+    status, body = raw_request(host, port, req)
+    if status != 200:
+        raise Mismatch(f"/whoami answered {status} {body!r}")
+    return json.loads(body)
+
+
+# (X-Forwarded-For lines, the client address with TRUST_PROXY=1 or None for
+# "not usable: the TCP peer"). The right-most entry is the one a proxy
+# appended; entries to its left are the client's own and may be forged.
+XFF_CASES = [
+    (["198.51.100.7"], "198.51.100.7"),
+    (["203.0.113.66, 198.51.100.7"], "198.51.100.7"),
+    (["  203.0.113.66 ,\t198.51.100.7 \t"], "198.51.100.7"),
+    (["203.0.113.66,198.51.100.7"], "198.51.100.7"),
+    (["203.0.113.66", "198.51.100.7"], "198.51.100.7"),
+    (["2001:db8::5"], "2001:db8::5"),
+    (["203.0.113.66, 2001:db8::5"], "2001:db8::5"),
+    (["198.51.100.7, unknown"], None),
+    (["198.51.100.7:4000"], None),
+    (["[2001:db8::5]"], None),
+    (["198.51.100.7, "], None),
+    (["198.51.100.7,"], None),
+    (["198.51.100.7", "nonsense"], None),
+    (["198.51.100.007"], None),
+    ([", ".join(["203.0.113.66"] * 200)], "203.0.113.66"),
+]
+
+
 async def main_async(args):
     ws_url, host, port = urls(args.base_url)
     big = args.max_message_bytes
@@ -242,6 +277,46 @@ async def main_async(args):
                 raise Mismatch(f"second hello on the first connection: {m}")
         finally:
             await first.close()
+
+    async def forwarded_for():
+        loop = asyncio.get_running_loop()
+        direct = await loop.run_in_executor(None, whoami, host, port)
+        if not isinstance(direct.get("ip"), str) or not isinstance(direct.get("port"), int):
+            raise Mismatch(f"/whoami without X-Forwarded-For: {direct}")
+        for lines, want in XFF_CASES:
+            got = await loop.run_in_executor(None, whoami, host, port, lines)
+            if args.trust_proxy and want:
+                if got != {"ip": want, "port": None}:
+                    raise Mismatch(f"X-Forwarded-For {lines!r}: {got}, expected ip {want} port null")
+            elif got.get("ip") != direct["ip"] or not isinstance(got.get("port"), int):
+                raise Mismatch(f"X-Forwarded-For {lines!r}: {got}, expected the TCP peer "
+                               f"{direct['ip']} with its port")
+        # The WebSocket: behind a trusted proxy the address has no port, so
+        # welcome and the peer's peer message leave "observed" out.
+        room = uniq("xff")
+        a = await connect(ws_url, headers=[("X-Forwarded-For", "203.0.113.66, 198.51.100.7")])
+        b = await connect(ws_url)
+        try:
+            await a.send(hello(room))
+            wa = await recv_json(a)
+            await b.send(hello(room))
+            wb = await recv_json(b)
+            pa, pb = await recv_json(a), await recv_json(b)
+        finally:
+            await a.close()
+            await b.close()
+        for name, w in (("welcome", wa), ("welcome", wb), ("peer", pa), ("peer", pb)):
+            if w.get("type") != name:
+                raise Mismatch(f"expected {name}, got {w}")
+        if args.trust_proxy:
+            if "observed" in wa or "observed" in pb["peer"]:
+                raise Mismatch(f"observed sent for a client behind the proxy: {wa} {pb}")
+        elif not wa.get("observed", "").startswith(direct["ip"] + ":") or \
+                pb["peer"].get("observed") != wa["observed"]:
+            raise Mismatch(f"X-Forwarded-For not ignored on the WebSocket: {wa} {pb}")
+        if not wb.get("observed", "").startswith(direct["ip"] + ":") or \
+                pa["peer"].get("observed") != wb["observed"]:
+            raise Mismatch(f"observed of a client without X-Forwarded-For: {wb} {pa}")
 
     async def survivors():
         wa, wb, pa, pb = await pair(ws_url, result="direct")
@@ -296,6 +371,8 @@ async def main_async(args):
                       "unexpected_message", skip=1)),
         ("upgrade on another path", wrong_path()),
         ("duplicate id", dup_id()),
+        ("X-Forwarded-For " + ("right-most entry" if args.trust_proxy else "ignored"),
+         forwarded_for()),
     ]
     # Slow cases (timeouts) run alongside the others, which they must not block.
     slow = [
@@ -323,6 +400,8 @@ def main():
     p.add_argument("--hello-timeout", type=float, default=10.0)
     p.add_argument("--http-timeout", type=float, default=10.0)
     p.add_argument("--max-message-bytes", type=int, default=65536)
+    p.add_argument("--trust-proxy", action="store_true",
+                   help="the server runs with TRUST_PROXY=1")
     args = p.parse_args()
     try:
         rc = asyncio.run(asyncio.wait_for(main_async(args), 120))
