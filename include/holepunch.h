@@ -18,6 +18,13 @@
 extern "C" {
 #endif
 
+/* Symbols of the shared library are hidden unless marked here. */
+#if defined(__GNUC__)
+#define HP_EXPORT __attribute__((visibility("default")))
+#else
+#define HP_EXPORT
+#endif
+
 /** Outcome of a punch; the values are the worker's exit codes. */
 typedef enum hp_status {
   HP_STATUS_OK = 0,         /**< direct, authenticated connection */
@@ -42,7 +49,7 @@ typedef struct hp_config {
 } hp_config;
 
 /** Fill cfg with the documented defaults (rendezvous_url NULL). */
-void hp_config_init(hp_config *cfg);
+HP_EXPORT void hp_config_init(hp_config *cfg);
 
 /** Opaque handle of one punch attempt. */
 typedef struct hp_punch hp_punch;
@@ -55,8 +62,8 @@ typedef void (*hp_done_cb)(hp_punch *p, hp_status status, void *data);
  * the handle (free it with hp_punch_destroy) and cb fires exactly once later.
  * Returns 0, -EINVAL for a bad config (message in the log), or -errno.
  */
-int hp_punch_start(uv_loop_t *loop, const hp_config *cfg, hp_done_cb cb, void *data,
-                   hp_punch **out);
+HP_EXPORT int hp_punch_start(uv_loop_t *loop, const hp_config *cfg, hp_done_cb cb, void *data,
+                             hp_punch **out);
 
 /**
  * Take the connected socket (after HP_STATUS_OK): a TCP socket in blocking
@@ -65,11 +72,11 @@ int hp_punch_start(uv_loop_t *loop, const hp_config *cfg, hp_done_cb cb, void *d
  * socket. Later calls, or calls before success, return -1. A socket not
  * taken is closed by hp_punch_destroy.
  */
-int hp_punch_take_fd(hp_punch *p);
+HP_EXPORT int hp_punch_take_fd(hp_punch *p);
 
 /** A short name of the current phase ("listening", "discovering", "signaling",
  *  "waiting_peer", "punching", "connected", "failed"). */
-const char *hp_punch_state(const hp_punch *p);
+HP_EXPORT const char *hp_punch_state(const hp_punch *p);
 
 /** Information about the attempt; strings live as long as the handle. */
 typedef struct hp_info {
@@ -83,11 +90,11 @@ typedef struct hp_info {
 } hp_info;
 
 /** Fill info from p (valid until hp_punch_destroy). */
-void hp_punch_info(const hp_punch *p, hp_info *info);
+HP_EXPORT void hp_punch_info(const hp_punch *p, hp_info *info);
 
 /** Stop the attempt (if running) and free it once its handles closed.
  *  The loop must run afterwards for the close callbacks. NULL is a no-op. */
-void hp_punch_destroy(hp_punch *p);
+HP_EXPORT void hp_punch_destroy(hp_punch *p);
 
 /**
  * Blocking convenience: runs a private loop until the punch ends.
@@ -95,11 +102,11 @@ void hp_punch_destroy(hp_punch *p);
  * closes it), otherwise -1. peer_id and reason may be NULL; when given they
  * receive the peer's id and, on failure, a sentence saying why.
  */
-hp_status hp_connect(const hp_config *cfg, int *fd, char *peer_id, size_t peer_id_len, char *reason,
-                     size_t reason_len);
+HP_EXPORT hp_status hp_connect(const hp_config *cfg, int *fd, char *peer_id, size_t peer_id_len,
+                               char *reason, size_t reason_len);
 
 /** The library version, "MAJOR.MINOR.PATCH". */
-const char *hp_version(void);
+HP_EXPORT const char *hp_version(void);
 
 #ifdef __cplusplus
 }
