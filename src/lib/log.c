@@ -16,6 +16,11 @@
 #define LOG_MSG_MAX 2048
 /* Longest text line; context beyond this is dropped, never the newline. */
 #define LOG_LINE_MAX 8192
+/* Significant digits of a JSON real: jansson's default (17) prints 0.427 as
+ * 0.42699999999999999; 10 still shows a millisecond value to the microsecond
+ * up to 9999999.999 ms (2.7 hours). */
+#define LOG_REAL_DIGITS 10
+#define LOG_DUMP_FLAGS (JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(LOG_REAL_DIGITS))
 
 /* Written once at start-up (before threads), read everywhere after. */
 static int g_level = HP_LOG_INFO;
@@ -99,7 +104,7 @@ static char *build_json(const char *ts, const char *sev, const char *component, 
         json_object_set(o, k, v);
     }
   }
-  s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  s = json_dumps(o, LOG_DUMP_FLAGS);
   if (s == NULL)
     goto out;
   n = strlen(s);
@@ -180,7 +185,7 @@ static char *build_text(const char *ts, const char *sev, const char *component, 
         continue;
       }
       /* Compact JSON escapes control characters, so the line stays one line. */
-      enc = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER);
+      enc = json_dumps(v, LOG_DUMP_FLAGS | JSON_ENCODE_ANY);
       lb_str(&b, enc != NULL ? enc : "?");
       free(enc);
     }

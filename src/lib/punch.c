@@ -1,23 +1,53 @@
 /*
  * punch.c - the punch engine (see punch.h).
  *
- * Timing design. All attempts leave from the same local port P, so for one
- * candidate there can be only one socket at a time (same 4-tuple). A SYN
- * that is refused or unreachable is retried after 20 ms, doubling to 500 ms.
- * A SYN that gets no answer is abandoned after 250 ms (doubling to 2 s, so a
- * path with a long round trip still gets through) and sent again at once on
- * a fresh socket: closing a socket in SYN_SENT frees the 4-tuple at once and
- * sends nothing, so the new SYN refreshes our NAT's state immediately
- * instead of waiting for the kernel's 1 s retransmission. The usual way in is
- * the simultaneous open: our SYN opened our NAT's mapping, the peer's SYN
- * comes through it and meets our SYN_SENT socket (or, if that socket was
- * just replaced, the listener on P). One timer serves every deadline.
+ * Retry policy. All attempts leave from the same local port P, so towards
+ * one candidate there is one socket at a time (one 4-tuple), and it is KEPT
+ * while its SYN gets no answer: the kernel retransmits that SYN (after 1 s,
+ * then backing off; Linux >= 6.6 sends the first tcp_syn_linear_timeouts = 4
+ * of them at 1 s intervals) with the same initial sequence number (ISN),
+ * until tcp_syn_retries (about 2 minutes by default). The usual way in is
+ * the simultaneous open: our SYN opens our NAT's state, the peer's SYN comes
+ * through it and meets our SYN_SENT socket. Once the peer's SYN has
+ * reached our NAT, the NAT's conntrack entry is in SYN_SENT2 and accepts only
+ * SYNs with the ISNs it has seen: a SYN with a new ISN (a fresh socket on the
+ * same 4-tuple) is INVALID and dropped for as long as the entry lives (120 s
+ * on Linux, i.e. on most home routers). So when a crossing SYN is lost, only
+ * the kernel's retransmission gets through (e2e.lost_syn). Replacing an
+ * unanswered socket would also gain nothing: NAT state for a SYN lives for
+ * minutes, and whichever side's SYN comes second crosses.
+ *
+ * A socket is replaced only after a hard error, which ends it anyway: refused
+ * (RST: e.g. the peer's listener is not up yet, or a NAT that rejects),
+ * unreachable (ICMP), reset or closed before the first byte, or the kernel's
+ * own connect timeout. The next socket follows after 20 ms, doubling to 500 ms
+ * per candidate. A connection that failed its handshake (a bad line: a
+ * stranger, or broken) is retried after 500 ms. Silence is a failure only on
+ * an inbound connection that has not proved the session yet (hello_ms, see
+ * start_read); a connection that carries our hello waits for TCP.
+ *
+ * Every connection the engine gives up is aborted (SO_LINGER {1, 0}): an
+ * established or half-open (SYN_RECV) one sends a RST instead of a FIN, and
+ * its 4-tuple is free at once, with no FIN-WAIT socket left behind to make
+ * every later connect() on it fail with EADDRNOTAVAIL; if the other end was
+ * the peer, it learns at once that this connection is gone. (A socket in
+ * SYN_SENT sends nothing either way.) Only the winner is closed normally: its
+ * duplicate lives on.
+ *
+ * A candidate whose 4-tuple is in use by another connection of ours (our
+ * listener accepted the peer's SYN from that address while we had no socket
+ * towards it, or another candidate with the same address) is not dialed while
+ * that connection lives: connect() would only fail with EADDRNOTAVAIL.
+ *
+ * One timer serves every deadline: the next socket per candidate, the
+ * handshake bound of inbound connections, and the punch timeout.
  */
 #include "punch.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,14 +60,15 @@
 
 #define RETRY_MIN_MS 20
 #define RETRY_MAX_MS 500
-#define SYN_MIN_MS 250
-#define SYN_MAX_MS 2000
 #define HELLO_DEFAULT_MS 3000
 #define INLOG_MAX 16
 #define WHY_MAX 96
+/* A candidate's last_err when its socket was still waiting for an answer at
+ * the end (not a UV_E* code: those are negative). */
+#define ERR_NO_ANSWER 1
 
 typedef enum conn_state {
-  C_CONNECTING, /* outbound SYN sent */
+  C_CONNECTING, /* outbound SYN sent (and retransmitted by the kernel) */
   C_WAIT_HELLO, /* connected, waiting for the peer's hello */
   C_WAIT_USE,   /* role b: authenticated, waiting for "use" */
   C_SPARE,      /* role a: authenticated, but another one was nominated */
@@ -52,7 +83,9 @@ typedef struct conn {
   struct conn *next, *prev;
   int cand; /* index into pe->cands, -1 for inbound */
   conn_state st;
-  uint64_t deadline; /* uv_now() ms: SYN timeout or handshake bound */
+  int syns_counted;           /* the candidate's syns include this socket's */
+  uint64_t deadline;          /* uv_now() ms: handshake bound, 0 = none */
+  struct sockaddr_storage ra; /* the remote address (the 4-tuple's far end) */
   char addr[HP_ADDR_STRLEN];
   char rbuf[HP_PEERHELLO_MAX];
   size_t rlen;
@@ -64,12 +97,13 @@ typedef struct cand {
   hp__cand c;
   struct sockaddr_storage sa;
   socklen_t salen;
-  const char *skip; /* why it is not tried, or NULL */
-  conn *cur;        /* the one socket towards it (connecting or connected) */
-  uint64_t next_at; /* next attempt when cur is NULL */
-  unsigned attempts;
-  unsigned retry_ms, syn_ms;
-  int last_err;           /* UV_E* of the last attempt, 0 = none */
+  const char *skip;       /* why it is not tried, or NULL */
+  conn *cur;              /* the one socket towards it (connecting or connected) */
+  uint64_t next_at;       /* next socket when cur is NULL */
+  unsigned attempts;      /* sockets created (connect() calls) */
+  unsigned syns;          /* SYNs those sockets sent, kernel retransmissions included */
+  unsigned retry_ms;      /* delay before the next socket after a hard error */
+  int last_err;           /* UV_E* of the last attempt, ERR_NO_ANSWER, 0 = none */
   char last_why[WHY_MAX]; /* handshake failure on a connection to it */
 } cand;
 
@@ -106,6 +140,8 @@ static const char *err_name(int err) {
   switch (err) {
   case 0:
     return "none";
+  case ERR_NO_ANSWER:
+    return "no answer";
   case UV_ETIMEDOUT:
     return "timed out";
   case UV_ECONNREFUSED:
@@ -146,9 +182,34 @@ static void on_conn_closed(uv_handle_t *h) {
   maybe_free(pe);
 }
 
-static void close_conn(conn *c) {
+/* Count the SYNs of an outbound socket once, when it stops connecting:
+ * its first one plus the kernel's retransmissions (of the SYN, or of the
+ * SYN-ACK in a simultaneous open), as TCP_INFO reports them. */
+static void count_syns(conn *c) {
+  struct tcp_info ti;
+  socklen_t len = sizeof ti;
+  uv_os_fd_t fd;
+  cand *k;
+
+  if (c->cand < 0 || c->syns_counted)
+    return;
+  c->syns_counted = 1;
+  k = &c->pe->cands[c->cand];
+  k->syns++;
+  if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0 &&
+      getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0)
+    k->syns += ti.tcpi_total_retrans;
+}
+
+/* Unlink c and close it. With rst set (every connection but the winner),
+ * SO_LINGER {1, 0} first: RST instead of FIN, and the 4-tuple is free at
+ * once instead of lingering in FIN-WAIT / LAST-ACK. The winner must not get
+ * it: the option belongs to the socket, which its duplicate keeps. */
+static void close_conn(conn *c, int rst) {
   hp__pe *pe = c->pe;
 
+  if (c->st == C_CONNECTING)
+    count_syns(c);
   if (c->prev)
     c->prev->next = c->next;
   else if (pe->conns == c)
@@ -160,8 +221,16 @@ static void close_conn(conn *c) {
     pe->cands[c->cand].cur = NULL;
   if (pe->nominee == c)
     pe->nominee = NULL;
-  if (!uv_is_closing((uv_handle_t *)&c->tcp))
-    uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+  if (uv_is_closing((uv_handle_t *)&c->tcp))
+    return;
+  if (rst) {
+    struct linger lg = {1, 0};
+    uv_os_fd_t fd;
+    /* Fails only without an fd (a handle never opened): nothing to abort. */
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
+      (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  }
+  uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
 }
 
 static conn *new_conn(hp__pe *pe, int cand_idx) {
@@ -180,9 +249,10 @@ static conn *new_conn(hp__pe *pe, int cand_idx) {
   return c;
 }
 
-static void close_all(hp__pe *pe) {
+/* Close every connection; all but the winner (if any) are aborted. */
+static void close_all(hp__pe *pe, const conn *winner) {
   while (pe->conns)
-    close_conn(pe->conns);
+    close_conn(pe->conns, pe->conns != winner);
   if (pe->timer_open)
     uv_timer_stop(&pe->timer);
   if (pe->listener_open) {
@@ -222,7 +292,9 @@ static void reject(conn *c, const char *why) {
     snprintf(k->last_why, sizeof k->last_why, "%s", why);
     k->next_at = uv_now(pe->loop) + RETRY_MAX_MS;
   }
-  close_conn(c);
+  /* A stranger or a broken connection: abort it, so that the same 4-tuple
+   * can be dialed again at once (it may have been the peer's). */
+  close_conn(c, 1);
 }
 
 static void finish(hp__pe *pe, conn *winner) {
@@ -250,7 +322,7 @@ static void finish(hp__pe *pe, conn *winner) {
       }
     }
   }
-  close_all(pe);
+  close_all(pe, winner);
   if (winner && pe->fd < 0) {
     HP_ERROR("punch", NULL, "cannot duplicate the winning socket: %s", strerror(errno));
     pe->cb(pe, -EMFILE, pe->data);
@@ -309,8 +381,10 @@ static void authenticated(conn *c) {
     return;
   }
   if (pe->prm.role == 'b') {
+    /* Our hello is out: a may already have nominated this connection (its
+     * "use" may be in TCP retransmission), so silence does not end it. */
     c->st = C_WAIT_USE;
-    c->deadline = uv_now(pe->loop) + pe->prm.hello_ms;
+    c->deadline = 0;
     return;
   }
   uv_read_stop((uv_stream_t *)&c->tcp);
@@ -382,7 +456,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     k->last_err = nread == UV_EOF ? UV_ECONNRESET : (int)nread;
     HP_DEBUG("punch", json_pack("{s:s}", "addr", c->addr),
              "connection to %s closed before any byte: %s", c->addr, err_name(k->last_err));
-    close_conn(c);
+    close_conn(c, 1);
     k->next_at = uv_now(pe->loop) + k->retry_ms;
     k->retry_ms = umin(k->retry_ms * 2, RETRY_MAX_MS);
     reschedule(pe);
@@ -401,9 +475,18 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     reschedule(pe);
 }
 
+/* The handshake bound (hello_ms) is for a connection that has had nothing
+ * from us: an inbound one, until its hello checks out. That is what keeps a
+ * silent stranger from holding a connection. Once we have sent our hello
+ * (an outbound connection sends it at once), the peer may have completed
+ * the handshake on its side and kept this connection, while its own lines
+ * are still in TCP retransmission (on a lossy path with a retransmitted SYN
+ * Linux starts at a 3 s RTO): dropping it then would break a pair that the
+ * peer thinks is made. Such a connection ends only with the punch timeout,
+ * an error from TCP, or a bad line. */
 static void start_read(conn *c) {
   c->st = C_WAIT_HELLO;
-  c->deadline = uv_now(c->pe->loop) + c->pe->prm.hello_ms;
+  c->deadline = c->cand < 0 ? uv_now(c->pe->loop) + c->pe->prm.hello_ms : 0;
   if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0)
     reject(c, "cannot read");
 }
@@ -416,11 +499,17 @@ static void on_connect(uv_connect_t *req, int status) {
   if (status == UV_ECANCELED || pe->finished)
     return;
   k = &pe->cands[c->cand];
+  count_syns(c);
   if (status < 0) {
+    /* A hard error: this socket is finished (the kernel gave up on it), so a
+     * new one follows soon. An unanswered SYN never gets here before the
+     * kernel's own connect timeout. */
     k->last_err = status;
-    HP_DEBUG("punch", json_pack("{s:s, s:i}", "addr", k->c.addr, "attempt", k->attempts),
-             "connect to %s: %s", k->c.addr, err_name(status));
-    close_conn(c);
+    HP_DEBUG(
+        "punch",
+        json_pack("{s:s, s:i, s:i}", "addr", k->c.addr, "attempt", k->attempts, "syns", k->syns),
+        "connect to %s: %s", k->c.addr, err_name(status));
+    close_conn(c, 1);
     k->next_at = uv_now(pe->loop) + k->retry_ms;
     k->retry_ms = umin(k->retry_ms * 2, RETRY_MAX_MS);
     reschedule(pe);
@@ -439,12 +528,13 @@ static void on_connect(uv_connect_t *req, int status) {
       k->skip = "it is our own address (self-connect)";
       HP_INFO("punch", json_pack("{s:s}", "addr", k->c.addr),
               "peer candidate %s is our own address and port: skipped", k->c.addr);
-      close_conn(c);
+      close_conn(c, 1);
       reschedule(pe);
       return;
     }
   }
-  HP_DEBUG("punch", json_pack("{s:s, s:i}", "addr", k->c.addr, "attempt", k->attempts),
+  HP_DEBUG("punch",
+           json_pack("{s:s, s:i, s:i}", "addr", k->c.addr, "attempt", k->attempts, "syns", k->syns),
            "connected to %s %s", hp__cand_kind_name(k->c.kind), k->c.addr);
   k->last_err = 0;
   if (send_line(c, &c->wreq_hello, c->hello, on_hello_written) < 0) {
@@ -498,27 +588,33 @@ static void start_attempt(hp__pe *pe, int idx) {
     goto fail;
   }
   snprintf(c->addr, sizeof c->addr, "%s", k->c.addr);
+  memcpy(&c->ra, &k->sa, sizeof c->ra);
+  c->syns_counted = 1; /* until the SYN is really sent */
   hp__peerhello_format(c->hello, sizeof c->hello, pe->prm.session, pe->prm.own_id);
   hp__peerhello_format_use(c->use, sizeof c->use, pe->prm.session);
   r = uv_tcp_open(&c->tcp, fd);
   if (r < 0) {
     close(fd);
-    close_conn(c);
+    close_conn(c, 1);
     goto fail;
   }
   /* fd belongs to the handle now. */
   c->creq.data = c;
   r = uv_tcp_connect(&c->creq, &c->tcp, (struct sockaddr *)&k->sa, on_connect);
   if (r < 0) {
-    close_conn(c);
+    close_conn(c, 1);
     goto fail;
   }
+  /* No deadline: the kernel retransmits the SYN until an answer, a hard
+   * error or its own connect timeout (see the top of the file). */
   c->st = C_CONNECTING;
-  c->deadline = now + k->syn_ms;
+  c->syns_counted = 0;
+  c->deadline = 0;
   k->cur = c;
   return;
 fail:
-  /* e.g. EADDRNOTAVAIL: the 4-tuple is still in use by an older socket. */
+  /* e.g. EADDRNOTAVAIL: the 4-tuple is in use by another socket, one not
+   * known to the engine (those are checked before, see tuple_user). */
   k->last_err = r;
   k->next_at = now + k->retry_ms;
   k->retry_ms = umin(k->retry_ms * 2, RETRY_MAX_MS);
@@ -529,11 +625,33 @@ fail:
 }
 
 static void give_up(hp__pe *pe) {
-  /* Remember what the SYNs still in flight were doing. */
+  /* A socket still connecting got no answer (unless an earlier one of the
+   * same candidate heard something, which stays the last error). */
   for (conn *c = pe->conns; c; c = c->next)
     if (c->st == C_CONNECTING && pe->cands[c->cand].last_err == 0)
-      pe->cands[c->cand].last_err = UV_ETIMEDOUT;
+      pe->cands[c->cand].last_err = ERR_NO_ANSWER;
   finish(pe, NULL);
+}
+
+static int same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b) {
+  const struct sockaddr_in *x = (const struct sockaddr_in *)a, *y = (const struct sockaddr_in *)b;
+  return a->ss_family == AF_INET && b->ss_family == AF_INET &&
+         x->sin_addr.s_addr == y->sin_addr.s_addr && x->sin_port == y->sin_port;
+}
+
+/* Another connection of ours that uses candidate idx's 4-tuple (all of them
+ * have local port P), or NULL. */
+static conn *tuple_user(hp__pe *pe, int idx) {
+  for (conn *c = pe->conns; c; c = c->next)
+    if (c->cand != idx && same_addr(&c->ra, &pe->cands[idx].sa))
+      return c;
+  return NULL;
+}
+
+/* Candidate i needs a new socket now (or at next_at). */
+static int wants_socket(hp__pe *pe, size_t i) {
+  const cand *k = &pe->cands[i];
+  return !k->skip && !k->cur && !tuple_user(pe, (int)i);
 }
 
 static void on_timer(uv_timer_t *t) {
@@ -555,24 +673,14 @@ static void on_timer(uv_timer_t *t) {
   }
   for (c = pe->conns; c; c = next) {
     next = c->next;
-    if (c->deadline == 0 || now < c->deadline || c->st == C_SPARE || c->st == C_NOMINATING)
+    if (c->deadline == 0 || now < c->deadline || c->st == C_CONNECTING || c->st == C_SPARE ||
+        c->st == C_NOMINATING)
       continue;
-    if (c->st == C_CONNECTING) {
-      cand *k = &pe->cands[c->cand];
-      /* No answer to this SYN: a fresh socket sends a new one at once. */
-      k->last_err = UV_ETIMEDOUT;
-      k->syn_ms = umin(k->syn_ms * 2, SYN_MAX_MS);
-      k->next_at = now;
-      close_conn(c);
-    } else {
-      reject(c, "handshake not complete in time");
-    }
+    reject(c, "handshake not complete in time");
   }
-  for (size_t i = 0; i < pe->ncands; i++) {
-    cand *k = &pe->cands[i];
-    if (!k->skip && !k->cur && k->next_at <= now)
+  for (size_t i = 0; i < pe->ncands; i++)
+    if (wants_socket(pe, i) && pe->cands[i].next_at <= now)
       start_attempt(pe, (int)i);
-  }
   reschedule(pe);
 }
 
@@ -583,13 +691,14 @@ static void reschedule(hp__pe *pe) {
     return;
   now = uv_now(pe->loop);
   next = pe->t_deadline;
-  for (size_t i = 0; i < pe->ncands; i++) {
-    cand *k = &pe->cands[i];
-    if (!k->skip && !k->cur && k->next_at < next)
-      next = k->next_at;
-  }
+  /* A candidate blocked by another connection's 4-tuple waits for that one
+   * to close (every close is followed by a reschedule). */
+  for (size_t i = 0; i < pe->ncands; i++)
+    if (wants_socket(pe, i) && pe->cands[i].next_at < next)
+      next = pe->cands[i].next_at;
   for (conn *c = pe->conns; c; c = c->next)
-    if (c->deadline && c->st != C_SPARE && c->st != C_NOMINATING && c->deadline < next)
+    if (c->deadline && c->st != C_CONNECTING && c->st != C_SPARE && c->st != C_NOMINATING &&
+        c->deadline < next)
       next = c->deadline;
   uv_timer_start(&pe->timer, on_timer, next > now ? next - now : 0, 0);
 }
@@ -614,15 +723,17 @@ static void on_connection(uv_stream_t *server, int status) {
   if (!c)
     return;
   if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
-    close_conn(c);
+    close_conn(c, 1);
     return;
   }
   if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) < 0 ||
       hp__addr_format((struct sockaddr *)&ss, c->addr, sizeof c->addr) < 0)
     snprintf(c->addr, sizeof c->addr, "?");
+  else
+    memcpy(&c->ra, &ss, sizeof c->ra);
   pe->res.inbound_seen++;
   if (pe->finished) {
-    close_conn(c);
+    close_conn(c, 1);
     return;
   }
   hp__peerhello_format(c->hello, sizeof c->hello, pe->prm.session, pe->prm.own_id);
@@ -723,7 +834,6 @@ int hp__pe_start(hp__pe *pe, const hp__pe_params *prm, hp__pe_cb cb, void *data)
     memset(k, 0, sizeof *k);
     k->c = prm->cands.c[i];
     k->retry_ms = RETRY_MIN_MS;
-    k->syn_ms = SYN_MIN_MS;
     if (hp__addr_parse(k->c.addr, strlen(k->c.addr), &k->sa, &k->salen) < 0)
       k->skip = "not a valid address";
     else if (k->sa.ss_family != AF_INET)
@@ -760,14 +870,18 @@ json_t *hp__pe_report(const hp__pe *pe, char *text, size_t textlen) {
   for (size_t i = 0; i < pe->ncands; i++) {
     const cand *k = &pe->cands[i];
     const char *last = k->skip ? k->skip : err_name(k->last_err);
-    json_t *o = json_pack("{s:s, s:s, s:i, s:s}", "kind", hp__cand_kind_name(k->c.kind), "addr",
-                          k->c.addr, "attempts", (int)k->attempts, "last_error", last);
+    json_t *o = json_pack("{s:s, s:s, s:i, s:i, s:s}", "kind", hp__cand_kind_name(k->c.kind),
+                          "addr", k->c.addr, "attempts", (int)k->attempts, "syns", (int)k->syns,
+                          "last_error", last);
     if (o && *k->last_why)
       json_object_set_new(o, "handshake", json_string(k->last_why));
     json_array_append_new(cands, o);
     if (off < textlen) {
-      int w = snprintf(text + off, textlen - off, "%s%s %s: %u attempts, last %s%s%s",
-                       i ? "; " : "", hp__cand_kind_name(k->c.kind), k->c.addr, k->attempts, last,
+      /* "attempts" are sockets: an unanswered SYN is retransmitted by the
+       * kernel on the same socket, and those show only in the SYN count. */
+      int w = snprintf(text + off, textlen - off, "%s%s %s: %u socket%s, %u SYN%s, last %s%s%s",
+                       i ? "; " : "", hp__cand_kind_name(k->c.kind), k->c.addr, k->attempts,
+                       k->attempts == 1 ? "" : "s", k->syns, k->syns == 1 ? "" : "s", last,
                        *k->last_why ? ", handshake: " : "", k->last_why);
       off += w > 0 ? (size_t)w : 0;
     }
@@ -786,7 +900,7 @@ void hp__pe_destroy(hp__pe *pe) {
     return;
   pe->destroyed = 1;
   pe->finished = 1; /* no callback any more */
-  close_all(pe);
+  close_all(pe, NULL);
   if (pe->timer_open) {
     pe->timer_open = 0;
     uv_close((uv_handle_t *)&pe->timer, on_handle_closed);

@@ -31,7 +31,9 @@ typedef struct hp__pe_params {
   hp__cands cands;   /* the peer's candidates */
   long start_in_ms;  /* delay before the first SYN (0..60000) */
   double timeout_s;  /* punching gives up after this (from the first SYN) */
-  unsigned hello_ms; /* bound for a connection's handshake; 0 means 3000 */
+  unsigned hello_ms; /* bound for an inbound connection to send a valid hello
+                        (silence from a stranger); 0 means 3000. A connection
+                        that carries our hello waits until timeout_s. */
 } hp__pe_params;
 
 /* ok is 0 on success, -ETIMEDOUT when punching gave up. */
@@ -61,7 +63,8 @@ typedef struct hp__pe_result {
   char peer_addr[HP_ADDR_STRLEN];
   const char *direction; /* "outbound", "inbound", or "" */
   double elapsed_ms;     /* from the first SYN to nomination */
-  unsigned attempts;     /* connect() calls over all candidates */
+  unsigned attempts;     /* sockets created (connect() calls) over all candidates; the
+                            kernel's SYN retransmissions on them are not counted */
   unsigned inbound_seen;
   unsigned rejected; /* connections closed for a bad handshake */
 } hp__pe_result;
@@ -70,9 +73,15 @@ void hp__pe_get_result(const hp__pe *pe, hp__pe_result *r);
 
 /*
  * What punching saw, for the give-up summary: a new JSON object
- * {"candidates":[{"kind","addr","attempts","last_error"}],
- *  "inbound":[{"addr","why"}], "inbound_seen":N}, and a one-line text
- * version in text (always NUL-terminated).
+ * {"candidates":[{"kind","addr","attempts","syns","last_error"[,"handshake"]}],
+ *  "inbound":[{"addr","why"}], "inbound_seen":N, "rejected":N}, and a
+ * one-line text version in text (always NUL-terminated). Per candidate,
+ * attempts is the number of sockets created (a socket is replaced only
+ * after a hard error), syns the SYNs they sent including the kernel's
+ * retransmissions, last_error "none", "no answer" (still waiting at the
+ * end), "refused", "unreachable", "reset", "timed out" (the kernel's connect
+ * timeout), another errno text, or why the candidate was skipped; handshake
+ * says why the last connection to it failed its handshake.
  */
 json_t *hp__pe_report(const hp__pe *pe, char *text, size_t textlen);
 

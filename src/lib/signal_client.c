@@ -15,6 +15,12 @@
 #define SIG_QUEUE_MAX 8
 #define SIG_CLOSE_BOUND_MS 2000
 
+/* Sized from hp__url's limits, so the snprintf calls in hp__sig_open can
+ * never truncate: "[" host "]:65535", base "/ws", "wss://" host_hdr path. */
+#define SIG_HOST_HDR_MAX (sizeof((hp__url *)0)->host + sizeof "[]:65535" - 1)
+#define SIG_PATH_MAX (sizeof((hp__url *)0)->base + sizeof "/ws" - 1)
+#define SIG_URL_MAX (sizeof "wss://" - 1 + SIG_HOST_HDR_MAX - 1 + SIG_PATH_MAX)
+
 struct hp__sig {
   uv_loop_t *loop;
   struct lws_context *ctx;
@@ -35,9 +41,9 @@ struct hp__sig {
   char *rx; /* fragment assembly, HP_MSG_MAX cap */
   size_t rx_len;
   int close_code;
-  char url[400];
-  char host_hdr[300];
-  char path[300];
+  char host_hdr[SIG_HOST_HDR_MAX];
+  char path[SIG_PATH_MAX];
+  char url[SIG_URL_MAX];
   hp__msg msg;
 };
 

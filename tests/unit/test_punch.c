@@ -2,10 +2,15 @@
  * test_punch.c - the punch engine on loopback: two engines find each other
  * and agree on one authenticated connection; strangers are rejected and
  * never learn the session; bytes after the handshake stay in the socket;
- * giving up reports what was tried. Every loop ends with uv_loop_close()==0.
+ * giving up reports what was tried. The retry policy: an unanswered SYN is
+ * left to the kernel (one socket), a connection that fails its handshake is
+ * aborted so its 4-tuple can be dialed again at once, and a 4-tuple held by
+ * an inbound connection is not dialed. Every loop ends with
+ * uv_loop_close()==0.
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <setjmp.h>
@@ -30,6 +35,7 @@ typedef struct side {
   int done, ok, fd;
   hp__pe_result res;
   json_t *report;
+  char text[1024]; /* the report's text version */
 } side;
 
 static void on_done(hp__pe *pe, int ok, void *data) {
@@ -37,7 +43,7 @@ static void on_done(hp__pe *pe, int ok, void *data) {
   s->done++;
   s->ok = ok;
   hp__pe_get_result(pe, &s->res);
-  s->report = hp__pe_report(pe, NULL, 0);
+  s->report = hp__pe_report(pe, s->text, sizeof s->text);
   s->fd = hp__pe_take_fd(pe);
   assert_int_equal(hp__pe_take_fd(pe), -1); /* ownership moved once */
   hp__pe_destroy(pe);                       /* allowed from the callback */
@@ -63,18 +69,67 @@ static void params(hp__pe_params *p, char role, const char *own, const char *pee
   }
 }
 
+static void loopback(struct sockaddr_in *sin, int port) {
+  memset(sin, 0, sizeof *sin);
+  sin->sin_family = AF_INET;
+  sin->sin_port = htons((uint16_t)port);
+  sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+}
+
 /* A plain blocking client socket to 127.0.0.1:port (the kernel completes
- * the handshake from the backlog even before the engine accepts). */
-static int dial(int port) {
+ * the handshake from the backlog even before the engine accepts), from
+ * 127.0.0.1:from_port when from_port > 0. */
+static int dial_from(int from_port, int port) {
   struct sockaddr_in sin;
+  int one = 1;
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   assert_true(fd >= 0);
-  memset(&sin, 0, sizeof sin);
-  sin.sin_family = AF_INET;
-  sin.sin_port = htons((uint16_t)port);
-  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (from_port > 0) {
+    loopback(&sin, from_port);
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one), 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof sin), 0);
+  }
+  loopback(&sin, port);
   assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof sin), 0);
   return fd;
+}
+
+static int dial(int port) {
+  return dial_from(0, port);
+}
+
+/* A plain listening socket on 127.0.0.1 (any port); *port gets the port. */
+static int plain_listener(int backlog, int *port) {
+  struct sockaddr_in sin;
+  socklen_t sl = sizeof sin;
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  assert_true(fd >= 0);
+  loopback(&sin, 0);
+  assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof sin), 0);
+  assert_int_equal(listen(fd, backlog), 0);
+  assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &sl), 0);
+  *port = ntohs(sin.sin_port);
+  return fd;
+}
+
+/* A port nobody uses right now: bound and released. */
+static int free_port(void) {
+  int port, fd = plain_listener(1, &port);
+  close(fd);
+  return port;
+}
+
+static json_t *cand_report(side *s, size_t i) {
+  return json_array_get(json_object_get(s->report, "candidates"), i);
+}
+
+static long cand_int(side *s, size_t i, const char *key) {
+  return (long)json_integer_value(json_object_get(cand_report(s, i), key));
+}
+
+static const char *cand_str(side *s, size_t i, const char *key) {
+  const char *v = json_string_value(json_object_get(cand_report(s, i), key));
+  return v ? v : "(absent)";
 }
 
 static void send_str(int fd, const char *s) {
@@ -224,9 +279,10 @@ static void test_strangers_rejected(void **state) {
   assert_int_equal(a.ok, 0);
   assert_int_equal(b.ok, 0);
   assert_same_connection(&a, &b);
-  /* >= 4: A's own first connection to B, queued while B was not started,
-   * may also have been dropped for its handshake timeout. */
-  assert_true(a.res.rejected >= 4);
+  /* Exactly the strangers: A's own connection to B, queued in B's backlog
+   * while B was not started, carries A's hello and so is not dropped for
+   * silence; B answers it once started. */
+  assert_int_equal(a.res.rejected, 4);
   assert_true(a.res.inbound_seen >= 4);
   inb = json_object_get(a.report, "inbound");
   assert_int_equal(json_array_size(inb), 4);
@@ -341,10 +397,249 @@ static void test_give_up_report(void **state) {
   cands = json_object_get(a.report, "candidates");
   assert_int_equal(json_array_size(cands), 2);
   c0 = json_array_get(cands, 0);
-  assert_true(json_integer_value(json_object_get(c0, "attempts")) > 3); /* quick retries */
+  /* A refusal ends the socket: quick retries, each on a new one. */
+  assert_true(json_integer_value(json_object_get(c0, "attempts")) > 3);
+  assert_true(json_integer_value(json_object_get(c0, "syns")) >=
+              json_integer_value(json_object_get(c0, "attempts")));
   assert_string_equal(json_string_value(json_object_get(c0, "last_error")), "refused");
   assert_int_equal(json_integer_value(json_object_get(json_array_get(cands, 1), "attempts")), 0);
+  /* The text version counts sockets and SYNs per candidate. */
+  assert_non_null(strstr(a.text, " sockets, "));
+  assert_non_null(strstr(a.text, "last refused"));
+  assert_non_null(strstr(a.text, "srflx [::1]:"));
   json_decref(a.report);
+  finish_loop(&loop, &safety);
+}
+
+/* A SYN that gets no answer stays with its socket: the kernel retransmits it
+ * with the same ISN, which a NAT's conntrack in SYN_SENT2 accepts and a new
+ * socket's SYN (new ISN) would not pass. The candidate is a listener whose
+ * accept queue is full, so the kernel drops every SYN to it unanswered. */
+static void test_unanswered_syn_keeps_socket(void **state) {
+  uv_loop_t loop;
+  uv_timer_t safety;
+  side a = {.fd = -1};
+  hp__pe_params pa;
+  int port, lfd, filler;
+  (void)state;
+
+  assert_int_equal(uv_loop_init(&loop), 0);
+  uv_timer_init(&loop, &safety);
+  uv_timer_start(&safety, on_safety, SAFETY_MS, 0);
+  lfd = plain_listener(0, &port);
+  filler = dial(port); /* backlog 0 holds one: now the queue is full */
+  assert_int_equal(hp__pe_create(&loop, 0, &a.pe), 0);
+  params(&pa, 'a', "alice", "bob", port);
+  pa.timeout_s = 1.5;
+  assert_int_equal(hp__pe_start(a.pe, &pa, on_done, &a), 0);
+  while (!a.done)
+    uv_run(&loop, UV_RUN_ONCE);
+  assert_int_equal(a.ok, -ETIMEDOUT);
+  print_message("unanswered candidate: %s\n", a.text);
+  assert_int_equal(cand_int(&a, 0, "attempts"), 1);
+  assert_int_equal(a.res.attempts, 1);
+  assert_true(cand_int(&a, 0, "syns") >= 1);
+  assert_string_equal(cand_str(&a, 0, "last_error"), "no answer");
+  assert_non_null(strstr(a.text, ": 1 socket, "));
+  close(filler);
+  close(lfd);
+  json_decref(a.report);
+  finish_loop(&loop, &safety);
+}
+
+/* The peer's connection arrived on our listener from the candidate's
+ * address, so the candidate's 4-tuple is in use: the engine must not dial it
+ * (connect() would fail with EADDRNOTAVAIL over and over; before the engine
+ * has seen the connection, one such attempt is possible), and the inbound
+ * connection wins once its hello arrives, here 300 ms later. */
+static void on_send_hello(uv_timer_t *t) {
+  send_str(*(int *)t->data, "HOLEPUNCH/1 " SESSION " bob\n");
+}
+
+static void test_inbound_holds_tuple(void **state) {
+  uv_loop_t loop;
+  uv_timer_t safety, later;
+  side a = {.fd = -1};
+  hp__pe_params pa;
+  int peer_port = free_port(), peer;
+  char buf[256];
+  (void)state;
+
+  assert_int_equal(uv_loop_init(&loop), 0);
+  uv_timer_init(&loop, &safety);
+  uv_timer_start(&safety, on_safety, SAFETY_MS, 0);
+  assert_int_equal(hp__pe_create(&loop, 0, &a.pe), 0);
+  params(&pa, 'a', "alice", "bob", peer_port);
+  peer = dial_from(peer_port, hp__pe_port(a.pe));
+  /* Usually lets the engine see the connection before it starts. */
+  uv_run(&loop, UV_RUN_NOWAIT);
+  assert_int_equal(hp__pe_start(a.pe, &pa, on_done, &a), 0);
+  uv_timer_init(&loop, &later);
+  later.data = &peer;
+  uv_timer_start(&later, on_send_hello, 300, 0);
+  while (!a.done)
+    uv_run(&loop, UV_RUN_ONCE);
+  assert_int_equal(a.ok, 0);
+  assert_string_equal(a.res.direction, "inbound");
+  print_message("attempts while the inbound connection held the 4-tuple: %u\n", a.res.attempts);
+  assert_true(a.res.attempts <= 1);
+  /* a answered with its hello and nominated this connection. */
+  assert_true(read_some(peer, buf, sizeof buf, 2000) > 0);
+  assert_non_null(strstr(buf, "HOLEPUNCH/1 " SESSION " alice\n"));
+  close(peer);
+  close(a.fd);
+  json_decref(a.report);
+  uv_close((uv_handle_t *)&later, NULL);
+  finish_loop(&loop, &safety);
+}
+
+/* Same 4-tuple, but the connection from the candidate's address stays
+ * silent: it is dropped after the handshake bound, with a RST (the stranger
+ * reads a reset and not one byte), which frees the 4-tuple at once. The
+ * engine then dials the candidate itself: nobody listens there, so the
+ * answer is "refused". (A FIN instead would leave our side in FIN-WAIT on
+ * the 4-tuple, and on a real path every connect() on it would fail with
+ * EADDRNOTAVAIL; loopback's tcp_tw_reuse hides that, the reset does not.) */
+static void test_rejected_inbound_frees_tuple(void **state) {
+  uv_loop_t loop;
+  uv_timer_t safety;
+  side a = {.fd = -1};
+  hp__pe_params pa;
+  int peer_port = free_port(), silent;
+  char buf[256];
+  ssize_t n;
+  (void)state;
+
+  assert_int_equal(uv_loop_init(&loop), 0);
+  uv_timer_init(&loop, &safety);
+  uv_timer_start(&safety, on_safety, SAFETY_MS, 0);
+  assert_int_equal(hp__pe_create(&loop, 0, &a.pe), 0);
+  params(&pa, 'a', "alice", "bob", peer_port);
+  pa.hello_ms = 200;
+  pa.timeout_s = 1.5;
+  silent = dial_from(peer_port, hp__pe_port(a.pe));
+  uv_run(&loop, UV_RUN_NOWAIT);
+  assert_int_equal(hp__pe_start(a.pe, &pa, on_done, &a), 0);
+  while (!a.done)
+    uv_run(&loop, UV_RUN_ONCE);
+  assert_int_equal(a.ok, -ETIMEDOUT);
+  print_message("after the silent inbound: %s\n", a.text);
+  assert_int_equal(a.res.rejected, 1);
+  assert_int_equal(json_array_size(json_object_get(a.report, "inbound")), 1);
+  assert_true(cand_int(&a, 0, "attempts") >= 1);
+  assert_string_equal(cand_str(&a, 0, "last_error"), "refused");
+  n = read_some(silent, buf, sizeof buf, 2000);
+  assert_true(n < 0 && errno == ECONNRESET);
+  close(silent);
+  json_decref(a.report);
+  finish_loop(&loop, &safety);
+}
+
+/* An outbound connection to a stranger that accepts and says nothing is
+ * kept: it carries our hello, and on a lossy path the real peer's answer can
+ * take longer than any fixed bound (the peer may already have kept this very
+ * connection). Giving up then aborts it: the stranger reads our hello and a
+ * reset. */
+static void test_silent_outbound_kept(void **state) {
+  uv_loop_t loop;
+  uv_timer_t safety;
+  side a = {.fd = -1};
+  hp__pe_params pa;
+  int port, lfd, got;
+  char buf[256];
+  ssize_t n;
+  (void)state;
+
+  assert_int_equal(uv_loop_init(&loop), 0);
+  uv_timer_init(&loop, &safety);
+  uv_timer_start(&safety, on_safety, SAFETY_MS, 0);
+  lfd = plain_listener(16, &port); /* the kernel accepts, nobody speaks */
+  assert_int_equal(hp__pe_create(&loop, 0, &a.pe), 0);
+  params(&pa, 'a', "alice", "bob", port);
+  pa.hello_ms = 100;
+  pa.timeout_s = 1;
+  assert_int_equal(hp__pe_start(a.pe, &pa, on_done, &a), 0);
+  while (!a.done)
+    uv_run(&loop, UV_RUN_ONCE);
+  assert_int_equal(a.ok, -ETIMEDOUT);
+  print_message("silent outbound stranger: %s\n", a.text);
+  assert_int_equal(a.res.rejected, 0);
+  assert_int_equal(cand_int(&a, 0, "attempts"), 1);
+  assert_string_equal(cand_str(&a, 0, "last_error"), "none");
+  got = accept(lfd, NULL, NULL);
+  assert_true(got >= 0);
+  n = read_some(got, buf, sizeof buf, 2000);
+  assert_int_equal(n, (ssize_t)strlen("HOLEPUNCH/1 " SESSION " alice\n"));
+  n = read_some(got, buf, sizeof buf, 2000);
+  assert_true(n < 0 && errno == ECONNRESET);
+  close(got);
+  close(lfd);
+  json_decref(a.report);
+  finish_loop(&loop, &safety);
+}
+
+/* An outbound connection to a stranger that answers with something else: it
+ * is rejected and aborted with a reset, and the candidate is dialed again on
+ * the same 4-tuple (possible at once thanks to the reset). The stranger is a
+ * plain listener that a timer serves: it answers each connection with an SSH
+ * banner. */
+#define STRANGER_MAX 16
+typedef struct banner_srv {
+  int lfd;
+  int fds[STRANGER_MAX];
+  int n;
+} banner_srv;
+
+static void on_banner_poll(uv_timer_t *t) {
+  banner_srv *b = t->data;
+  int fd;
+  while (b->n < STRANGER_MAX && (fd = accept(b->lfd, NULL, NULL)) >= 0) {
+    send_str(fd, "SSH-2.0-OpenSSH_9.2\r\n");
+    b->fds[b->n++] = fd;
+  }
+}
+
+static void test_bad_outbound_retried(void **state) {
+  uv_loop_t loop;
+  uv_timer_t safety, poll_t;
+  side a = {.fd = -1};
+  hp__pe_params pa;
+  banner_srv b = {.n = 0};
+  int port;
+  char buf[256];
+  (void)state;
+
+  assert_int_equal(uv_loop_init(&loop), 0);
+  uv_timer_init(&loop, &safety);
+  uv_timer_start(&safety, on_safety, SAFETY_MS, 0);
+  b.lfd = plain_listener(16, &port);
+  assert_int_equal(fcntl(b.lfd, F_SETFL, O_NONBLOCK), 0);
+  uv_timer_init(&loop, &poll_t);
+  poll_t.data = &b;
+  uv_timer_start(&poll_t, on_banner_poll, 5, 5);
+  assert_int_equal(hp__pe_create(&loop, 0, &a.pe), 0);
+  params(&pa, 'a', "alice", "bob", port);
+  pa.timeout_s = 1.5;
+  assert_int_equal(hp__pe_start(a.pe, &pa, on_done, &a), 0);
+  while (!a.done)
+    uv_run(&loop, UV_RUN_ONCE);
+  assert_int_equal(a.ok, -ETIMEDOUT);
+  print_message("SSH banner at the candidate: %s\n", a.text);
+  assert_true(a.res.rejected >= 2);
+  assert_true(cand_int(&a, 0, "attempts") >= 2);
+  assert_string_equal(cand_str(&a, 0, "handshake"), "not a HOLEPUNCH/1 line");
+  /* Every connection the stranger got carried our hello, then a reset. */
+  assert_true(b.n >= 2);
+  for (int i = 0; i < b.n; i++) {
+    ssize_t n = read_some(b.fds[i], buf, sizeof buf, 2000);
+    assert_int_equal(n, (ssize_t)strlen("HOLEPUNCH/1 " SESSION " alice\n"));
+    n = read_some(b.fds[i], buf, sizeof buf, 2000);
+    assert_true(n < 0 && errno == ECONNRESET);
+    close(b.fds[i]);
+  }
+  close(b.lfd);
+  json_decref(a.report);
+  uv_close((uv_handle_t *)&poll_t, NULL);
   finish_loop(&loop, &safety);
 }
 
@@ -377,6 +672,11 @@ int main(void) {
       cmocka_unit_test(test_bytes_after_handshake_kept),
       cmocka_unit_test(test_self_candidate_skipped),
       cmocka_unit_test(test_give_up_report),
+      cmocka_unit_test(test_unanswered_syn_keeps_socket),
+      cmocka_unit_test(test_inbound_holds_tuple),
+      cmocka_unit_test(test_rejected_inbound_frees_tuple),
+      cmocka_unit_test(test_silent_outbound_kept),
+      cmocka_unit_test(test_bad_outbound_retried),
       cmocka_unit_test(test_port_in_use),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
