@@ -22,6 +22,7 @@
 #include "health.h"
 #include "holepunch.h"
 #include "log.h"
+#include "url.h"
 #include "wire.h"
 
 #define GREETING_MAX 4096
@@ -349,6 +350,36 @@ static void on_signal(uv_signal_t *s, int signum) {
   shutdown_all(a);
 }
 
+/*
+ * Checks the config table cannot express: names and the URL. Messages in the
+ * same form as config.c's, naming the variable, the value and what is allowed.
+ */
+static int check_settings(const wcfg *c) {
+  char err[256];
+  hp__url url;
+
+  if (!hp__wire_valid_name(c->room, strlen(c->room))) {
+    fprintf(stderr,
+            "holepunch: ROOM=\"%.64s\" is not valid: expected 1 to 64 of A-Z a-z 0-9 . _ -\n",
+            c->room);
+    return -1;
+  }
+  if (strcmp(c->worker_id, ID_AUTO) != 0 &&
+      (!hp__wire_valid_name(c->worker_id, strlen(c->worker_id)) ||
+       strcmp(c->worker_id, "use") == 0)) {
+    fprintf(stderr,
+            "holepunch: WORKER_ID=\"%.64s\" is not valid: expected 1 to 64 of A-Z a-z 0-9 . _ - "
+            "other than \"use\" (reserved), or \"auto\" to generate one\n",
+            c->worker_id);
+    return -1;
+  }
+  if (hp__url_parse(c->url, &url, err, sizeof err) != 0) {
+    fprintf(stderr, "holepunch: RENDEZVOUS_SERVICE_URL=\"%.200s\" is not valid: %s\n", c->url, err);
+    return -1;
+  }
+  return 0;
+}
+
 int main(int argc, char **argv) {
   static app a;
   char err[512];
@@ -379,19 +410,8 @@ int main(int argc, char **argv) {
   hp__log_setup((hp__log_level)a.cfg.log_level,
                 a.cfg.log_format == 2 || (a.cfg.log_format == 0 && isatty(2)) ? HP_LOG_TEXT
                                                                               : HP_LOG_JSON);
-  if (!hp__wire_valid_name(a.cfg.room, strlen(a.cfg.room))) {
-    fprintf(stderr, "holepunch: ROOM: bad value \"%.64s\": want 1-64 of A-Z a-z 0-9 . _ -\n",
-            a.cfg.room);
+  if (check_settings(&a.cfg) != 0)
     return HP_STATUS_CONFIG;
-  }
-  if (strcmp(a.cfg.worker_id, ID_AUTO) != 0 &&
-      !hp__wire_valid_name(a.cfg.worker_id, strlen(a.cfg.worker_id))) {
-    fprintf(stderr,
-            "holepunch: WORKER_ID: bad value \"%.64s\": want 1-64 of A-Z a-z 0-9 . _ - (or "
-            "auto)\n",
-            a.cfg.worker_id);
-    return HP_STATUS_CONFIG;
-  }
   snprintf(a.room, sizeof a.room, "%s", a.cfg.room);
   a.phase = "starting";
   a.backoff_ms = BACKOFF_MIN_MS;
