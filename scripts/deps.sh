@@ -24,8 +24,10 @@ pkgs=(
 ((build_only)) || pkgs+=(
   libcmocka-dev
   nftables iproute2 procps psmisc curl python3 python3-websockets python3-prometheus-client
+  nginx-light
   debootstrap
   shellcheck clang-format cppcheck
+  clang libclang-rt-14-dev
   python3-yaml
 )
 if [[ "${HP_DEPS_EXTRA:-}" != "" ]]; then
@@ -46,5 +48,15 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 echo "deps: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
+# The tests run nginx themselves, inside a lab namespace; installing the
+# package must not start a system nginx on port 80. policy-rc.d exit 101
+# tells Debian's maintainer scripts not to start services, for this install
+# only (an existing policy file is left as it is).
+policy=/usr/sbin/policy-rc.d
+if [[ ! -e $policy ]]; then
+  printf '#!/bin/sh\nexit 101\n' >"$policy"
+  chmod 755 "$policy"
+  trap 'rm -f "$policy"' EXIT
+fi
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -179,6 +179,10 @@ static void on_punched(hp__pe *pe, int ok, void *data) {
     }
     if (ok != -ETIMEDOUT)
       hint = "local failure (see the previous errors)";
+    else if (r.inbound_seen == 0 && p->port_preserved < 0)
+      hint = "the rendezvous is behind a proxy, so both mappings were guessed as public IP + "
+             "INTERNAL_TCP_PORT; that guess is wrong when a NAT changes ports: run the "
+             "rendezvous where it sees the workers' TCP connections directly";
     else if (r.inbound_seen == 0 && ntried > 0 && nrefused == ntried)
       hint = "every candidate answered our SYNs with a reset and no packet from the peer reached "
              "us: the peer's NAT rejects unsolicited SYNs and its own SYNs never arrived here, so "
