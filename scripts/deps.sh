@@ -27,7 +27,6 @@ pkgs=(
   nginx-light
   debootstrap
   shellcheck clang-format cppcheck
-  clang libclang-rt-14-dev
   python3-yaml
 )
 if [[ "${HP_DEPS_EXTRA:-}" != "" ]]; then

@@ -390,7 +390,7 @@ int hp__msg_decode(const char *buf, size_t len, hp__msg *out, hp__wire_err *err)
   json_error_t jerr;
   json_t *root = NULL, *t;
   const char *type;
-  char q[64];
+  char q[64], *p;
   int result = -1;
 
   if (err != NULL) {
@@ -405,6 +405,11 @@ int hp__msg_decode(const char *buf, size_t len, hp__msg *out, hp__wire_err *err)
                 HP_MSG_MAX);
   root = json_loadb(buf, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
   if (root == NULL) {
+    /* jansson quotes the input near the error, possibly a cut UTF-8
+     * sequence; the message goes back in an "error", which must be UTF-8. */
+    for (p = jerr.text; *p != '\0'; p++)
+      if ((unsigned char)*p < ' ' || (unsigned char)*p >= 0x7f)
+        *p = '?';
     fail(err, "bad_message", "the message is not valid JSON: %s (line %d, column %d)", jerr.text,
          jerr.line, jerr.column);
     goto out;

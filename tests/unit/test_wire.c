@@ -439,6 +439,36 @@ static void test_decode_mutations(void **state) {
   }
 }
 
+/*
+ * Regression (found by tests/fuzz/fuzz_wire.c): jansson's error text quotes
+ * the input near the error, here the first byte of a 2-byte UTF-8 sequence.
+ * The refusal's message is sent back in an "error" message, so it must stay
+ * valid UTF-8, i.e. encodable.
+ */
+static void test_decode_error_text_is_utf8(void **state) {
+  static const char in[] = "{\"type\":\"eli\\\"-w1\\\xd9\x8c \"}";
+  hp__msg m, back;
+  hp__wire_err err;
+  char *enc;
+  size_t len;
+  (void)state;
+
+  assert_int_equal(hp__msg_decode(in, sizeof(in) - 1, &m, &err), -1);
+  assert_string_equal(err.code, "bad_message");
+  assert_non_null(strstr(err.message, "invalid escape"));
+  for (const char *p = err.message; *p != '\0'; p++)
+    assert_true((unsigned char)*p >= ' ' && (unsigned char)*p < 0x7f);
+  memset(&m, 0, sizeof(m));
+  m.type = HP_MSG_ERROR;
+  strcpy(m.u.error.code, err.code);
+  strcpy(m.u.error.message, err.message);
+  enc = hp__msg_encode(&m, &len);
+  assert_non_null(enc);
+  assert_int_equal(hp__msg_decode(enc, len, &back, &err), 0);
+  assert_string_equal(back.u.error.message, m.u.error.message);
+  free(enc);
+}
+
 /* Deep nesting is refused by the parser's depth limit, not by the stack. */
 static void test_decode_deep(void **state) {
   size_t len = HP_MSG_MAX;
@@ -504,6 +534,7 @@ int main(void) {
       cmocka_unit_test(test_decode_truncations),
       cmocka_unit_test(test_decode_mutations),
       cmocka_unit_test(test_decode_deep),
+      cmocka_unit_test(test_decode_error_text_is_utf8),
       cmocka_unit_test(test_valid_name),
       cmocka_unit_test(test_random_hex),
   };
