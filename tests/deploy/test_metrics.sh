@@ -9,9 +9,11 @@
 set -euo pipefail
 
 top=${HP_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
-build=${HP_BUILD_DIR:-$top/build}
-RDV=$build/holepunch-rendezvous
+HP_BUILD_DIR=${HP_BUILD_DIR:-$top/build}
+RDV=$HP_BUILD_DIR/holepunch-rendezvous
 PY=/usr/bin/python3
+# shellcheck source=../lib/loopback.sh
+. "$top/tests/lib/loopback.sh"
 
 die() { echo "test_metrics: FAIL: $*" >&2; exit 1; }
 
@@ -20,14 +22,10 @@ $PY -c 'import websockets, prometheus_client' 2>/dev/null ||
   die "$PY lacks websockets or prometheus_client (scripts/deps.sh)"
 
 tmp=$(mktemp -d "/tmp/hp-test-metrics.$$.XXXXXX")
-SRV_PID=""
 cleanup() {
   local rc=$?
   set +e
-  if [[ -n $SRV_PID ]] && kill -0 "$SRV_PID" 2>/dev/null; then
-    kill -KILL "$SRV_PID" 2>/dev/null
-    wait "$SRV_PID" 2>/dev/null
-  fi
+  lo_stop "$LO_RDV_PID"
   if ((rc != 0)); then
     echo "test_metrics: server log:" >&2
     tail -n 30 "$tmp/rdv.log" >&2
@@ -37,22 +35,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Port 0: the kernel picks a free port, which the service logs once it
-# really listens (no fixed port that another test could hold). The log file
-# is created here: the background shell that redirects into it may not have
-# run yet when the first poll reads it.
-: >"$tmp/rdv.log"
-PORT=0 BIND=127.0.0.1 LOG_FORMAT=json LOG_LEVEL=info SHUTDOWN_TIMEOUT=3 \
-  "$RDV" 2>>"$tmp/rdv.log" </dev/null &
-SRV_PID=$!
-port=""
-for _ in $(seq 200); do
-  port=$(sed -n 's/.*"message":"listening on[^"]*".*"port":\([0-9]*\).*/\1/p' "$tmp/rdv.log" | head -n1)
-  [[ -n $port ]] && break
-  kill -0 "$SRV_PID" 2>/dev/null || die "the service exited at start"
-  sleep 0.1
-done
-[[ -n $port ]] || die "the service did not log its port within 20 s"
+lo_start_rendezvous "$tmp/rdv.log" LOG_LEVEL=info SHUTDOWN_TIMEOUT=3 || die "$LO_ERR"
+SRV_PID=$LO_RDV_PID port=$LO_RDV_PORT
 echo "test_metrics: service pid $SRV_PID on 127.0.0.1:$port"
 
 timeout 60 "$PY" - "$port" "$SRV_PID" "$top/tests/tools" <<'EOF'
@@ -195,14 +179,8 @@ EOF
 
 # SHUTDOWN_TIMEOUT=3: the mute client must not keep the service beyond it
 # (bound 15 s here: this checks that it stops, not how fast).
-for _ in $(seq 150); do
-  kill -0 "$SRV_PID" 2>/dev/null || break
-  sleep 0.1
-done
-kill -0 "$SRV_PID" 2>/dev/null && die "the service still runs 15 s after SIGTERM"
-rc=0
-wait "$SRV_PID" || rc=$?
-SRV_PID=""
+lo_wait "$SRV_PID" 15 || die "the service still runs 15 s after SIGTERM"
+LO_RDV_PID="" rc=$LO_RC
 ((rc == 0)) || die "the service exited with $rc after SIGTERM, expected 0"
 grep -q '"message":"stopped"' "$tmp/rdv.log" || die "no \"stopped\" event in the log"
 if grep -q 'ERROR: \(AddressSanitizer\|LeakSanitizer\)' "$tmp/rdv.log"; then

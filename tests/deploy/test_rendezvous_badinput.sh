@@ -11,10 +11,12 @@
 set -euo pipefail
 
 top=${HP_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
-build=${HP_BUILD_DIR:-$top/build}
-RDV=$build/holepunch-rendezvous
+HP_BUILD_DIR=${HP_BUILD_DIR:-$top/build}
+RDV=$HP_BUILD_DIR/holepunch-rendezvous
 PY=/usr/bin/python3
 TOOL=$top/tests/tools/rdv_badinput.py
+# shellcheck source=../lib/loopback.sh
+. "$top/tests/lib/loopback.sh"
 
 die() { echo "test_rendezvous_badinput: FAIL: $*" >&2; exit 1; }
 
@@ -22,14 +24,10 @@ die() { echo "test_rendezvous_badinput: FAIL: $*" >&2; exit 1; }
 $PY -c 'import websockets' 2>/dev/null || die "$PY lacks websockets (scripts/deps.sh)"
 
 tmp=$(mktemp -d "/tmp/hp-test-badinput.$$.XXXXXX")
-SRV_PID=""
 cleanup() {
   local rc=$?
   set +e
-  if [[ -n $SRV_PID ]] && kill -0 "$SRV_PID" 2>/dev/null; then
-    kill -KILL "$SRV_PID" 2>/dev/null
-    wait "$SRV_PID" 2>/dev/null
-  fi
+  lo_stop "$LO_RDV_PID"
   if ((rc != 0)); then
     echo "test_rendezvous_badinput: server log:" >&2
     tail -n 30 "$tmp/rdv.log" >&2
@@ -40,30 +38,16 @@ cleanup() {
 trap cleanup EXIT
 
 for trust in 0 1; do
-  # Port 0: the kernel picks a free port, which the service logs once it
-  # really listens. The log exists before the poll reads it (the background
-  # shell that redirects into it may not have run yet).
-  : >"$tmp/rdv.log"
-  PORT=0 BIND=127.0.0.1 TRUST_PROXY=$trust HELLO_TIMEOUT=2 HTTP_TIMEOUT=2 LOG_FORMAT=json \
-    LOG_LEVEL=info SHUTDOWN_TIMEOUT=2 "$RDV" 2>>"$tmp/rdv.log" </dev/null &
-  SRV_PID=$!
-  port=""
-  for _ in $(seq 200); do
-    port=$(sed -n 's/.*"message":"listening on[^"]*".*"port":\([0-9]*\).*/\1/p' "$tmp/rdv.log" | head -n1)
-    [[ -n $port ]] && break
-    kill -0 "$SRV_PID" 2>/dev/null || die "TRUST_PROXY=$trust: the service exited at start"
-    sleep 0.1
-  done
-  [[ -n $port ]] || die "TRUST_PROXY=$trust: the service did not log its port within 20 s"
+  lo_start_rendezvous "$tmp/rdv.log" TRUST_PROXY="$trust" HELLO_TIMEOUT=2 HTTP_TIMEOUT=2 \
+    LOG_LEVEL=info SHUTDOWN_TIMEOUT=2 || die "TRUST_PROXY=$trust: $LO_ERR"
+  port=$LO_RDV_PORT
   echo "test_rendezvous_badinput: TRUST_PROXY=$trust, service on 127.0.0.1:$port"
   args=(--hello-timeout 2 --http-timeout 2)
   ((trust)) && args+=(--trust-proxy)
   timeout 150 "$PY" "$TOOL" "http://127.0.0.1:$port" "${args[@]}" ||
     die "TRUST_PROXY=$trust: rdv_badinput.py failed"
-  kill -TERM "$SRV_PID"
-  rc=0
-  wait "$SRV_PID" || rc=$?
-  SRV_PID=""
+  lo_stop "$LO_RDV_PID"
+  LO_RDV_PID="" rc=$LO_RC
   ((rc == 0)) || die "TRUST_PROXY=$trust: the service exited with $rc after SIGTERM"
   if grep -q 'ERROR: \(AddressSanitizer\|LeakSanitizer\)' "$tmp/rdv.log"; then
     die "TRUST_PROXY=$trust: sanitizer report in the service log"

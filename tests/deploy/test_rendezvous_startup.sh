@@ -14,9 +14,11 @@
 set -euo pipefail
 
 top=${HP_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
-build=${HP_BUILD_DIR:-$top/build}
-RDV=$build/holepunch-rendezvous
+HP_BUILD_DIR=${HP_BUILD_DIR:-$top/build}
+RDV=$HP_BUILD_DIR/holepunch-rendezvous
 PY=/usr/bin/python3
+# shellcheck source=../lib/loopback.sh
+. "$top/tests/lib/loopback.sh"
 EXIT_WAIT=10 # s a failing start may take at most (it takes milliseconds)
 
 die() { echo "test_rendezvous_startup: FAIL: $*" >&2; exit 1; }
@@ -30,6 +32,7 @@ PIDS=()
 cleanup() {
   local rc=$? p
   set +e
+  lo_stop "$LO_RDV_PID"
   for p in "${PIDS[@]}"; do
     kill -KILL "$p" 2>/dev/null
     wait "$p" 2>/dev/null
@@ -50,19 +53,13 @@ trap cleanup EXIT
 # shell, so not from a $(...) subshell), or 255 if it still runs after
 # SECONDS (it is then killed).
 wait_exit() {
-  local pid=$1 n=$(($2 * 10))
-  while ((n-- > 0)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  RC=0
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -KILL "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null || true
+  if lo_wait "$1" "$2"; then
+    RC=$LO_RC
+  else
+    kill -KILL "$1" 2>/dev/null
+    wait "$1" 2>/dev/null || true
     RC=255
-    return
   fi
-  wait "$pid" || RC=$?
 }
 
 # expect_refused NAME LOG PATTERN CMD...: CMD must exit 1 within EXIT_WAIT s,
@@ -140,18 +137,10 @@ grep -q 'unable to load evlib plugin evlib_uv' "$tmp/noplugin.log" ||
   die "evlib_uv plugin missing: lws did not log why (the case did not test what it should)"
 
 # --- control: a normal start ------------------------------------------------------------
-: >"$tmp/normal.log"
-"${base_env[@]}" PORT=0 BIND=127.0.0.1 SHUTDOWN_TIMEOUT=2 "$RDV" 2>>"$tmp/normal.log" </dev/null &
-pid=$!
-PIDS+=("$pid")
-port=""
-for _ in $(seq 200); do
-  port=$(sed -n 's/.*"message":"listening on[^"]*".*"port":\([0-9]*\).*/\1/p' "$tmp/normal.log" | head -n1)
-  [[ -n $port ]] && break
-  kill -0 "$pid" 2>/dev/null || die "normal start: the service exited"
-  sleep 0.1
-done
-[[ -n $port && $port != 0 ]] || die "normal start: no \"listening\" event with a port within 20 s"
+lo_start_rendezvous "$tmp/normal.log" LOG_LEVEL=info MAX_CONNECTIONS=1000 SHUTDOWN_TIMEOUT=2 ||
+  die "normal start: $LO_ERR"
+pid=$LO_RDV_PID port=$LO_RDV_PORT
+[[ -n $port && $port != 0 ]] || die "normal start: no \"listening\" event with a port"
 body=$("$PY" -c '
 import sys, urllib.request
 print(urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/healthz", timeout=5).read().decode())
@@ -159,7 +148,7 @@ print(urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/healthz", timeout=
 [[ $body == *'"status":"ok"'* ]] || die "normal start: /healthz answered $body"
 kill -TERM "$pid"
 wait_exit "$pid" "$EXIT_WAIT"
-rc=$RC
+LO_RDV_PID="" rc=$RC
 ((rc == 0)) || die "normal start: exit code $rc after SIGTERM, expected 0"
 grep -q '"message":"stopped"' "$tmp/normal.log" || die "normal start: no \"stopped\" event"
 if grep -q 'ERROR: \(AddressSanitizer\|LeakSanitizer\)' "$tmp/normal.log"; then

@@ -29,12 +29,15 @@ for b in holepunch holepunch-rendezvous; do
   [[ -x "$B/$b" ]] || { echo "FAIL: $B/$b is missing; build first (scripts/build.sh)" >&2; exit 1; }
 done
 command -v curl >/dev/null || { echo "FAIL: curl is not installed (scripts/deps.sh)" >&2; exit 1; }
+# shellcheck source=../lib/loopback.sh
+. "$(dirname "$0")/../lib/loopback.sh"
 
 tmp=$(mktemp -d "/tmp/hp-svc-$$-XXXX")
 pids=()
 cleanup() {
   local rc=$? p n
   set +e
+  lo_stop "$LO_RDV_PID"
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
   n=30
   for p in "${pids[@]}"; do
@@ -62,18 +65,10 @@ trap 'exit 143' TERM
 fail() { echo "FAIL: $*" >&2; exit 1; }
 say() { echo "[service_mode] $*" >&2; }
 
-free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-# alive PID: running (a zombie child is not).
-alive() { kill -0 "$1" 2>/dev/null && [[ "$(ps -o stat= -p "$1" 2>/dev/null)" != Z* ]]; }
-
 # wait_exit PID TIMEOUT: wait (bounded) for PID; sets RC. Fails on timeout.
 wait_exit() {
-  local pid=$1 n=$(($2 * 20))
-  while ((n-- > 0)) && alive "$pid"; do sleep 0.05; done
-  alive "$pid" && fail "process $pid did not exit within $2 s"
-  RC=0
-  wait "$pid" || RC=$?
+  lo_wait "$1" "$2" || fail "$LO_ERR"
+  RC=$LO_RC
 }
 
 # jfield FILE MESSAGE_EREGEX FIELD [N]: FIELD of the Nth (default 1st) JSON
@@ -159,18 +154,8 @@ sys.exit(1)' "$1"
 in_range() { [[ $1 =~ ^[0-9]+$ ]] && (($1 >= $2 && $1 <= $3)); }
 
 # --- the rendezvous -----------------------------------------------------------
-"$B/holepunch-rendezvous" --port 0 --bind 127.0.0.1 --log-format json --log-level debug \
-  >"$tmp/rdv.out" 2>"$tmp/rdv.err" </dev/null &
-rdv=$!
-pids+=("$rdv")
-rport=""
-for _ in $(seq 100); do
-  rport=$(jfield "$tmp/rdv.err" '^listening on ' port)
-  [[ -n "$rport" ]] && break
-  alive "$rdv" || fail "the rendezvous exited at start-up"
-  sleep 0.05
-done
-[[ -n "$rport" ]] || fail "the rendezvous did not log its port within 5 s"
+lo_start_rendezvous "$tmp/rdv.err" LOG_LEVEL=debug || fail "$LO_ERR"
+rport=$LO_RDV_PORT
 URL="http://127.0.0.1:$rport"
 say "rendezvous on $URL"
 
@@ -184,7 +169,7 @@ NEXT='^service mode: next attempt in '
 run_variant() {
   local name=$1 room="svc-$1-$$" hp ip pb s p n h k att att_ok r1 r2 r0 e
   shift
-  hp=$(free_port) ip=$(free_port) pb=$(free_port)
+  hp=$(lo_free_port) ip=$(lo_free_port) pb=$(lo_free_port)
   "${worker_env[@]}" ROOM="$room" WORKER_ID=svc PORT="$hp" INTERNAL_TCP_PORT="$ip" \
     WS_RECV_TIMEOUT=1 "$@" "$B/holepunch" >"$tmp/$name.out" 2>"$tmp/$name.err" </dev/null &
   s=$!
@@ -200,11 +185,11 @@ run_variant() {
   # 2. no peer: attempts fail with 4 and are retried with a growing backoff
   n=300 # 30 s: two attempts of 1 s plus backoffs of at most 1.25 + 2.5 s
   while ((n-- > 0)) && (($(jcount "$tmp/$name.err" "$NEXT") < 2)); do
-    alive "$s" || { wait "$s" || true; fail "$name: the service-mode worker exited instead of retrying"; }
+    lo_alive "$s" || { wait "$s" || true; fail "$name: the service-mode worker exited instead of retrying"; }
     sleep 0.1
   done
   (($(jcount "$tmp/$name.err" "$NEXT") >= 2)) || fail "$name: fewer than two retries logged within 30 s"
-  alive "$s" || fail "$name: the service-mode worker exited"
+  lo_alive "$s" || fail "$name: the service-mode worker exited"
   for k in 1 2; do
     e=$(jfield "$tmp/$name.err" "$NEXT" exit_code $k)
     [[ $e == 4 ]] || fail "$name: retry $k after exit_code '$e', expected 4 (no peer within WS_RECV_TIMEOUT)"
@@ -232,10 +217,10 @@ run_variant() {
     fail "$name: the one-shot peer printed: $(cat "$tmp/$name-peer.out")"
   n=100
   while ((n-- > 0)) && (($(jcount "$tmp/$name.err" "$NEXT" exit_code 0) < 1)); do
-    alive "$s" || break
+    lo_alive "$s" || break
     sleep 0.1
   done
-  alive "$s" || { wait "$s" || true; fail "$name: the service-mode worker exited after the pairing"; }
+  lo_alive "$s" || { wait "$s" || true; fail "$name: the service-mode worker exited after the pairing"; }
   (($(jcount "$tmp/$name.err" '^direct connection established$' peer peer) == 1)) ||
     fail "$name: the service-mode worker logged no direct connection to peer"
   (($(jcount "$tmp/$name.err" '^message exchange complete$') == 1)) ||
@@ -255,7 +240,7 @@ run_variant() {
   done
   in_range "$att" $((att_ok + 1)) 1000 ||
     fail "$name: /healthz attempts stayed at '$att' after the success ($att_ok): no new attempt"
-  alive "$s" || fail "$name: the service-mode worker exited after the pairing"
+  lo_alive "$s" || fail "$name: the service-mode worker exited after the pairing"
   say "ok: $name paired with the one-shot peer (which exited 0), backoff reset (${r0} ms), attempt $att started"
 
   # 4. SIGTERM: 143, health port closed
@@ -270,7 +255,7 @@ run_variant svc SERVICE_MODE=1
 run_variant ksvc K_SERVICE=hp-test
 
 # Control: K_SERVICE with SERVICE_MODE=0 is a one-shot worker (exit 4).
-hp=$(free_port) ip=$(free_port)
+hp=$(lo_free_port) ip=$(lo_free_port)
 "${worker_env[@]}" K_SERVICE=hp-test SERVICE_MODE=0 ROOM="svc-off-$$" WORKER_ID=off PORT="$hp" \
   INTERNAL_TCP_PORT="$ip" WS_RECV_TIMEOUT=1 "$B/holepunch" >"$tmp/off.out" 2>"$tmp/off.err" </dev/null &
 o=$!
@@ -282,7 +267,8 @@ wait_exit "$o" 20
 (($(jcount "$tmp/off.err" "$NEXT") == 0)) || fail "control: the one-shot worker scheduled a retry"
 say "ok: control: K_SERVICE with SERVICE_MODE=0 is one-shot (exit 4)"
 
-kill -TERM "$rdv"
-wait_exit "$rdv" 15
+kill -TERM "$LO_RDV_PID"
+wait_exit "$LO_RDV_PID" 15
+LO_RDV_PID=""
 ((RC == 0)) || fail "the rendezvous exited with $RC after SIGTERM, expected 0"
 echo "PASS"

@@ -5,10 +5,11 @@
 # unreachable / refused us) and 4 (no peer in time). Loopback only, bounded.
 set -euo pipefail
 B=${HP_BUILD_DIR:?HP_BUILD_DIR not set}
+# shellcheck source=../lib/loopback.sh
+. "$(dirname "$0")/../lib/loopback.sh"
 tmp=$(mktemp -d "/tmp/hp-cli-$$-XXXX")
-rdv_pid=""
 cleanup() {
-  [[ -n "$rdv_pid" ]] && kill "$rdv_pid" 2>/dev/null
+  lo_stop "$LO_RDV_PID"
   wait 2>/dev/null || true
   rm -rf "$tmp"
 }
@@ -31,8 +32,6 @@ expect() {
   fi
 }
 
-free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
 W=(env -i PATH="$PATH" LOG_FORMAT=json "$B/holepunch")
 R=(env -i PATH="$PATH" LOG_FORMAT=json "$B/holepunch-rendezvous")
 expect 0 'RENDEZVOUS_SERVICE_URL' "${W[@]}" --help
@@ -53,26 +52,19 @@ expect 2 'PORT="x" is not valid' env -i PORT=x "$B/holepunch-rendezvous"
 expect 2 'TRUST_PROXY="maybe" is not valid' env -i TRUST_PROXY=maybe "$B/holepunch-rendezvous"
 
 # Nothing listens on the port: exit 3, and the log says what failed.
-dead=$(free_port)
+dead=$(lo_free_port)
 expect 3 'cannot learn our public mapping' "${W[@]}" --rendezvous-url "http://127.0.0.1:$dead" \
-  --port 0 --internal-tcp-port "$(free_port)" --ws-open-timeout 3
+  --port 0 --internal-tcp-port "$(lo_free_port)" --ws-open-timeout 3
 
 # A rendezvous but no peer within WS_RECV_TIMEOUT: exit 4.
-"$B/holepunch-rendezvous" --port 0 --bind 127.0.0.1 --log-format json >"$tmp/rdv.log" 2>&1 &
-rdv_pid=$!
-rport=""
-for _ in $(seq 100); do
-  rport=$(grep -o '"port":[0-9]*' "$tmp/rdv.log" | head -1 | cut -d: -f2 || true)
-  [[ -n "$rport" ]] && break
-  sleep 0.05
-done
-if [[ -z "$rport" ]]; then
-  bad "the rendezvous did not log its port: $(cat "$tmp/rdv.log")"
+if ! lo_start_rendezvous "$tmp/rdv.log"; then
+  bad "$LO_ERR: $(cat "$tmp/rdv.log")"
 else
+  rport=$LO_RDV_PORT
   expect 4 '.' "${W[@]}" --rendezvous-url "http://127.0.0.1:$rport" --port 0 \
-    --internal-tcp-port "$(free_port)" --room "cli-$$" --ws-recv-timeout 1
+    --internal-tcp-port "$(lo_free_port)" --room "cli-$$" --ws-recv-timeout 1
   # A duplicate id is refused by the service: exit 3 with its error code.
-  "${W[@]}" --rendezvous-url "http://127.0.0.1:$rport" --port 0 --internal-tcp-port "$(free_port)" \
+  "${W[@]}" --rendezvous-url "http://127.0.0.1:$rport" --port 0 --internal-tcp-port "$(lo_free_port)" \
     --room "cli2-$$" --worker-id twin --ws-recv-timeout 10 >/dev/null 2>&1 &
   twin=$!
   for _ in $(seq 100); do
@@ -80,7 +72,7 @@ else
     sleep 0.05
   done
   expect 3 'duplicate_id' "${W[@]}" --rendezvous-url "http://127.0.0.1:$rport" --port 0 \
-    --internal-tcp-port "$(free_port)" --room "cli3-$$" --worker-id twin --ws-recv-timeout 5
+    --internal-tcp-port "$(lo_free_port)" --room "cli3-$$" --worker-id twin --ws-recv-timeout 5
   kill "$twin" 2>/dev/null || true
 fi
 

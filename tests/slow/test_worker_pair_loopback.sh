@@ -6,30 +6,22 @@
 # got two result{direct} messages, and the health server answered meanwhile.
 set -euo pipefail
 B=${HP_BUILD_DIR:?HP_BUILD_DIR not set}
+# shellcheck source=../lib/loopback.sh
+. "$(dirname "$0")/../lib/loopback.sh"
 tmp=$(mktemp -d "/tmp/hp-pair-$$-XXXX")
-pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  lo_stop "$LO_RDV_PID"
   wait 2>/dev/null || true
   rm -rf "$tmp"
 }
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; for f in "$tmp"/*.log; do echo "--- $f" >&2; cat "$f" >&2; done; exit 1; }
 
-free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-"$B/holepunch-rendezvous" --port 0 --bind 127.0.0.1 --log-format json >"$tmp/rdv.log" 2>&1 &
-pids+=($!)
-rport=""
-for _ in $(seq 100); do
-  rport=$(grep -o '"port":[0-9]*' "$tmp/rdv.log" | head -1 | cut -d: -f2 || true)
-  [[ -n "$rport" ]] && break
-  sleep 0.05
-done
-[[ -n "$rport" ]] || fail "rendezvous did not log its port"
+lo_start_rendezvous "$tmp/rdv.log" || fail "$LO_ERR"
+rport=$LO_RDV_PORT
 
 export RENDEZVOUS_SERVICE_URL=http://127.0.0.1:$rport ROOM=pair$$ LOG_FORMAT=json
-pa=$(free_port); pb=$(free_port); ha=$(free_port)
+pa=$(lo_free_port); pb=$(lo_free_port); ha=$(lo_free_port)
 timeout 60 "$B/holepunch" --internal-tcp-port "$pa" --port "$ha" --worker-id alice \
   >"$tmp/a.out" 2>"$tmp/a.log" &
 a=$!
