@@ -57,7 +57,7 @@ for w in a b; do
   lab_expect_rc $w 5
   lab_expect_grep "$LAB_DIR/$w.err" "$LAB_MSG_GIVEUP" "$w logged why it gave up"
   pp=$(lab_json_field $w "$LAB_MSG_GIVEUP" port_preserved)
-  [[ $pp == None ]] || lab_fail "$w's give-up line has port_preserved '$pp', expected null"
+  [[ $pp == null ]] || lab_fail "$w's give-up line has port_preserved '$pp', expected null"
   lab_expect_grep "$LAB_DIR/$w.err" '"message":"giving up: [^"]*our mapping: '"$internal -> $guess"' \(port not observable\)' \
     "$w's give-up line says its mapping $guess was a guess (port not observable)"
   [[ $(lab_json_count $w "$LAB_MSG_DIRECT") == 0 ]] || lab_fail "$w logged a direct connection although it exited 5"

@@ -25,6 +25,7 @@
 set -euo pipefail
 B=${HP_BUILD_DIR:?HP_BUILD_DIR not set (the build dir with holepunch and holepunch-rendezvous)}
 PY=/usr/bin/python3
+JSONLOG="$(dirname "$0")/../lib/jsonlog.py"
 for b in holepunch holepunch-rendezvous; do
   [[ -x "$B/$b" ]] || { echo "FAIL: $B/$b is missing; build first (scripts/build.sh)" >&2; exit 1; }
 done
@@ -74,64 +75,18 @@ wait_exit() {
 # jfield FILE MESSAGE_EREGEX FIELD [N]: FIELD of the Nth (default 1st) JSON
 # log line whose message matches; "" if none. null/true/false as JSON.
 jfield() {
-  "$PY" - "$@" <<'EOF'
-import json, re, sys
-path, pattern, field = sys.argv[1:4]
-want = int(sys.argv[4]) if len(sys.argv) > 4 else 1
-rx = re.compile(pattern)
-n = 0
-with open(path, errors="replace") as f:
-    for line in f:
-        try:
-            ev = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(ev, dict) and rx.search(str(ev.get("message", ""))) and field in ev:
-            n += 1
-            if n == want:
-                print(json.dumps(ev[field]) if not isinstance(ev[field], str) else ev[field])
-                break
-EOF
+  "$PY" "$JSONLOG" field "$@"
 }
 
 # jcount FILE MESSAGE_EREGEX [FIELD VALUE]: matching JSON log lines.
 jcount() {
-  "$PY" - "$@" <<'EOF'
-import json, re, sys
-path, pattern = sys.argv[1:3]
-field, value = (sys.argv[3], sys.argv[4]) if len(sys.argv) > 4 else (None, None)
-rx = re.compile(pattern)
-n = 0
-with open(path, errors="replace") as f:
-    for line in f:
-        try:
-            ev = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(ev, dict) and rx.search(str(ev.get("message", ""))):
-            if field is None or json.dumps(ev.get(field)) == value or str(ev.get(field)) == value:
-                n += 1
-print(n)
-EOF
+  "$PY" "$JSONLOG" count "$@"
 }
 
 # jwhere FILE MESSAGE_EREGEX FIELD VALUE OUT: the OUT field of the first
 # matching JSON log line whose FIELD is VALUE; "" if none.
 jwhere() {
-  "$PY" - "$@" <<'EOF'
-import json, re, sys
-path, pattern, field, value, out = sys.argv[1:6]
-rx = re.compile(pattern)
-with open(path, errors="replace") as f:
-    for line in f:
-        try:
-            ev = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(ev, dict) and rx.search(str(ev.get("message", ""))) and str(ev.get(field)) == value:
-            print(ev.get(out, ""))
-            break
-EOF
+  "$PY" "$JSONLOG" where "$@"
 }
 
 # health PORT: the worker's GET /healthz body ("" when it does not answer).

@@ -34,6 +34,8 @@ LAB_RDV_IP=198.51.100.100
 LAB_RDV_PORT=8080
 LAB_RDV_URL="http://$LAB_RDV_IP:$LAB_RDV_PORT"
 LAB_PY=/usr/bin/python3
+# One JSON-log query tool for the lab and the loopback tests.
+LAB_JSONLOG="$LAB_LIB_DIR/../../lib/jsonlog.py"
 LAB_FAILED=0
 declare -A LAB_NSNAME=()   # short name -> namespace
 declare -A LAB_IP=()       # host / NAT name -> its address (NAT: WAN address)
@@ -455,40 +457,13 @@ lab_expect_no_grep() {
 # lab_json_field PROC MESSAGE_EREGEX FIELD: the FIELD of the first JSON log
 # line of PROC (stderr) whose "message" matches the regex; empty if none.
 lab_json_field() {
-  "$LAB_PY" - "$LAB_DIR/$1.err" "$2" "$3" <<'EOF'
-import json, re, sys
-path, pattern, field = sys.argv[1:4]
-rx = re.compile(pattern)
-with open(path, errors="replace") as f:
-    for line in f:
-        try:
-            ev = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(ev, dict) and rx.search(str(ev.get("message", ""))) and field in ev:
-            print(ev[field])
-            break
-EOF
+  "$LAB_PY" "$LAB_JSONLOG" field "$LAB_DIR/$1.err" "$2" "$3"
 }
 
 # lab_json_count PROC MESSAGE_EREGEX: number of JSON log lines of PROC whose
 # message matches.
 lab_json_count() {
-  "$LAB_PY" - "$LAB_DIR/$1.err" "$2" <<'EOF'
-import json, re, sys
-path, pattern = sys.argv[1:3]
-rx = re.compile(pattern)
-n = 0
-with open(path, errors="replace") as f:
-    for line in f:
-        try:
-            ev = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(ev, dict) and rx.search(str(ev.get("message", ""))):
-            n += 1
-print(n)
-EOF
+  "$LAB_PY" "$LAB_JSONLOG" count "$LAB_DIR/$1.err" "$2"
 }
 
 # --- the worker's log and output ------------------------------------------
@@ -563,40 +538,13 @@ EOF
 # lab_json_count_field PROC MESSAGE_EREGEX FIELD VALUE: number of JSON log
 # lines of PROC whose message matches and whose FIELD equals VALUE.
 lab_json_count_field() {
-  "$LAB_PY" - "$LAB_DIR/$1.err" "$2" "$3" "$4" <<'EOF'
-import json, re, sys
-path, pattern, field, value = sys.argv[1:5]
-rx = re.compile(pattern)
-n = 0
-with open(path, errors="replace") as f:
-    for line in f:
-        try:
-            ev = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(ev, dict) and rx.search(str(ev.get("message", ""))) and str(ev.get(field)) == value:
-            n += 1
-print(n)
-EOF
+  "$LAB_PY" "$LAB_JSONLOG" count "$LAB_DIR/$1.err" "$2" "$3" "$4"
 }
 
 # lab_json_field_where PROC MESSAGE_EREGEX FIELD VALUE OUT: the OUT field of
 # the first matching line whose FIELD equals VALUE.
 lab_json_field_where() {
-  "$LAB_PY" - "$LAB_DIR/$1.err" "$2" "$3" "$4" "$5" <<'EOF'
-import json, re, sys
-path, pattern, field, value, out = sys.argv[1:6]
-rx = re.compile(pattern)
-with open(path, errors="replace") as f:
-    for line in f:
-        try:
-            ev = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(ev, dict) and rx.search(str(ev.get("message", ""))) and str(ev.get(field)) == value:
-            print(ev.get(out, ""))
-            break
-EOF
+  "$LAB_PY" "$LAB_JSONLOG" where "$LAB_DIR/$1.err" "$2" "$3" "$4" "$5"
 }
 
 # lab_stop_rendezvous: the rendezvous must have survived the scenario, and
