@@ -22,7 +22,7 @@ done
 
 mapfile -t srcs < <(git ls-files 'src/*.c' 'examples/*.c' 'bench/*.c')
 if ! cppcheck --enable=warning,style,performance,portability --inline-suppr -q \
-  --error-exitcode=1 -I include -I src/lib "${srcs[@]}"; then
+  --error-exitcode=1 -I include -I src/core -I src/lib "${srcs[@]}"; then
   echo "FAIL: cppcheck found the problems above"
   fail=1
 fi
