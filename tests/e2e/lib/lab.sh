@@ -13,8 +13,9 @@
 #
 # Use:
 #   source "$HP_SOURCE_DIR/tests/e2e/lib/lab.sh"
-#   lab_create                        # root check, core routers, rdv host, trap
+#   lab_create [--rdv-link 40/30]     # root check, core routers, rdv host, trap
 #   lab_add_nat nata changing         # preserving | changing | random
+#     [r1|r2] [--wan 10/2/1] [--filter drop|reject]
 #   lab_add_worker_host a nata        # host 10.0.N.x behind that NAT
 #   lab_start_rendezvous
 #   lab_run_worker a a room1          # process name, host, room [VAR=VAL ...]
@@ -41,6 +42,8 @@ declare -A LAB_NSNAME=()   # short name -> namespace
 declare -A LAB_IP=()       # host / NAT name -> its address (NAT: WAN address)
 declare -A LAB_NAT_TYPE=() # NAT name -> preserving | changing | random
 declare -A LAB_NAT_IDX=()  # NAT name -> N (its LAN is 10.0.N.0/24)
+declare -A LAB_NAT_FILTER=() # NAT name -> drop | reject (unsolicited inbound)
+declare -A LAB_LINK=()     # node name -> link spec of its emulated uplink ("" = veth)
 declare -A LAB_NAT_HOSTS=() # NAT name -> number of LAN hosts so far
 declare -A LAB_HOST_NAT=() # host name -> NAT name ("" for a public host)
 declare -A LAB_PID=()      # process name -> pid
@@ -125,6 +128,54 @@ _lab_link() {
   ip -n "$n2" link set "$5" up
 }
 
+# _lab_parse_link SPEC: "DELAY[/JITTER[/LOSS]]" (ms, ms, %) -> the linkemu
+# arguments on stdout; fails on anything else.
+_lab_parse_link() {
+  local spec=$1 d j l
+  [[ $spec =~ ^([0-9]+(\.[0-9]+)?)(/([0-9]+(\.[0-9]+)?))?(/([0-9]+(\.[0-9]+)?))?$ ]] ||
+    lab_fail "bad link spec '$spec': want DELAY_MS[/JITTER_MS[/LOSS_PCT]], e.g. 20 or 40/30 or 5/0/2"
+  d=${BASH_REMATCH[1]} j=${BASH_REMATCH[4]:-0} l=${BASH_REMATCH[7]:-0}
+  echo "--delay $d --jitter $j --loss $l"
+}
+
+# _lab_link_emulated NODE1 IF1 ADDR1/LEN NODE2 IF2 ADDR2/LEN SPEC: like
+# _lab_link, but a point-to-point link through the link emulator
+# (tests/e2e/lib/linkemu.c, build/linkemu): two TUN devices, SPEC's one-way
+# delay, jitter and loss in each direction, packets kept in order. linkemu
+# runs as lab process "link-NODE1-NODE2" (in NODE1's namespace) and stops by
+# itself after LAB_LINK_DURATION s (default 900); its TUN devices vanish
+# with it.
+_lab_link_emulated() {
+  local proc="link-$1-$4" args n
+  [[ -x "${HP_BUILD_DIR:-}/linkemu" ]] ||
+    lab_fail "link emulator ${HP_BUILD_DIR:-\$HP_BUILD_DIR}/linkemu is missing; build first (scripts/build.sh)"
+  args=$(_lab_parse_link "$7")
+  # shellcheck disable=SC2086 # args is a list of words
+  lab_run "$proc" "$1" "$HP_BUILD_DIR/linkemu" --a ".:$2" --b "$(lab_ns "$4"):$5" $args \
+    --duration "${LAB_LINK_DURATION:-900}"
+  n=50
+  until grep -q '^ready' "$LAB_DIR/$proc.out" 2>/dev/null; do
+    if ((n-- <= 0)) || ! _lab_alive "${LAB_PID[$proc]}"; then
+      lab_fail "link emulator $1:$2 <-> $4:$5 did not start: $(cat "$LAB_DIR/$proc.err" 2>/dev/null)"
+    fi
+    sleep 0.1
+  done
+  [[ -n "$3" ]] && lab_exec "$1" ip addr add "$3" dev "$2"
+  [[ -n "$6" ]] && lab_exec "$4" ip addr add "$6" dev "$5"
+  lab_exec "$1" ip link set "$2" up
+  lab_exec "$4" ip link set "$5" up
+}
+
+# _lab_uplink NODE1 IF1 ADDR1 NODE2 IF2 ADDR2 SPEC: a veth pair when SPEC is
+# empty, an emulated link otherwise.
+_lab_uplink() {
+  if [[ -n "${7:-}" ]]; then
+    _lab_link_emulated "$@"
+  else
+    _lab_link "$1" "$2" "$3" "$4" "$5" "$6"
+  fi
+}
+
 _lab_forwarding() { ip netns exec "$(lab_ns "$1")" sysctl -qw net.ipv4.ip_forward=1 >/dev/null; }
 
 # lab_create: root check, temp dir, trap, the internet core and the rendezvous host.
@@ -133,7 +184,18 @@ _lab_forwarding() { ip netns exec "$(lab_ns "$1")" sysctl -qw net.ipv4.ip_forwar
 #   r1 <-> NAT k       198.51.100.4k/30  (r1 .4k+1, NAT .4k+2)
 #   r2 <-> NAT k       203.0.113.4k/30   (r2 .4k+1, NAT .4k+2)
 #   r2 <-> public k    203.0.113.(128+4k)/30 (r2 .+1, host .+2)
+#
+# --rdv-link SPEC (default $LAB_RDV_LINK, else none): the r1 <-> rdv link goes
+# through the link emulator with SPEC = DELAY_MS[/JITTER_MS[/LOSS_PCT]]
+# (one way, each direction), e.g. 40/30: 40-70 ms each way.
 lab_create() {
+  local rdv_link=${LAB_RDV_LINK:-}
+  while (($#)); do
+    case $1 in
+      --rdv-link) rdv_link=${2:?lab_create: --rdv-link needs a spec}; shift 2 ;;
+      *) echo "FAIL: lab_create: unknown option '$1'" >&2; exit 1 ;;
+    esac
+  done
   lab_require_root
   LAB_DIR=$(mktemp -d "/tmp/hp-lab.$$.XXXXXX") || lab_fail "mktemp failed"
   trap lab_cleanup EXIT
@@ -147,25 +209,33 @@ lab_create() {
   _lab_forwarding r1
   _lab_forwarding r2
   _lab_link r1 r2 198.51.100.253/30 r2 r1 198.51.100.254/30
-  _lab_link r1 rdv 198.51.100.97/29 rdv eth0 $LAB_RDV_IP/29
+  _lab_uplink r1 rdv 198.51.100.97/29 rdv eth0 $LAB_RDV_IP/29 "$rdv_link"
+  LAB_LINK[rdv]=$rdv_link
   lab_exec rdv ip route add default via 198.51.100.97
   lab_exec r1 ip route add 203.0.113.0/24 via 198.51.100.254
   lab_exec r2 ip route add 198.51.100.0/24 via 198.51.100.253
   # nftables must work here; check once, loudly.
   lab_exec r1 nft list tables >/dev/null 2>&1 || lab_fail "nft does not work in a network namespace"
-  LAB_DESC+=("rendezvous host  rdv   $LAB_RDV_IP (behind core router r1)")
+  LAB_DESC+=("rendezvous host  rdv   $LAB_RDV_IP (behind core router r1)${rdv_link:+, emulated link $rdv_link (ms/ms/%)}")
   LAB_DESC+=("core routers     r1 198.51.100.253 <-> r2 198.51.100.254")
 }
 
-# The nft ruleset of a NAT router. $2 = preserving | changing | random.
+# The nft ruleset of a NAT router. $2 = preserving | changing | random,
+# $3 = drop | reject (what unsolicited inbound gets).
 _lab_nat_rules() {
-  local mode=$2 masq
+  local mode=$2 filter=${3:-drop} masq unsolicited
   case $mode in
     preserving) masq="masquerade" ;;
     changing) masq="meta l4proto { tcp, udp } masquerade to :20000-30000
     oifname \"wan\" masquerade" ;;
     random) masq="masquerade random,fully-random" ;;
     *) lab_fail "unknown NAT type '$mode'" ;;
+  esac
+  case $filter in
+    drop) unsolicited='iifname "wan" drop' ;;
+    reject) unsolicited='iifname "wan" meta l4proto tcp reject with tcp reset
+    iifname "wan" drop' ;;
+    *) lab_fail "unknown NAT filter '$filter' (drop or reject)" ;;
   esac
   cat <<EOF
 table ip hpnat {
@@ -183,7 +253,7 @@ table ip hpnat {
   chain input {
     type filter hook input priority filter; policy accept;
     iifname "wan" ct state established,related accept
-    iifname "wan" drop
+    $unsolicited
   }
 }
 EOF
@@ -193,8 +263,26 @@ EOF
 # (default: alternately r1, r2) and a LAN bridge 10.0.N.1/24.
 # TYPE: preserving (masquerade), changing (masquerade to :20000-30000),
 # random (masquerade random,fully-random: endpoint-dependent, "symmetric").
+# Options after TYPE (and the optional side):
+#   --wan SPEC     the WAN link goes through the link emulator, SPEC =
+#                  DELAY_MS[/JITTER_MS[/LOSS_PCT]] (default $LAB_WAN_LINK)
+#   --filter MODE  unsolicited inbound TCP is dropped silently (drop, the
+#                  default) or answered with a reset (reject)
 lab_add_nat() {
-  local name=$1 type=$2 side=${3:-} k wan gw ns n
+  local name=$1 type=$2 side="" k wan gw ns n link=${LAB_WAN_LINK:-} filter=drop
+  shift 2
+  if [[ "${1:-}" == r1 || "${1:-}" == r2 ]]; then
+    side=$1
+    shift
+  fi
+  while (($#)); do
+    case $1 in
+      --wan) link=${2:?lab_add_nat: --wan needs a spec}; shift 2 ;;
+      --filter) filter=${2:?lab_add_nat: --filter needs drop or reject}; shift 2 ;;
+      "") shift ;;
+      *) lab_fail "lab_add_nat: unknown option '$1'" ;;
+    esac
+  done
   case $type in
     port-preserving) type=preserving ;;
     port-changing) type=changing ;;
@@ -213,21 +301,23 @@ lab_add_nat() {
   _lab_add_ns "$name"
   ns=$(lab_ns "$name")
   _lab_forwarding "$name"
-  _lab_link "$side" "nat$n" "$gw/30" "$name" wan "$wan/30"
+  _lab_uplink "$side" "nat$n" "$gw/30" "$name" wan "$wan/30" "$link"
   ip -n "$ns" route add default via "$gw"
   ip -n "$ns" link add lan type bridge || lab_fail "cannot create a bridge in $ns"
   ip -n "$ns" addr add "10.0.$n.1/24" dev lan
   ip -n "$ns" link set lan up
   # LAN-to-LAN traffic is bridged; keep it out of the ip filter hooks.
   ip netns exec "$ns" sysctl -qw net.bridge.bridge-nf-call-iptables=0 >/dev/null 2>&1 || true
-  _lab_nat_rules "$name" "$type" >"$LAB_DIR/nft-$name.nft"
+  _lab_nat_rules "$name" "$type" "$filter" >"$LAB_DIR/nft-$name.nft"
   ip netns exec "$ns" nft -f "$LAB_DIR/nft-$name.nft" ||
     lab_fail "nft rejected the NAT ruleset of $name (see $LAB_DIR/nft-$name.nft)"
   LAB_IP[$name]=$wan
   LAB_NAT_TYPE[$name]=$type
   LAB_NAT_IDX[$name]=$n
   LAB_NAT_HOSTS[$name]=0
-  LAB_DESC+=("NAT router       $name  WAN $wan (via $side), LAN 10.0.$n.0/24, $type")
+  LAB_NAT_FILTER[$name]=$filter
+  LAB_LINK[$name]=$link
+  LAB_DESC+=("NAT router       $name  WAN $wan (via $side${link:+, emulated link $link ms/ms/%}), LAN 10.0.$n.0/24, $type, unsolicited inbound: $filter")
 }
 
 # lab_nat_loss NAME PCT: the NAT's forward chain drops PCT % of all packets

@@ -21,6 +21,11 @@ It proves the lab's NAT behaviours independently of the C binaries:
       no connection was made within S s (the worker's exit code for that).
   probe    --to IP:PORT [--timeout S]
       Try one TCP connect; print "connected", "refused" or "timeout".
+  rtt      --to IP:PORT [--count N] [--interval S] [--timeout S]
+      N TCP connects, one after the other; prints one "rtt MS" line per
+      connect that was answered (accepted or refused: both take one round
+      trip) and "lost" for one that timed out. Used to measure the link
+      emulator's delay (a closed port answers with a reset, no server needed).
   garbage  --to IP:PORT --data TEXT [--timeout S]
       Connect, send TEXT (with backslash escapes), wait until the far end
       closes or S s pass; print "closed after receiving N bytes" or "open
@@ -201,6 +206,27 @@ def cmd_punch(args):
     return 0 if line.startswith("HELLO from ") else 6
 
 
+def cmd_rtt(args):
+    for _ in range(args.count):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.settimeout(args.timeout)
+        t0 = time.monotonic()
+        try:
+            s.connect(parse_addr(args.to))
+            answered = True
+        except ConnectionRefusedError:
+            answered = True
+        except (socket.timeout, TimeoutError, OSError):
+            answered = False
+        dt = (time.monotonic() - t0) * 1000.0
+        # SO_LINGER 0: close with a reset, no FIN exchange to delay the next one.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        s.close()
+        print(f"rtt {dt:.3f}" if answered else "lost", flush=True)
+        time.sleep(args.interval)
+    return 0
+
+
 def cmd_probe(args):
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.settimeout(args.timeout)
@@ -272,13 +298,18 @@ def main():
     p = sub.add_parser("probe")
     p.add_argument("--to", required=True)
     p.add_argument("--timeout", type=float, default=3)
+    p = sub.add_parser("rtt")
+    p.add_argument("--to", required=True)
+    p.add_argument("--count", type=int, default=10)
+    p.add_argument("--interval", type=float, default=0.05)
+    p.add_argument("--timeout", type=float, default=2)
     p = sub.add_parser("garbage")
     p.add_argument("--to", required=True)
     p.add_argument("--data", required=True)
     p.add_argument("--timeout", type=float, default=3)
     args = ap.parse_args()
     return {"reflect": cmd_reflect, "whoami": cmd_whoami, "punch": cmd_punch,
-            "garbage": cmd_garbage, "probe": cmd_probe}[args.cmd](args)
+            "garbage": cmd_garbage, "probe": cmd_probe, "rtt": cmd_rtt}[args.cmd](args)
 
 
 if __name__ == "__main__":
