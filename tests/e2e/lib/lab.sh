@@ -233,7 +233,7 @@ _lab_nat_rules() {
   esac
   case $filter in
     drop) unsolicited='iifname "wan" drop' ;;
-    reject) unsolicited='iifname "wan" meta l4proto tcp reject with tcp reset
+    reject) unsolicited='iifname "wan" meta l4proto tcp counter reject with tcp reset
     iifname "wan" drop' ;;
     *) lab_fail "unknown NAT filter '$filter' (drop or reject)" ;;
   esac
@@ -350,6 +350,14 @@ lab_nat_lose_first_syn() {
 # WHAT ("hp-first-syn", "invalid", "numgen").
 lab_nat_counter() {
   lab_exec "$1" nft list chain ip hpnat forward | grep -- "$2" | sed -n 's/.*counter packets \([0-9]*\).*/\1/p' | head -n 1
+}
+
+# lab_nat_resets NAME: resets NAME sent to unsolicited inbound TCP (filter
+# reject; 0 for drop).
+lab_nat_resets() {
+  local n
+  n=$(lab_exec "$1" nft list chain ip hpnat input | sed -n 's/.*counter packets \([0-9]*\).*reject.*/\1/p' | head -n 1)
+  echo "${n:-0}"
 }
 
 # lab_add_worker_host NAME NAT: a host in that NAT's LAN, 10.0.N.(10+i).
@@ -624,6 +632,30 @@ EOF
   ) || lab_fail "$proc's give-up summary: ${out:-see above}"
   lab_log "ok: $proc's give-up summary: $out"
 }
+
+# lab_expect_pair_outcome A B: the two workers of one pairing agree and
+# each outcome is explained: both exit 0 with a direct connection to the
+# other's mapping, or both exit 5 (no direct connection) with a give-up
+# summary that lists the attempts to the other's mapping. Anything else
+# (one connected and the other not, a hang, another exit code) fails. Sets
+# LAB_OUTCOME to "direct" or "gave-up".
+lab_expect_pair_outcome() {
+  local a=$1 b=$2
+  if [[ ${LAB_RC[$a]:-} == 0 && ${LAB_RC[$b]:-} == 0 ]]; then
+    lab_expect_direct "$a" "$b" "$(lab_worker_mapping "$b")"
+    lab_expect_direct "$b" "$a" "$(lab_worker_mapping "$a")"
+    LAB_OUTCOME=direct
+  elif [[ ${LAB_RC[$a]:-} == 5 && ${LAB_RC[$b]:-} == 5 ]]; then
+    lab_expect_give_up_details "$a" "$b"
+    lab_expect_give_up_details "$b" "$a"
+    lab_expect_no_grep "$LAB_DIR/$a.out" . "$a printed nothing on stdout"
+    lab_expect_no_grep "$LAB_DIR/$b.out" . "$b printed nothing on stdout"
+    LAB_OUTCOME=gave-up
+  else
+    lab_fail "the workers disagree or failed otherwise: $a exit ${LAB_RC[$a]:-none}, $b exit ${LAB_RC[$b]:-none} (expected 0/0 or 5/5)"
+  fi
+}
+LAB_OUTCOME=""
 
 # lab_json_count_field PROC MESSAGE_EREGEX FIELD VALUE: number of JSON log
 # lines of PROC whose message matches and whose FIELD equals VALUE.

@@ -5,8 +5,8 @@
  * nfqueue; TUN it has. See docs/lab.md.
  *
  *   linkemu --a NETNS:IFNAME --b NETNS:IFNAME [--delay MS] [--jitter MS]
- *           [--loss PCT] [--reorder] [--queue PKTS] [--duration S]
- *           [--seed N]
+ *           [--loss PCT] [--order flow|link|none] [--queue PKTS]
+ *           [--duration S] [--seed N]
  *
  * NETNS is a name under /run/netns (as `ip netns add` makes them) or "." for
  * the namespace linkemu was started in. The devices are created (IFF_TUN,
@@ -15,11 +15,18 @@
  * caller then gives them addresses and brings them up (lab.sh does).
  *
  * Each packet read from one device is written to the other after
- * delay + U[0, jitter] ms (U uniform, drawn per packet). By default the
- * link keeps the order of packets like a real wire: a packet never leaves
- * before the one read before it (its due time is raised to that one's), so
- * jitter shows as a delay variation with bursts, not as reordering. With
- * --reorder every packet keeps its own due time, so jitter reorders. Loss
+ * delay + U[0, jitter] ms (U uniform, drawn per packet). Order (--order):
+ *   flow (default)  packets between the same two IP addresses never
+ *                   overtake each other (a packet's due time is raised to
+ *                   that of the one read before it between those addresses),
+ *                   as on one internet path; packets to different addresses
+ *                   are delayed independently, as on different paths. So a
+ *                   far rendezvous' two `peer` messages to two workers arrive
+ *                   up to `jitter` apart, while each TCP connection stays in
+ *                   order and jitter shows as delay variation, not reordering;
+ *   link            the whole link in order, like one wire;
+ *   none            every packet keeps its own due time: jitter reorders.
+ * Loss
  * drops a packet with probability PCT/100 before it is queued. Each
  * direction holds at most --queue packets (default 4096; beyond it new
  * packets are dropped and counted), so memory is bounded by
@@ -48,6 +55,9 @@
 #define PKT_MAX 65536
 #define QUEUE_DEFAULT 4096
 #define QUEUE_LIMIT 65536
+#define FLOW_BUCKETS 256 /* in-order classes for --order flow (hashed address pairs) */
+
+enum order { ORDER_FLOW, ORDER_LINK, ORDER_NONE };
 
 typedef struct pkt {
   int64_t due_ns; /* CLOCK_MONOTONIC time to deliver */
@@ -63,14 +73,14 @@ typedef struct dir {
   int in, out;
   pkt *heap;
   size_t n, cap;
-  int64_t last_due; /* keeps order unless --reorder */
+  int64_t last_due[FLOW_BUCKETS]; /* per order class; [0] for ORDER_LINK */
   uint64_t seq;
   unsigned long fwd, lost, overflow, write_err;
 } dir;
 
 typedef struct opts {
   double delay_ms, jitter_ms, loss_pct, duration_s;
-  int reorder;
+  enum order order;
   size_t queue;
   uint64_t seed;
   const char *a, *b;
@@ -204,6 +214,21 @@ out:
   return result;
 }
 
+/* The in-order class of a packet under --order flow: a hash of its source
+ * and destination addresses (IPv4 or IPv6; anything else: class 0). */
+static unsigned flow_bucket(const unsigned char *p, size_t len) {
+  uint32_t h = 2166136261u; /* FNV-1a */
+  size_t off = 0, n = 0, i;
+
+  if (len >= 20 && p[0] >> 4 == 4)
+    off = 12, n = 8;
+  else if (len >= 40 && p[0] >> 4 == 6)
+    off = 8, n = 32;
+  for (i = 0; i < n; i++)
+    h = (h ^ p[off + i]) * 16777619u;
+  return h % FLOW_BUCKETS;
+}
+
 /* Read every packet waiting on d->in and queue it. */
 static void dir_read(dir *d, const opts *o, unsigned char *buf) {
   for (;;) {
@@ -222,9 +247,13 @@ static void dir_read(dir *d, const opts *o, unsigned char *buf) {
       continue;
     }
     due = now_ns() + (int64_t)((o->delay_ms + o->jitter_ms * rng_unit()) * 1e6);
-    if (!o->reorder && due < d->last_due)
-      due = d->last_due;
-    d->last_due = due;
+    if (o->order != ORDER_NONE) {
+      unsigned b = o->order == ORDER_FLOW ? flow_bucket(buf, (size_t)n) : 0;
+
+      if (due < d->last_due[b])
+        due = d->last_due[b];
+      d->last_due[b] = due;
+    }
     p.data = malloc((size_t)n);
     if (!p.data) {
       d->overflow++;
@@ -254,8 +283,8 @@ static void dir_deliver(dir *d, int64_t now) {
 
 static void usage(void) {
   fprintf(stderr, "usage: linkemu --a NETNS:IFNAME --b NETNS:IFNAME [--delay MS] [--jitter MS]\n"
-                  "               [--loss PCT] [--reorder] [--queue PKTS] [--duration S] "
-                  "[--seed N]\n");
+                  "               [--loss PCT] [--order flow|link|none] [--queue PKTS]\n"
+                  "               [--duration S] [--seed N]\n");
 }
 
 /* A number in [lo, hi] from text, whole string. */
@@ -280,10 +309,6 @@ static int parse_args(int argc, char **argv, opts *o) {
   for (i = 1; i < argc; i++) {
     const char *k = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
 
-    if (strcmp(k, "--reorder") == 0) {
-      o->reorder = 1;
-      continue;
-    }
     if (!val) {
       usage();
       return -1;
@@ -293,7 +318,18 @@ static int parse_args(int argc, char **argv, opts *o) {
       o->a = val;
     else if (strcmp(k, "--b") == 0)
       o->b = val;
-    else if (strcmp(k, "--delay") == 0) {
+    else if (strcmp(k, "--order") == 0) {
+      if (strcmp(val, "flow") == 0)
+        o->order = ORDER_FLOW;
+      else if (strcmp(val, "link") == 0)
+        o->order = ORDER_LINK;
+      else if (strcmp(val, "none") == 0)
+        o->order = ORDER_NONE;
+      else {
+        fprintf(stderr, "linkemu: --order must be flow, link or none, not '%s'\n", val);
+        return -1;
+      }
+    } else if (strcmp(k, "--delay") == 0) {
       if (num_arg(k, val, 0, 10000, &o->delay_ms) < 0)
         return -1;
     } else if (strcmp(k, "--jitter") == 0) {
@@ -363,8 +399,11 @@ int main(int argc, char **argv) {
     fprintf(stderr, "linkemu: out of memory\n");
     goto out;
   }
-  printf("ready %s %s delay=%gms jitter=%gms loss=%g%% %s\n", o.a, o.b, o.delay_ms, o.jitter_ms,
-         o.loss_pct, o.reorder ? "reorder" : "in-order");
+  printf("ready %s %s delay=%gms jitter=%gms loss=%g%% order=%s\n", o.a, o.b, o.delay_ms,
+         o.jitter_ms, o.loss_pct,
+         o.order == ORDER_FLOW   ? "flow"
+         : o.order == ORDER_LINK ? "link"
+                                 : "none");
   fflush(stdout);
 
   end_ns = now_ns() + (int64_t)(o.duration_s * 1e9);
