@@ -188,6 +188,7 @@ _lab_forwarding() { ip netns exec "$(lab_ns "$1")" sysctl -qw net.ipv4.ip_forwar
 # --rdv-link SPEC (default $LAB_RDV_LINK, else none): the r1 <-> rdv link goes
 # through the link emulator with SPEC = DELAY_MS[/JITTER_MS[/LOSS_PCT]]
 # (one way, each direction), e.g. 40/30: 40-70 ms each way.
+# shellcheck disable=SC2120 # arguments are optional
 lab_create() {
   local rdv_link=${LAB_RDV_LINK:-}
   while (($#)); do
