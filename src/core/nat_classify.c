@@ -102,11 +102,10 @@ static void classify_mapping(const hp__nat_input *in, const size_t *use, size_t 
 static void write_summary(hp__nat_verdict *v) {
   char *s = v->summary;
   size_t cap = sizeof v->summary, len = 0;
-  int n = 0;
 
 #define ADD(...)                                                                                   \
   do {                                                                                             \
-    n = snprintf(s + len, cap - len, __VA_ARGS__);                                                 \
+    int n = snprintf(s + len, cap - len, __VA_ARGS__);                                             \
     if (n > 0)                                                                                     \
       len = (size_t)n < cap - len ? len + (size_t)n : cap - 1;                                     \
   } while (0)
@@ -173,11 +172,10 @@ int hp__nat_classify(const hp__nat_input *in, hp__nat_verdict *v) {
   {
     char text[HP_ADDR_STRLEN];
     const hp__nat_obs *first = &in->obs[use[0]];
-    char *colon;
 
     if (hp__addr_format((const struct sockaddr *)&first->mapped, text, sizeof text) > 0) {
       /* "ip:port" or "[v6]:port" -> the IP alone. */
-      colon = strrchr(text, ':');
+      char *colon = strrchr(text, ':');
       if (colon)
         *colon = '\0';
       if (text[0] == '[') {

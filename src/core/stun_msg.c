@@ -87,7 +87,7 @@ int hp__stun_binding_request(uint8_t *buf, size_t cap, const uint8_t txid[HP_STU
 
 int hp__stun_binding_response(uint8_t *buf, size_t cap, const uint8_t txid[HP_STUN_TXID_LEN],
                               const struct sockaddr *addr) {
-  size_t alen, i;
+  size_t alen;
   uint8_t x[16];
 
   if (addr->sa_family == AF_INET)
@@ -116,7 +116,7 @@ int hp__stun_binding_response(uint8_t *buf, size_t cap, const uint8_t txid[HP_ST
     put16(buf + 26, ntohs(s6->sin6_port) ^ (HP_STUN_MAGIC >> 16));
     memcpy(buf + 28, &s6->sin6_addr, 16);
   }
-  for (i = 0; i < alen; i++)
+  for (size_t i = 0; i < alen; i++)
     buf[28 + i] ^= x[i];
   return (int)put_fingerprint(buf, 28 + alen);
 }
@@ -189,7 +189,9 @@ static int decode_error(const uint8_t *v, size_t vlen, hp__stun_msg *m, char *er
     return -EPROTO;
   }
   m->error_code = (int)(cls * 100 + num);
-  n = vlen - 4 < sizeof m->reason - 1 ? vlen - 4 : sizeof m->reason - 1;
+  n = vlen - 4;
+  if (n > sizeof m->reason - 1)
+    n = sizeof m->reason - 1;
   for (i = 0; i < n; i++)
     m->reason[i] = v[4 + i] >= 0x20 && v[4 + i] < 0x7f ? (char)v[4 + i] : '?';
   m->reason[n] = '\0';
