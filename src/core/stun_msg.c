@@ -137,7 +137,7 @@ long hp__stun_frame(const uint8_t *buf, size_t len) {
 static int decode_addr(const uint8_t *v, size_t vlen, int xored, const uint8_t *txid,
                        struct sockaddr_storage *out, char *err, size_t errlen, const char *name) {
   uint8_t x[16], a[16];
-  size_t alen, i;
+  size_t alen;
   unsigned port;
 
   if (vlen < 4) {
@@ -156,7 +156,7 @@ static int decode_addr(const uint8_t *v, size_t vlen, int xored, const uint8_t *
   memcpy(a, v + 4, alen);
   if (xored) {
     port ^= HP_STUN_MAGIC >> 16;
-    for (i = 0; i < alen; i++)
+    for (size_t i = 0; i < alen; i++)
       a[i] ^= x[i];
   }
   memset(out, 0, sizeof *out);
