@@ -361,6 +361,93 @@ lab_nat_resets() {
   echo "${n:-0}"
 }
 
+# lab_nat_upnp NAME: run Debian's miniupnpd (nftables backend) on the NAT
+# router NAME, serving UPnP-IGD and NAT-PMP on its LAN. Its rules live in
+# their own table (inet hpupnp: the chains miniupnpd fills, hooked into
+# forward, prerouting and postrouting); the NAT's own forward chain lets
+# DNATed connections through ("ct status dnat accept", as routers with
+# port forwarding do). miniupnpd refuses to map when its WAN address is
+# "reserved", which the lab's documentation ranges are, unless a STUN check
+# says the address is public: a minimal UDP STUN responder on the rdv host
+# (standin.py stun-udp, port 3478) answers it, and it is right, the WAN
+# address is on the emulated internet (the router's own packets are not
+# masqueraded, see below). Process "upnp-NAME" (log
+# $LAB_DIR/upnp-NAME.err), stopped by the lab's cleanup or after 300 s.
+lab_nat_upnp() {
+  local nat=$1 conf="$LAB_DIR/miniupnpd-$1.conf" n
+  command -v miniupnpd >/dev/null || lab_fail "miniupnpd is not installed (miniupnpd-nftables; run scripts/deps.sh)"
+  n=${LAB_NAT_IDX[$nat]:?lab: unknown NAT $nat}
+  lab_exec "$nat" nft insert rule ip hpnat forward ct status dnat accept ||
+    lab_fail "cannot let DNATed connections through $nat"
+  # The router's own traffic (miniupnpd's STUN check) leaves un-NATed, as
+  # on a real router: masquerading it (fully-random on a random NAT) would
+  # make the router look like it sits behind a symmetric NAT itself.
+  lab_exec "$nat" nft insert rule ip hpnat postrouting oifname wan ip saddr "${LAB_IP[$nat]}" accept ||
+    lab_fail "cannot exempt $nat's own traffic from NAT"
+  lab_exec "$nat" nft -f - <<EOF || lab_fail "cannot create the miniupnpd table on $nat"
+table inet hpupnp {
+  chain forward {
+    type filter hook forward priority filter; policy accept;
+    jump miniupnpd
+  }
+  chain miniupnpd {
+  }
+  chain prerouting {
+    type nat hook prerouting priority dstnat; policy accept;
+    jump prerouting_miniupnpd
+  }
+  chain prerouting_miniupnpd {
+  }
+  chain postrouting {
+    type nat hook postrouting priority srcnat; policy accept;
+    jump postrouting_miniupnpd
+  }
+  chain postrouting_miniupnpd {
+  }
+}
+EOF
+  if [[ -z "${LAB_PID[stun-udp]:-}" ]]; then
+    lab_run stun-udp rdv "$LAB_PY" "$LAB_LIB_DIR/standin.py" stun-udp --bind "$LAB_RDV_IP" --port 3478 --duration 300
+    n=50
+    until [[ -n "$(lab_exec rdv ss -Hlun 'sport = :3478' 2>/dev/null)" ]]; do
+      ((n-- > 0)) || lab_fail "the STUN responder for miniupnpd did not start"
+      sleep 0.1
+    done
+  fi
+  cat >"$conf" <<EOF
+ext_ifname=wan
+listening_ip=lan
+http_port=0
+enable_natpmp=yes
+enable_upnp=yes
+secure_mode=yes
+system_uptime=yes
+notify_interval=60
+clean_ruleset_interval=0
+uuid=3d3cec3a-8cf0-11e0-98ee-00000000$(printf '%04x' "$n")
+ext_perform_stun=yes
+ext_stun_host=$LAB_RDV_IP
+ext_stun_port=3478
+upnp_table_name=hpupnp
+upnp_nat_table_name=hpupnp
+upnp_forward_chain=miniupnpd
+upnp_nat_chain=prerouting_miniupnpd
+upnp_nat_postrouting_chain=postrouting_miniupnpd
+allow 1024-65535 10.0.$n.0/24 1024-65535
+deny 0-65535 0.0.0.0/0 0-65535
+EOF
+  lab_run "upnp-$nat" "$nat" timeout 300 miniupnpd -f "$conf" -d -P "$LAB_DIR/miniupnpd-$nat.pid"
+  # Ready when the STUN check has enabled port forwarding.
+  lab_wait_log "upnp-$nat" 'Port forwarding is now enabled' 10 ||
+    lab_fail "miniupnpd on $nat did not enable port forwarding (see $LAB_DIR/upnp-$nat.err)"
+  LAB_DESC+=("  miniupnpd (UPnP-IGD + NAT-PMP) on $nat")
+}
+
+# lab_upnp_rules NAME: miniupnpd's current DNAT rules on NAME, one per line.
+lab_upnp_rules() {
+  lab_exec "$1" nft list chain inet hpupnp prerouting_miniupnpd | grep -E 'dnat' || true
+}
+
 # lab_add_worker_host NAME NAT: a host in that NAT's LAN, 10.0.N.(10+i).
 lab_add_worker_host() {
   local name=$1 nat=$2 n i ip

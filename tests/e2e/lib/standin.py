@@ -26,6 +26,13 @@ It proves the lab's NAT behaviours independently of the C binaries:
       connect that was answered (accepted or refused: both take one round
       trip) and "lost" for one that timed out. Used to measure the link
       emulator's delay (a closed port answers with a reset, no server needed).
+  stun-udp --bind IP --port N --duration S
+      A minimal STUN Binding responder over UDP: answers every Binding
+      request from the address it came to, with MAPPED-ADDRESS and
+      XOR-MAPPED-ADDRESS of the sender, ignoring CHANGE-REQUEST. It only
+      serves miniupnpd's start-up check on a lab NAT router (whose WAN
+      address is in a documentation range that miniupnpd otherwise takes for
+      a private one); our own STUN client is tested against coturn.
   garbage  --to IP:PORT --data TEXT [--timeout S]
       Connect, send TEXT (with backslash escapes), wait until the far end
       closes or S s pass; print "closed after receiving N bytes" or "open
@@ -227,6 +234,31 @@ def cmd_rtt(args):
     return 0
 
 
+def cmd_stun_udp(args):
+    import struct
+    srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    srv.bind((args.bind, args.port))
+    deadline = time.monotonic() + args.duration
+    log(f"stun-udp on {args.bind}:{args.port} for {args.duration}s")
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return 0
+        r, _, _ = select.select([srv], [], [], min(left, 0.5))
+        if not r:
+            continue
+        data, peer = srv.recvfrom(2048)
+        if len(data) < 20 or data[0:2] != b"\x00\x01" or data[4:8] != b"\x21\x12\xa4\x42":
+            continue
+        ip = socket.inet_aton(peer[0])
+        mapped = struct.pack(">HHBBH", 0x0001, 8, 0, 1, peer[1]) + ip
+        xip = bytes(a ^ b for a, b in zip(ip, data[4:8]))
+        xor = struct.pack(">HHBBH", 0x0020, 8, 0, 1, peer[1] ^ 0x2112) + xip
+        body = mapped + xor
+        srv.sendto(struct.pack(">HH", 0x0101, len(body)) + data[4:20] + body, peer)
+        log(f"stun-udp: answered {peer[0]}:{peer[1]}")
+
+
 def cmd_probe(args):
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.settimeout(args.timeout)
@@ -303,13 +335,18 @@ def main():
     p.add_argument("--count", type=int, default=10)
     p.add_argument("--interval", type=float, default=0.05)
     p.add_argument("--timeout", type=float, default=2)
+    p = sub.add_parser("stun-udp")
+    p.add_argument("--bind", default="0.0.0.0")
+    p.add_argument("--port", type=int, default=3478)
+    p.add_argument("--duration", type=float, default=60)
     p = sub.add_parser("garbage")
     p.add_argument("--to", required=True)
     p.add_argument("--data", required=True)
     p.add_argument("--timeout", type=float, default=3)
     args = ap.parse_args()
     return {"reflect": cmd_reflect, "whoami": cmd_whoami, "punch": cmd_punch,
-            "garbage": cmd_garbage, "probe": cmd_probe, "rtt": cmd_rtt}[args.cmd](args)
+            "garbage": cmd_garbage, "probe": cmd_probe, "rtt": cmd_rtt,
+            "stun-udp": cmd_stun_udp}[args.cmd](args)
 
 
 if __name__ == "__main__":
