@@ -20,7 +20,9 @@
 #             40/30 (40-70 ms each way)
 #   drop20    NATs that drop (default filter), 20 ms per WAN link
 #   dropfar   NATs that drop, peers 3 ms apart, far jittery rendezvous
-# Environment: RUNS (30), P2P (P2P_CONNECT_TIMEOUT of the workers, 10).
+# Environment: RUNS (30), P2P (P2P_CONNECT_TIMEOUT of the workers, 10),
+#   WORKER_ENV / RDV_ENV ("VAR=VALUE ..." added to every worker's / the
+#   rendezvous' environment, e.g. to compare engine variants).
 # Needs root (namespaces, nftables) and fails loudly without it.
 set -euo pipefail
 
@@ -51,12 +53,15 @@ one() {
   lab_add_worker_host a nata
   lab_add_worker_host b natb
   lab_describe >&2
-  lab_start_rendezvous LOG_LEVEL=warning
+  # shellcheck disable=SC2086 # RDV_ENV is a list of VAR=VALUE words
+  lab_start_rendezvous LOG_LEVEL=info ${RDV_ENV:-}
   for i in $(seq "$RUNS"); do
     room="tr$$-$i"
     port=$((8100 + i))
-    lab_run_worker "a$i" a "$room" INTERNAL_TCP_PORT=$port LOG_LEVEL=debug P2P_CONNECT_TIMEOUT="$P2P"
-    lab_run_worker "b$i" b "$room" INTERNAL_TCP_PORT=$port LOG_LEVEL=debug P2P_CONNECT_TIMEOUT="$P2P"
+    # shellcheck disable=SC2086 # WORKER_ENV is a list of VAR=VALUE words
+    lab_run_worker "a$i" a "$room" INTERNAL_TCP_PORT=$port LOG_LEVEL=debug P2P_CONNECT_TIMEOUT="$P2P" ${WORKER_ENV:-}
+    # shellcheck disable=SC2086
+    lab_run_worker "b$i" b "$room" INTERNAL_TCP_PORT=$port LOG_LEVEL=debug P2P_CONNECT_TIMEOUT="$P2P" ${WORKER_ENV:-}
     lab_wait_exit "a$i" $((P2P + 30)) || true
     lab_wait_exit "b$i" $((P2P + 30)) || true
     ea=$(lab_json_field "a$i" "$LAB_MSG_DIRECT" elapsed_ms)
