@@ -374,7 +374,7 @@ lab_nat_resets() {
 # masqueraded, see below). Process "upnp-NAME" (log
 # $LAB_DIR/upnp-NAME.err), stopped by the lab's cleanup or after 300 s.
 lab_nat_upnp() {
-  local nat=$1 conf="$LAB_DIR/miniupnpd-$1.conf" n
+  local nat=$1 conf="$LAB_DIR/miniupnpd-$1.conf" n tries
   command -v miniupnpd >/dev/null || lab_fail "miniupnpd is not installed (miniupnpd-nftables; run scripts/deps.sh)"
   n=${LAB_NAT_IDX[$nat]:?lab: unknown NAT $nat}
   lab_exec "$nat" nft insert rule ip hpnat forward ct status dnat accept ||
@@ -408,9 +408,9 @@ table inet hpupnp {
 EOF
   if [[ -z "${LAB_PID[stun-udp]:-}" ]]; then
     lab_run stun-udp rdv "$LAB_PY" "$LAB_LIB_DIR/standin.py" stun-udp --bind "$LAB_RDV_IP" --port 3478 --duration 300
-    n=50
+    tries=50
     until [[ -n "$(lab_exec rdv ss -Hlun 'sport = :3478' 2>/dev/null)" ]]; do
-      ((n-- > 0)) || lab_fail "the STUN responder for miniupnpd did not start"
+      ((tries-- > 0)) || lab_fail "the STUN responder for miniupnpd did not start"
       sleep 0.1
     done
   fi
