@@ -113,6 +113,7 @@ _lab_add_ns() {
     sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
     sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
     sysctl -qw net.ipv4.ip_forward=0' >/dev/null 2>&1 || true
+  if ((${LAB_V6:-0})); then _lab_v6_on "$short"; fi
 }
 
 # _lab_link NODE1 IF1 ADDR1/LEN NODE2 IF2 ADDR2/LEN: a veth pair between
@@ -318,6 +319,7 @@ lab_add_nat() {
   LAB_NAT_HOSTS[$name]=0
   LAB_NAT_FILTER[$name]=$filter
   LAB_LINK[$name]=$link
+  if ((LAB_V6)); then _lab_nat_v6 "$name" "$n" "$side"; fi
   LAB_DESC+=("NAT router       $name  WAN $wan (via $side${link:+, emulated link $link ms/ms/%}), LAN 10.0.$n.0/24, $type, unsolicited inbound: $filter")
 }
 
@@ -459,9 +461,14 @@ lab_add_worker_host() {
   _lab_link "$name" eth0 "$ip/24" "$nat" "h$i" ""
   lab_exec "$nat" ip link set "h$i" master lan
   lab_exec "$name" ip route add default via "10.0.$n.1"
+  if ((LAB_V6)); then
+    _lab_addr6 "$name" eth0 "2001:db8:$n::$((9 + i))/64"
+    lab_exec "$name" ip -6 route add default via "2001:db8:$n::1"
+    LAB_IP6[$name]="2001:db8:$n::$((9 + i))"
+  fi
   LAB_IP[$name]=$ip
   LAB_HOST_NAT[$name]=$nat
-  LAB_DESC+=("worker host      $name  $ip behind $nat")
+  LAB_DESC+=("worker host      $name  $ip${LAB_IP6[$name]:+ [${LAB_IP6[$name]}]} behind $nat")
 }
 
 # lab_add_public_host NAME: a host with a public address behind r2, no NAT,
@@ -474,9 +481,16 @@ lab_add_public_host() {
   _lab_add_ns "$name"
   _lab_link r2 "pub$LAB_PUBS" "$gw/30" "$name" eth0 "$ip/30"
   lab_exec "$name" ip route add default via "$gw"
+  if ((LAB_V6)); then
+    _lab_addr6 r2 "pub$LAB_PUBS" "2001:db8:e:$LAB_PUBS::1/64"
+    _lab_addr6 "$name" eth0 "2001:db8:e:$LAB_PUBS::2/64"
+    lab_exec "$name" ip -6 route add default via "2001:db8:e:$LAB_PUBS::1"
+    _lab_route6_other r2 "2001:db8:e:$LAB_PUBS::/64"
+    LAB_IP6[$name]="2001:db8:e:$LAB_PUBS::2"
+  fi
   LAB_IP[$name]=$ip
   LAB_HOST_NAT[$name]=""
-  LAB_DESC+=("public host      $name  $ip (via r2, no NAT)")
+  LAB_DESC+=("public host      $name  $ip${LAB_IP6[$name]:+ [${LAB_IP6[$name]}]} (via r2, no NAT)")
 }
 
 lab_describe() {
@@ -617,6 +631,108 @@ lab_stop() {
   kill "$pid" 2>/dev/null || return 0
   lab_wait_exit "$1" 3 || kill -9 "$pid" 2>/dev/null
   return 0
+}
+
+# --- IPv6 (optional) -------------------------------------------------------
+# lab_enable_ipv6: dual stack for the rest of the lab, with documentation
+# addresses (2001:db8::/32) only inside the lab's namespaces. Call it right
+# after lab_create, before adding NATs and hosts. No NAT for IPv6: each NAT
+# router is also a stateful IPv6 firewall (table ip6 hpfw6, same filter
+# mode as its IPv4 side); hosts get global addresses in their LAN's /64.
+#   r1 <-> r2       2001:db8:0:fe::1 / ::2
+#   r1 <-> rdv      2001:db8:0:1::1 / rdv 2001:db8:0:1::100
+#   core <-> NAT N  2001:db8:f:N::1 / NAT ::2      LAN N  2001:db8:N::/64 (router ::1, hosts ::10+i)
+#   r2 <-> pub k    2001:db8:e:k::1 / host ::2
+# Static addresses (nodad), no router advertisements, static routes: each
+# core router routes the prefixes behind the other one through it.
+LAB_V6=0
+LAB_RDV_IP6=2001:db8:0:1::100
+declare -A LAB_IP6=() # host / NAT name -> its IPv6 address (NAT: WAN)
+
+_lab_v6_on() {
+  # shellcheck disable=SC2016 # expanded by the inner shell
+  lab_exec "$1" sh -c 'for k in all default; do
+      sysctl -qw net.ipv6.conf.$k.disable_ipv6=0 net.ipv6.conf.$k.accept_ra=0 \
+        net.ipv6.conf.$k.accept_dad=0 net.ipv6.conf.$k.autoconf=0
+    done
+    for d in /proc/sys/net/ipv6/conf/*/disable_ipv6; do echo 0 >"$d"; done' >/dev/null 2>&1 ||
+    lab_fail "cannot enable IPv6 in $1"
+  [[ "${2:-}" == forward ]] && lab_exec "$1" sysctl -qw net.ipv6.conf.all.forwarding=1 >/dev/null
+  return 0
+}
+
+_lab_addr6() { lab_exec "$1" ip -6 addr add "$3" dev "$2" nodad || lab_fail "cannot add $3 to $1:$2"; }
+
+# _lab_route6_other SIDE PREFIX: the core router that is not SIDE routes
+# PREFIX through SIDE.
+_lab_route6_other() {
+  if [[ $1 == r1 ]]; then
+    lab_exec r2 ip -6 route add "$2" via 2001:db8:0:fe::1
+  else
+    lab_exec r1 ip -6 route add "$2" via 2001:db8:0:fe::2
+  fi
+}
+
+lab_enable_ipv6() {
+  [[ -n "$LAB_DIR" ]] || lab_fail "lab_enable_ipv6 comes after lab_create"
+  ((LAB_NATS == 0 && LAB_PUBS == 0)) || lab_fail "lab_enable_ipv6 comes before adding NATs and hosts"
+  LAB_V6=1
+  _lab_v6_on r1 forward
+  _lab_v6_on r2 forward
+  _lab_v6_on rdv
+  _lab_addr6 r1 r2 2001:db8:0:fe::1/64
+  _lab_addr6 r2 r1 2001:db8:0:fe::2/64
+  _lab_addr6 r1 rdv 2001:db8:0:1::1/64
+  _lab_addr6 rdv eth0 "$LAB_RDV_IP6/64"
+  lab_exec rdv ip -6 route add default via 2001:db8:0:1::1
+  _lab_route6_other r1 2001:db8:0:1::/64
+  LAB_DESC+=("IPv6             on: rdv $LAB_RDV_IP6, r1 2001:db8:0:fe::1 <-> r2 ::2")
+}
+
+# The IPv6 firewall of a NAT router (no NAT): $1 = drop | reject.
+_lab_fw6_rules() {
+  local unsolicited='' input='iifname "wan" drop'
+  if [[ $1 == reject ]]; then
+    unsolicited='iifname "wan" meta l4proto tcp counter reject with tcp reset'
+    input='iifname "wan" meta l4proto tcp counter reject with tcp reset
+    iifname "wan" drop'
+  fi
+  cat <<EOF
+table ip6 hpfw6 {
+  chain forward {
+    type filter hook forward priority filter; policy drop;
+    ct state established,related accept
+    ct state invalid counter drop
+    iifname "lan" oifname "wan" accept
+    iifname "lan" oifname "lan" accept
+    $unsolicited
+  }
+  chain input {
+    type filter hook input priority filter; policy accept;
+    iifname "wan" ct state established,related accept
+    iifname "wan" icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept
+    $input
+  }
+}
+EOF
+}
+
+# _lab_nat_v6 NAME N SIDE: IPv6 for NAT router NAME (index N, on SIDE).
+_lab_nat_v6() {
+  local nat=$1 n=$2 side=$3
+  _lab_v6_on "$nat" forward
+  _lab_addr6 "$side" "nat$n" "2001:db8:f:$n::1/64"
+  _lab_addr6 "$nat" wan "2001:db8:f:$n::2/64"
+  _lab_addr6 "$nat" lan "2001:db8:$n::1/64"
+  lab_exec "$nat" ip -6 route add default via "2001:db8:f:$n::1"
+  lab_exec "$side" ip -6 route add "2001:db8:$n::/64" via "2001:db8:f:$n::2"
+  _lab_route6_other "$side" "2001:db8:f:$n::/64"
+  _lab_route6_other "$side" "2001:db8:$n::/64"
+  _lab_fw6_rules "${LAB_NAT_FILTER[$nat]}" >"$LAB_DIR/nft6-$nat.nft"
+  lab_exec "$nat" nft -f "$LAB_DIR/nft6-$nat.nft" ||
+    lab_fail "nft rejected the IPv6 firewall of $nat (see $LAB_DIR/nft6-$nat.nft)"
+  LAB_IP6[$nat]="2001:db8:f:$n::2"
+  LAB_DESC+=("  IPv6 on $nat: WAN 2001:db8:f:$n::2, LAN 2001:db8:$n::/64, stateful firewall (${LAB_NAT_FILTER[$nat]}), no NAT")
 }
 
 # --- assertions -----------------------------------------------------------

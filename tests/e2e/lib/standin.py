@@ -54,21 +54,34 @@ def log(msg):
 
 
 def parse_addr(text):
+    """"ip:port" or "[v6]:port" -> (ip, port)."""
     host, _, port = text.rpartition(":")
-    return host, int(port)
+    return host.strip("[]"), int(port)
 
 
-def reuse_socket(port):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+def family_of(host):
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def fmt_addr(host, port):
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def reuse_socket(port, family=socket.AF_INET):
+    s = socket.socket(family, socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    s.bind(("0.0.0.0", port))
+    if family == socket.AF_INET6:
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    s.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", port))
     return s
 
 
 def cmd_reflect(args):
-    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv = socket.socket(family_of(args.bind), socket.SOCK_STREAM)
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if family_of(args.bind) == socket.AF_INET6:
+        srv.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
     srv.bind((args.bind, args.port))
     srv.listen(64)
     deadline = time.monotonic() + args.duration
@@ -84,14 +97,14 @@ def cmd_reflect(args):
         with conn:
             conn.settimeout(2)
             try:
-                conn.sendall(f"{peer[0]}:{peer[1]}\n".encode())
+                conn.sendall(f"{fmt_addr(peer[0], peer[1])}\n".encode())
             except OSError:
                 pass
-            log(f"reflected {peer[0]}:{peer[1]}")
+            log(f"reflected {fmt_addr(peer[0], peer[1])}")
 
 
 def ask_reflector(port, reflector, timeout=5.0):
-    s = reuse_socket(port)
+    s = reuse_socket(port, family_of(parse_addr(reflector)[0]))
     try:
         s.settimeout(timeout)
         s.connect(parse_addr(reflector))
@@ -127,7 +140,8 @@ def read_line(sock, timeout):
 def cmd_punch(args):
     start = time.monotonic()
     deadline = start + args.timeout
-    lst = reuse_socket(args.port)
+    fam = family_of(parse_addr(args.reflector)[0])
+    lst = reuse_socket(args.port, fam)
     lst.listen(8)
     lst.setblocking(False)
     observed = ask_reflector(args.port, args.reflector)
@@ -159,7 +173,7 @@ def cmd_punch(args):
     while conn is None and time.monotonic() < deadline:
         now = time.monotonic()
         if csock is None:
-            csock = reuse_socket(args.port)
+            csock = reuse_socket(args.port, fam)
             csock.setblocking(False)
             attempts += 1
             err = csock.connect_ex(parse_addr(peer))
@@ -174,7 +188,7 @@ def cmd_punch(args):
         if lst in r:
             try:
                 conn, addr = lst.accept()
-                how = f"accepted from {addr[0]}:{addr[1]}"
+                how = f"accepted from {fmt_addr(addr[0], addr[1])}"
                 break
             except BlockingIOError:
                 pass
@@ -215,7 +229,7 @@ def cmd_punch(args):
 
 def cmd_rtt(args):
     for _ in range(args.count):
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s = socket.socket(family_of(parse_addr(args.to)[0]), socket.SOCK_STREAM)
         s.settimeout(args.timeout)
         t0 = time.monotonic()
         try:
@@ -260,7 +274,7 @@ def cmd_stun_udp(args):
 
 
 def cmd_probe(args):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s = socket.socket(family_of(parse_addr(args.to)[0]), socket.SOCK_STREAM)
     s.settimeout(args.timeout)
     try:
         s.connect(parse_addr(args.to))
