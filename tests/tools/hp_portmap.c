@@ -38,9 +38,13 @@ typedef struct app {
 
 static const char greeting[] = "hello from hp_portmap\n";
 
+static void free_handle(uv_handle_t *h) {
+  free(h);
+}
+
 static void on_written(uv_write_t *w, int status) {
   (void)status;
-  uv_close((uv_handle_t *)w->data, (uv_close_cb)free);
+  uv_close((uv_handle_t *)w->data, free_handle);
   free(w);
 }
 
@@ -61,13 +65,13 @@ static void on_conn(uv_stream_t *l, int status) {
   uv_tcp_init(l->loop, c);
   if (uv_accept(l, (uv_stream_t *)c) < 0) {
     free(w);
-    uv_close((uv_handle_t *)c, (uv_close_cb)free);
+    uv_close((uv_handle_t *)c, free_handle);
     return;
   }
   w->data = c;
   if (uv_write(w, (uv_stream_t *)c, &b, 1, on_written) < 0) {
     free(w);
-    uv_close((uv_handle_t *)c, (uv_close_cb)free);
+    uv_close((uv_handle_t *)c, free_handle);
   }
 }
 
