@@ -49,6 +49,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -62,6 +63,10 @@
 #define RETRY_MAX_MS 500
 #define HELLO_DEFAULT_MS 3000
 #define INLOG_MAX 16
+#define ACCEPT_BATCH 32 /* accepts per readiness event, so timers still run */
+#define UNAUTH_MIN 4    /* bounds of the unauthenticated inbound connections held */
+#define UNAUTH_MAX 64
+#define FD_RESERVE 32 /* descriptors left for the loop, lws, curl, our own dials */
 #define WHY_MAX 96
 /* A candidate's last_err when its socket was still waiting for an answer at
  * the end (not a UV_E* code: those are negative). */
@@ -77,6 +82,7 @@ typedef enum conn_state {
 
 typedef struct conn {
   uv_tcp_t tcp;
+  uint64_t seq; /* inbound: order of arrival (the oldest stranger goes first) */
   uv_connect_t creq;
   uv_write_t wreq_hello, wreq_use;
   hp__pe *pe;
@@ -107,14 +113,30 @@ typedef struct cand {
   char last_why[WHY_MAX]; /* handshake failure on a connection to it */
 } cand;
 
+/*
+ * One state per engine. Before hp__pe_start the listening socket is not
+ * polled: connections wait in the kernel's backlog (nothing to replay).
+ */
+typedef enum pe_state {
+  PE_IDLE,     /* listening, not started */
+  PE_DELAYING, /* started: accepting, first SYNs after start_in_ms */
+  PE_PUNCHING, /* dialing and accepting until the punch deadline */
+  PE_FINISHED, /* the callback fired (or is firing); no event is handled */
+  PE_DESTROYED /* hp__pe_destroy: freed when the last handle has closed */
+} pe_state;
+
 struct hp__pe {
   uv_loop_t *loop;
-  uv_tcp_t listener;
+  pe_state st;
+  int lfd; /* the listening socket, polled by listener (ours to close) */
+  uv_poll_t listener;
   uv_timer_t timer;
-  int listener_open, timer_open;
-  int nhandles; /* open handles, embedded or in conns */
+  int nhandles; /* open handles, embedded or in conns: the reference count */
   int port;
-  int started, punching, finished, destroyed, deferred;
+  int spare;           /* a reserved descriptor (/dev/null) for when the limit is hit */
+  unsigned unauth_max; /* inbound connections held before their hello */
+  uint64_t inbound_seq;
+  int exhausted_logged;
   hp__pe_params prm;
   cand cands[HP_CANDS_MAX];
   size_t ncands;
@@ -161,10 +183,12 @@ static unsigned umin(unsigned a, unsigned b) {
 }
 
 static void maybe_free(hp__pe *pe) {
-  if (!pe->destroyed || pe->nhandles > 0)
+  if (pe->st != PE_DESTROYED || pe->nhandles > 0)
     return;
   if (pe->fd >= 0)
     close(pe->fd);
+  if (pe->spare >= 0)
+    close(pe->spare);
   free(pe);
 }
 
@@ -172,6 +196,18 @@ static void on_handle_closed(uv_handle_t *h) {
   hp__pe *pe = h->data;
   pe->nhandles--;
   maybe_free(pe);
+}
+
+static void on_listener_closed(uv_handle_t *h) {
+  hp__pe *pe = h->data;
+  close(pe->lfd); /* after the poll handle stopped watching it */
+  pe->lfd = -1;
+  on_handle_closed(h);
+}
+
+/* Run events only while punching (or waiting for the first SYN). */
+static int live(const hp__pe *pe) {
+  return pe->st == PE_DELAYING || pe->st == PE_PUNCHING;
 }
 
 static void on_conn_closed(uv_handle_t *h) {
@@ -253,12 +289,10 @@ static conn *new_conn(hp__pe *pe, int cand_idx) {
 static void close_all(hp__pe *pe, const conn *winner) {
   while (pe->conns)
     close_conn(pe->conns, pe->conns != winner);
-  if (pe->timer_open)
+  if (!uv_is_closing((uv_handle_t *)&pe->timer))
     uv_timer_stop(&pe->timer);
-  if (pe->listener_open) {
-    pe->listener_open = 0;
-    uv_close((uv_handle_t *)&pe->listener, on_handle_closed);
-  }
+  if (!uv_is_closing((uv_handle_t *)&pe->listener))
+    uv_close((uv_handle_t *)&pe->listener, on_listener_closed);
 }
 
 static const char *dir_name(const conn *c) {
@@ -298,7 +332,7 @@ static void reject(conn *c, const char *why) {
 }
 
 static void finish(hp__pe *pe, conn *winner) {
-  pe->finished = 1;
+  pe->st = PE_FINISHED;
   pe->res.elapsed_ms = (double)(uv_hrtime() - pe->hr_start) / 1e6;
   if (winner) {
     struct sockaddr_storage ss;
@@ -315,6 +349,12 @@ static void finish(hp__pe *pe, conn *winner) {
      * about to be closed anyway). */
     if (uv_fileno((uv_handle_t *)&winner->tcp, &fd) == 0) {
       pe->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+      if (pe->fd < 0 && errno == EMFILE && pe->spare >= 0) {
+        /* What the reserved descriptor is for. */
+        close(pe->spare);
+        pe->spare = -1;
+        pe->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+      }
       if (pe->fd >= 0) {
         int fl = fcntl(pe->fd, F_GETFL);
         if (fl >= 0)
@@ -323,6 +363,12 @@ static void finish(hp__pe *pe, conn *winner) {
     }
   }
   close_all(pe, winner);
+  if (pe->res.dropped)
+    HP_INFO("punch",
+            json_pack("{s:i, s:i}", "dropped", (int)pe->res.dropped, "limit", (int)pe->unauth_max),
+            "dropped %u connections that sent no hello while over the limit of %u (or out of "
+            "descriptors)",
+            pe->res.dropped, pe->unauth_max);
   if (winner && pe->fd < 0) {
     HP_ERROR("punch", NULL, "cannot duplicate the winning socket: %s", strerror(errno));
     pe->cb(pe, -EMFILE, pe->data);
@@ -341,7 +387,7 @@ static void on_use_written(uv_write_t *req, int status) {
   conn *c = req->data;
   hp__pe *pe = c->pe;
 
-  if (status == UV_ECANCELED || pe->finished)
+  if (status == UV_ECANCELED || !live(pe))
     return;
   if (status < 0) {
     reject(c, "writing the nomination failed");
@@ -363,7 +409,7 @@ static void on_use_written(uv_write_t *req, int status) {
 
 static void on_hello_written(uv_write_t *req, int status) {
   conn *c = req->data;
-  if (status == UV_ECANCELED || c->pe->finished || status >= 0)
+  if (status == UV_ECANCELED || !live(c->pe) || status >= 0)
     return;
   reject(c, "writing our hello failed");
   reschedule(c->pe);
@@ -447,7 +493,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   hp__pe *pe = c->pe;
   (void)buf;
 
-  if (pe->finished || nread == 0)
+  if (!live(pe) || nread == 0)
     return;
   if (nread < 0 && c->cand >= 0 && c->st == C_WAIT_HELLO && c->rlen == 0) {
     /* Closed or reset before a single byte: like a refused connect (often
@@ -471,7 +517,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   }
   c->rlen += (size_t)nread;
   process(c);
-  if (!pe->finished)
+  if (live(pe))
     reschedule(pe);
 }
 
@@ -496,7 +542,7 @@ static void on_connect(uv_connect_t *req, int status) {
   hp__pe *pe = c->pe;
   cand *k;
 
-  if (status == UV_ECANCELED || pe->finished)
+  if (status == UV_ECANCELED || !live(pe))
     return;
   k = &pe->cands[c->cand];
   count_syns(c);
@@ -546,6 +592,57 @@ static void on_connect(uv_connect_t *req, int status) {
   reschedule(pe);
 }
 
+/* ---- descriptors: strangers are bounded, the limit is survived ---- */
+
+/* The first time the descriptor limit (or the bound on unauthenticated
+ * connections) forces a drop, say so once; finish() gives the count. */
+static void note_drop(hp__pe *pe, const char *why) {
+  pe->res.dropped++;
+  if (pe->exhausted_logged)
+    return;
+  pe->exhausted_logged = 1;
+  HP_WARN("punch",
+          json_pack("{s:i, s:i, s:s}", "port", pe->port, "limit", (int)pe->unauth_max, "why", why),
+          "port %d: %s; dropping the oldest connection that has not sent a valid hello (this is "
+          "logged once; the count follows at the end)",
+          pe->port, why);
+}
+
+/* Abort the oldest inbound connection still waiting for its hello. Returns
+ * 1 if there was one (its descriptor is free now: uv_close closes it). */
+static int drop_oldest_stranger(hp__pe *pe) {
+  conn *old = NULL;
+
+  for (conn *c = pe->conns; c; c = c->next)
+    if (c->cand < 0 && c->st == C_WAIT_HELLO && (!old || c->seq < old->seq))
+      old = c;
+  if (!old)
+    return 0;
+  HP_DEBUG("punch", json_pack("{s:s}", "addr", old->addr),
+           "dropped inbound connection %s (no hello yet)", old->addr);
+  close_conn(old, 1);
+  return 1;
+}
+
+static unsigned unauth_count(const hp__pe *pe) {
+  unsigned n = 0;
+  for (const conn *c = pe->conns; c; c = c->next)
+    n += c->cand < 0 && c->st == C_WAIT_HELLO;
+  return n;
+}
+
+/* How many strangers to hold: half of what the descriptor limit leaves
+ * after a reserve for everything else, within [UNAUTH_MIN, UNAUTH_MAX]. */
+static unsigned unauth_bound(void) {
+  struct rlimit rl;
+  rlim_t n;
+
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+    return UNAUTH_MAX;
+  n = rl.rlim_cur > FD_RESERVE ? (rl.rlim_cur - FD_RESERVE) / 2 : 0;
+  return n < UNAUTH_MIN ? UNAUTH_MIN : n > UNAUTH_MAX ? UNAUTH_MAX : (unsigned)n;
+}
+
 /* A socket bound to P: SO_REUSEADDR + SO_REUSEPORT before bind, next to the
  * listener. Returns the fd or -errno. */
 static int bound_socket(int port) {
@@ -577,6 +674,10 @@ static void start_attempt(hp__pe *pe, int idx) {
   k->attempts++;
   pe->res.attempts++;
   fd = bound_socket(pe->port);
+  if ((fd == -EMFILE || fd == -ENFILE) && drop_oldest_stranger(pe)) {
+    note_drop(pe, "out of file descriptors for our own connection attempts");
+    fd = bound_socket(pe->port);
+  }
   if (fd < 0) {
     r = fd;
     goto fail;
@@ -659,10 +760,10 @@ static void on_timer(uv_timer_t *t) {
   uint64_t now = uv_now(pe->loop);
   conn *c, *next;
 
-  if (pe->finished)
+  if (!live(pe))
     return;
-  if (!pe->punching) {
-    pe->punching = 1;
+  if (pe->st == PE_DELAYING) {
+    pe->st = PE_PUNCHING;
     pe->hr_start = uv_hrtime();
     pe->t_deadline = now + (uint64_t)(pe->prm.timeout_s * 1000.0);
     HP_DEBUG("punch", NULL, "first SYNs now");
@@ -687,7 +788,7 @@ static void on_timer(uv_timer_t *t) {
 static void reschedule(hp__pe *pe) {
   uint64_t now, next;
 
-  if (pe->finished || !pe->punching)
+  if (pe->st != PE_PUNCHING)
     return;
   now = uv_now(pe->loop);
   next = pe->t_deadline;
@@ -703,44 +804,90 @@ static void reschedule(hp__pe *pe) {
   uv_timer_start(&pe->timer, on_timer, next > now ? next - now : 0, 0);
 }
 
-static void on_connection(uv_stream_t *server, int status) {
-  hp__pe *pe = server->data;
-  struct sockaddr_storage ss;
-  int len = sizeof ss;
+/* One accepted connection (fd non-blocking): hold it until its hello. */
+static void inbound(hp__pe *pe, int fd, const struct sockaddr_storage *ss) {
   conn *c;
 
-  if (status < 0) {
-    HP_WARN("punch", NULL, "accept on port %d failed: %s", pe->port, uv_strerror(status));
-    return;
-  }
-  if (!pe->started) {
-    /* Not accepted yet: libuv keeps it and stops watching the listener
-     * until hp__pe_start accepts it; later ones wait in the backlog. */
-    pe->deferred = 1;
-    return;
+  pe->res.inbound_seen++;
+  if (unauth_count(pe) >= pe->unauth_max) {
+    note_drop(pe, "too many connections without a valid hello");
+    drop_oldest_stranger(pe);
   }
   c = new_conn(pe, -1);
-  if (!c)
+  if (!c) {
+    close(fd);
     return;
-  if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
+  }
+  c->seq = ++pe->inbound_seq;
+  if (uv_tcp_open(&c->tcp, fd) < 0) {
+    close(fd);
     close_conn(c, 1);
     return;
   }
-  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) < 0 ||
-      hp__addr_format((struct sockaddr *)&ss, c->addr, sizeof c->addr) < 0)
+  /* fd belongs to the handle now. */
+  memcpy(&c->ra, ss, sizeof c->ra);
+  if (hp__addr_format((const struct sockaddr *)ss, c->addr, sizeof c->addr) < 0)
     snprintf(c->addr, sizeof c->addr, "?");
-  else
-    memcpy(&c->ra, &ss, sizeof c->ra);
-  pe->res.inbound_seen++;
-  if (pe->finished) {
-    close_conn(c, 1);
-    return;
-  }
   hp__peerhello_format(c->hello, sizeof c->hello, pe->prm.session, pe->prm.own_id);
   hp__peerhello_format_use(c->use, sizeof c->use, pe->prm.session);
   HP_DEBUG("punch", json_pack("{s:s}", "addr", c->addr), "inbound connection from %s", c->addr);
   start_read(c);
-  reschedule(pe);
+}
+
+/* Out of descriptors with a connection waiting: make room by dropping the
+ * oldest stranger, or, with none, take the waiting one with the reserved
+ * descriptor and abort it. Never a busy loop: each call frees or drops
+ * one connection. Returns 0 to go on accepting, -1 to stop for this turn. */
+static int accept_exhausted(hp__pe *pe) {
+  int fd;
+
+  note_drop(pe, "out of file descriptors");
+  if (drop_oldest_stranger(pe))
+    return 0;
+  if (pe->spare < 0)
+    return -1; /* nothing to give: the backlog holds them until a close */
+  close(pe->spare);
+  pe->spare = -1;
+  fd = accept4(pe->lfd, NULL, NULL, SOCK_CLOEXEC);
+  if (fd >= 0) {
+    struct linger lg = {1, 0};
+    (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    close(fd);
+  }
+  pe->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  return fd >= 0 ? 0 : -1;
+}
+
+/* We accept ourselves (a poll handle on the listening socket) rather than
+ * with uv_listen: libuv's own answer to EMFILE accepts and closes every
+ * pending connection, the peer's among them, and a connection callback that
+ * does not accept stops the listener's watch. */
+static void on_listen(uv_poll_t *h, int status, int events) {
+  hp__pe *pe = h->data;
+  (void)events;
+
+  if (status < 0) {
+    HP_WARN("punch", NULL, "watching port %d failed: %s", pe->port, uv_strerror(status));
+    return;
+  }
+  for (int i = 0; i < ACCEPT_BATCH && live(pe); i++) {
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    int fd = accept4(pe->lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED)
+        continue;
+      if ((errno == EMFILE || errno == ENFILE) && accept_exhausted(pe) == 0)
+        continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EMFILE && errno != ENFILE)
+        HP_WARN("punch", NULL, "accept on port %d failed: %s", pe->port, strerror(errno));
+      break;
+    }
+    inbound(pe, fd, &ss);
+  }
+  if (live(pe))
+    reschedule(pe);
 }
 
 int hp__pe_create(uv_loop_t *loop, int port, hp__pe **out) {
@@ -781,27 +928,25 @@ int hp__pe_create(uv_loop_t *loop, int port, hp__pe **out) {
     close(fd);
     return -ENOMEM;
   }
+  r = uv_poll_init_socket(loop, &pe->listener, fd);
+  if (r < 0) {
+    close(fd);
+    free(pe);
+    return r;
+  }
   pe->loop = loop;
+  pe->st = PE_IDLE;
+  pe->lfd = fd;
   pe->fd = -1;
   pe->port = ntohs(sin.sin_port);
   pe->res.direction = "";
-  uv_tcp_init(loop, &pe->listener);
+  pe->unauth_max = unauth_bound();
+  pe->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
   pe->listener.data = pe;
-  pe->listener_open = 1;
   pe->nhandles++;
   uv_timer_init(loop, &pe->timer);
   pe->timer.data = pe;
-  pe->timer_open = 1;
   pe->nhandles++;
-  r = uv_tcp_open(&pe->listener, fd);
-  if (r < 0)
-    close(fd);
-  else
-    r = uv_listen((uv_stream_t *)&pe->listener, 128, on_connection);
-  if (r < 0) {
-    hp__pe_destroy(pe);
-    return r;
-  }
   *out = pe;
   return 0;
 }
@@ -810,12 +955,30 @@ int hp__pe_port(const hp__pe *pe) {
   return pe->port;
 }
 
+/* Why a candidate address is not dialed, or NULL. */
+static const char *skip_reason(const struct sockaddr_storage *sa, int allow_loopback) {
+  hp__addr_class cl = hp__addr_classify((const struct sockaddr *)sa);
+
+  if (sa->ss_family != AF_INET)
+    return "IPv6 is not supported (the punch port is IPv4)";
+  if (cl == HP_ADDR_UNSPECIFIED || cl == HP_ADDR_BROADCAST || cl == HP_ADDR_MULTICAST)
+    return "not a peer address (unspecified, broadcast or multicast)";
+  if ((cl == HP_ADDR_LOOPBACK || cl == HP_ADDR_LINK_LOCAL) && !allow_loopback)
+    return cl == HP_ADDR_LOOPBACK
+               ? "a loopback address (our own host): dialed only with ALLOW_LOOPBACK_CANDIDATES=1"
+               : "a link-local address (e.g. a cloud metadata service): dialed only with "
+                 "ALLOW_LOOPBACK_CANDIDATES=1";
+  return NULL;
+}
+
 int hp__pe_start(hp__pe *pe, const hp__pe_params *prm, hp__pe_cb cb, void *data) {
-  if (pe->started || pe->finished)
+  int r;
+
+  if (pe->st != PE_IDLE)
     return -EALREADY;
   if ((prm->role != 'a' && prm->role != 'b') || !*prm->session || !*prm->own_id || !*prm->peer_id ||
       prm->cands.n > HP_CANDS_MAX || prm->timeout_s <= 0 || prm->start_in_ms < 0 ||
-      prm->start_in_ms > 60000)
+      prm->start_in_ms > HP_START_IN_MS_MAX)
     return -EINVAL;
   {
     char tmp[HP_PEERHELLO_MAX];
@@ -823,6 +986,9 @@ int hp__pe_start(hp__pe *pe, const hp__pe_params *prm, hp__pe_cb cb, void *data)
         !hp__wire_valid_name(prm->peer_id, strlen(prm->peer_id)))
       return -EINVAL;
   }
+  r = uv_poll_start(&pe->listener, UV_READABLE, on_listen);
+  if (r < 0)
+    return r;
   pe->prm = *prm;
   if (pe->prm.hello_ms == 0)
     pe->prm.hello_ms = HELLO_DEFAULT_MS;
@@ -836,18 +1002,14 @@ int hp__pe_start(hp__pe *pe, const hp__pe_params *prm, hp__pe_cb cb, void *data)
     k->retry_ms = RETRY_MIN_MS;
     if (hp__addr_parse(k->c.addr, strlen(k->c.addr), &k->sa, &k->salen) < 0)
       k->skip = "not a valid address";
-    else if (k->sa.ss_family != AF_INET)
-      k->skip = "IPv6 is not supported (the punch port is IPv4)";
+    else
+      k->skip = skip_reason(&k->sa, prm->allow_loopback);
     if (k->skip)
       HP_WARN("punch", json_pack("{s:s, s:s}", "addr", k->c.addr, "why", k->skip),
               "peer candidate %s skipped: %s", k->c.addr, k->skip);
   }
-  pe->started = 1;
+  pe->st = PE_DELAYING;
   uv_timer_start(&pe->timer, on_timer, (uint64_t)prm->start_in_ms, 0);
-  if (pe->deferred) {
-    pe->deferred = 0;
-    on_connection((uv_stream_t *)&pe->listener, 0);
-  }
   return 0;
 }
 
@@ -891,20 +1053,18 @@ json_t *hp__pe_report(const hp__pe *pe, char *text, size_t textlen) {
   for (size_t i = 0; i < pe->ninlog; i++)
     json_array_append_new(
         inb, json_pack("{s:s, s:s}", "addr", pe->inlog[i].addr, "why", pe->inlog[i].why));
-  return json_pack("{s:o, s:o, s:i, s:i}", "candidates", cands, "inbound", inb, "inbound_seen",
-                   (int)pe->res.inbound_seen, "rejected", (int)pe->res.rejected);
+  return json_pack("{s:o, s:o, s:i, s:i, s:i}", "candidates", cands, "inbound", inb, "inbound_seen",
+                   (int)pe->res.inbound_seen, "rejected", (int)pe->res.rejected, "dropped",
+                   (int)pe->res.dropped);
 }
 
 void hp__pe_destroy(hp__pe *pe) {
-  if (!pe || pe->destroyed)
+  if (!pe || pe->st == PE_DESTROYED)
     return;
-  pe->destroyed = 1;
-  pe->finished = 1; /* no callback any more */
+  pe->st = PE_DESTROYED; /* no callback any more */
   close_all(pe, NULL);
-  if (pe->timer_open) {
-    pe->timer_open = 0;
+  if (!uv_is_closing((uv_handle_t *)&pe->timer))
     uv_close((uv_handle_t *)&pe->timer, on_handle_closed);
-  }
   if (pe->fd >= 0) {
     close(pe->fd);
     pe->fd = -1;
