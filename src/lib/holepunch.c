@@ -35,7 +35,9 @@
 #include "wire.h"
 
 #define LISTEN_RETRY_MS 250
-#define PROGRESS_MS 15000 /* "still waiting for a peer" every so often */
+/* "still waiting for a peer": every eighth of WS_RECV_TIMEOUT, 1..15 s. */
+#define PROGRESS_MIN_MS 1000
+#define PROGRESS_MAX_MS 15000
 
 typedef enum phase {
   P_LISTENING,
@@ -255,6 +257,11 @@ static void on_sig_opened(void *data) {
   HP_DEBUG("holepunch", ctx(p), "WebSocket open, hello sent");
 }
 
+static uint64_t progress_ms(const hp_punch *p) {
+  uint64_t ms = (uint64_t)(p->cfg.ws_recv_timeout * 1000.0) / 8;
+  return ms < PROGRESS_MIN_MS ? PROGRESS_MIN_MS : ms > PROGRESS_MAX_MS ? PROGRESS_MAX_MS : ms;
+}
+
 static void on_welcome(hp_punch *p, const hp__msg_welcome *w) {
   /* The service's id is the one the peer will expect in our hello. */
   snprintf(p->own_id, sizeof p->own_id, "%s", w->id);
@@ -264,7 +271,7 @@ static void on_welcome(hp_punch *p, const hp__msg_welcome *w) {
   p->st = P_WAITING_PEER;
   p->t_waiting = uv_now(p->loop);
   p->deadline = p->t_waiting + (uint64_t)(p->cfg.ws_recv_timeout * 1000.0);
-  arm(p, p->deadline - p->t_waiting < PROGRESS_MS ? p->deadline - p->t_waiting : PROGRESS_MS);
+  arm(p, progress_ms(p) < p->deadline - p->t_waiting ? progress_ms(p) : p->deadline - p->t_waiting);
 }
 
 static void on_peer(hp_punch *p, const hp__msg_peer *pm) {
@@ -464,7 +471,7 @@ static void waiting_tick(hp_punch *p) {
          "still waiting for a peer in room %s: %d s of %.0f", p->room,
          (int)((now - p->t_waiting + 500) / 1000), p->cfg.ws_recv_timeout);
   next = p->deadline - now;
-  arm(p, next < PROGRESS_MS ? next : PROGRESS_MS);
+  arm(p, next < progress_ms(p) ? next : progress_ms(p));
 }
 
 static void on_timer(uv_timer_t *t) {
