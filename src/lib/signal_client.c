@@ -10,7 +10,8 @@
  *   CONNECTING --established--> OPEN
  *   CONNECTING | OPEN --error, close, bad input--> FAILING --tick--> FAILED
  *     (failed() is delivered from the timer, never inside an lws callback)
- *   any --hp__sig_close--> CLOSING (OPEN: flush + close frame, bounded;
+ *   any --hp__sig_close--> CLOSING (OPEN: flush the queue, then
+ *     CLOSE_SENT: close frame, until the answer; bounded, 2 s in all;
  *     otherwise at once) --tick--> REAPING --context gone--> freed
  */
 #include "signal_client.h"
@@ -40,7 +41,8 @@ typedef enum sig_state {
   SIG_OPEN,       /* established: messages flow both ways */
   SIG_FAILING,    /* a failure was seen; failed() goes out on the next tick */
   SIG_FAILED,     /* failed() delivered; waiting for hp__sig_close */
-  SIG_CLOSING,    /* hp__sig_close: flush and close frame (bounded), then reap */
+  SIG_CLOSING,    /* hp__sig_close: flushing the queue (bounded), then reap */
+  SIG_CLOSE_SENT, /* the close frame is lws' now; waiting for the answer (same bound) */
   SIG_REAPING     /* the lws context is being destroyed; freed afterwards */
 } sig_state;
 
@@ -217,6 +219,7 @@ static void on_timer(uv_timer_t *t) {
     s->cbs.failed(s->data, s->fail_reason);
     return;
   case SIG_CLOSING:
+  case SIG_CLOSE_SENT:
     /* Closed politely, or the bound expired, or there was nothing to close. */
     reap_start(s);
     return;
@@ -277,14 +280,21 @@ static int write_one(hp__sig *s, struct lws *wsi) {
       fail(s, "writing to the rendezvous WebSocket failed");
       return -1;
     }
-    if (s->qn) {
+    /* One write per writable callback: the next message, or the close
+     * frame, goes in the next one. */
+    if (s->qn || s->st == SIG_CLOSING)
       lws_callback_on_writable(wsi);
-      return 0;
-    }
+    return 0;
   }
   if (s->st == SIG_CLOSING) {
+    s->st = SIG_CLOSE_SENT; /* once: a second close would drop the socket */
+    /* Returning -1 here, or a timeout kill, would drop the connection
+     * without a close frame (lws 4.1 takes either for a dead socket). A
+     * synchronous close with a reason set goes through the WebSocket role:
+     * lws sends the close frame and waits for the rendezvous' answer;
+     * CLIENT_CLOSED then ends our bound early. */
     lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, (unsigned char *)"bye", 3);
-    return -1;
+    lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
   }
   return 0;
 }
@@ -332,18 +342,18 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     if (s->st == SIG_OPEN)
       return rx_frame(s, wsi, in, len);
     /* After a failure nothing more is read; while closing, input is moot. */
-    return s->st == SIG_CLOSING ? 0 : -1;
+    return s->st == SIG_FAILING || s->st == SIG_FAILED ? -1 : 0;
   case LWS_CALLBACK_CLIENT_WRITEABLE:
     if (s->st == SIG_OPEN || s->st == SIG_CLOSING)
       return write_one(s, wsi);
-    return s->st == SIG_REAPING ? 0 : -1;
+    return s->st == SIG_FAILING || s->st == SIG_FAILED ? -1 : 0;
   case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
     if (len >= 2)
       s->close_code = (((const unsigned char *)in)[0] << 8) | ((const unsigned char *)in)[1];
     break;
   case LWS_CALLBACK_CLIENT_CLOSED:
     s->wsi = NULL;
-    if (s->st == SIG_CLOSING)
+    if (s->st == SIG_CLOSING || s->st == SIG_CLOSE_SENT)
       schedule(s, 0); /* the polite close is complete */
     else if (s->close_code)
       fail(s, "the rendezvous closed the WebSocket (close code %d)", s->close_code);
@@ -454,7 +464,7 @@ int hp__sig_send(hp__sig *s, const hp__msg *m) {
 }
 
 void hp__sig_close(hp__sig *s, void (*done)(void *), void *done_data) {
-  if (!s || s->st == SIG_CLOSING || s->st == SIG_REAPING)
+  if (!s || s->st == SIG_CLOSING || s->st == SIG_CLOSE_SENT || s->st == SIG_REAPING)
     return;
   s->done = done;
   s->done_data = done_data;
