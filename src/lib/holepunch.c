@@ -454,9 +454,9 @@ static void try_listen(hp_punch *p) {
 
 static void waiting_tick(hp_punch *p) {
   uint64_t now = uv_now(p->loop), next;
-  char reason[HP_REASON_MAX];
 
   if (now >= p->deadline) {
+    char reason[HP_REASON_MAX];
     snprintf(reason, sizeof reason, "no peer in room %s within %.1f s (WS_RECV_TIMEOUT)", p->room,
              p->cfg.ws_recv_timeout);
     HP_ERROR("holepunch", ctx(p), "%s", reason);

@@ -26,7 +26,9 @@ check() {
   # shellcheck disable=SC2086 # flags are words
   "$CC" -o "$tmp/hp_pair" "$S/examples/hp_pair.c" $flags || fail "examples/hp_pair.c does not build with: $flags"
   out=$(LD_LIBRARY_PATH=$libdir "$tmp/hp_pair" 2>&1) || rc=$?
-  ((rc == 2)) && [[ $out == *usage:* ]] || fail "hp_pair against $libdir: exit $rc, $out"
+  if ((rc != 2)) || [[ $out != *usage:* ]]; then
+    fail "hp_pair against $libdir: exit $rc, $out"
+  fi
   LD_LIBRARY_PATH=$libdir ldd "$tmp/hp_pair" | grep -q "$(readlink -f "$libdir")/libholepunch.so\|$libdir/libholepunch.so" ||
     fail "hp_pair does not load the installed library: $(LD_LIBRARY_PATH=$libdir ldd "$tmp/hp_pair" | grep holepunch)"
   echo "ok   $p: pkg-config --cflags --libs holepunch = $flags; hp_pair builds and runs"

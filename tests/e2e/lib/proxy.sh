@@ -28,6 +28,7 @@ _lab_proxy_conf() {
   # (HTTP/1.1, Connection: close, no Upgrade): a proxy without WebSocket
   # support, as users sometimes put in front of the service.
   if [[ $LAB_PROXY_UPGRADE == 1 ]]; then
+    # shellcheck disable=SC2016 # nginx variables, for nginx to expand
     upgrade='proxy_set_header Upgrade $http_upgrade;
       proxy_set_header Connection $connection_upgrade;'
   fi
