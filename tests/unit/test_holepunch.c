@@ -74,6 +74,22 @@ static void test_defaults_and_version(void **state) {
   assert_true(c.listener_ready_timeout == 15.0 && c.p2p_connect_timeout == 30.0);
   assert_string_equal(hp_version(), HP_VERSION);
   hp_punch_destroy(NULL);
+  assert_string_equal(hp_punch_state(NULL), "none");
+  assert_int_equal(hp_punch_take_fd(NULL), -1);
+  assert_int_equal(c.allow_loopback_candidates, 0); /* a stranger's 127.0.0.1 is not dialed */
+}
+
+/* hp_punch_info(NULL) crashed while hp_punch_state(NULL) was handled. */
+static void test_info_null(void **state) {
+  hp_info info;
+  (void)state;
+  memset(&info, 0x5a, sizeof info);
+  hp_punch_info(NULL, &info);
+  assert_string_equal(info.own_id, "");
+  assert_string_equal(info.peer_id, "");
+  assert_string_equal(info.reason, "");
+  assert_true(info.elapsed_ms == 0);
+  hp_punch_info(NULL, NULL);
 }
 
 static void test_bad_config_is_synchronous(void **state) {
@@ -197,6 +213,7 @@ static void test_destroy_while_discovering(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_defaults_and_version),
+      cmocka_unit_test(test_info_null),
       cmocka_unit_test(test_bad_config_is_synchronous),
       cmocka_unit_test(test_connect_unreachable),
       cmocka_unit_test(test_async_unreachable_destroy_in_cb),
