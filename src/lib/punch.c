@@ -210,11 +210,25 @@ static int live(const hp__pe *pe) {
   return pe->st == PE_DELAYING || pe->st == PE_PUNCHING;
 }
 
+static void on_listen(uv_poll_t *h, int status, int events);
+
+/* A connection's descriptor is free again: if the limit had stopped us
+ * watching the port, watch it again (and take back the reserve). */
+static void resume_listening(hp__pe *pe) {
+  if (!live(pe) || uv_is_closing((uv_handle_t *)&pe->listener))
+    return;
+  if (pe->spare < 0)
+    pe->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (!uv_is_active((uv_handle_t *)&pe->listener))
+    (void)uv_poll_start(&pe->listener, UV_READABLE, on_listen);
+}
+
 static void on_conn_closed(uv_handle_t *h) {
   conn *c = h->data;
   hp__pe *pe = c->pe;
   free(c);
   pe->nhandles--;
+  resume_listening(pe);
   maybe_free(pe);
 }
 
@@ -762,6 +776,7 @@ static void on_timer(uv_timer_t *t) {
 
   if (!live(pe))
     return;
+  resume_listening(pe); /* after a stop at the descriptor limit */
   if (pe->st == PE_DELAYING) {
     pe->st = PE_PUNCHING;
     pe->hr_start = uv_hrtime();
@@ -841,11 +856,17 @@ static void inbound(hp__pe *pe, int fd, const struct sockaddr_storage *ss) {
 static int accept_exhausted(hp__pe *pe) {
   int fd;
 
-  note_drop(pe, "out of file descriptors");
-  if (drop_oldest_stranger(pe))
+  if (drop_oldest_stranger(pe)) {
+    note_drop(pe, "out of file descriptors");
     return 0;
-  if (pe->spare < 0)
-    return -1; /* nothing to give: the backlog holds them until a close */
+  }
+  if (pe->spare < 0) {
+    /* Nothing to give: a level-triggered watch would fire again at once,
+     * so stop watching the port until one of our connections closes
+     * (resume_listening); the kernel's backlog holds the rest meanwhile. */
+    uv_poll_stop(&pe->listener);
+    return -1;
+  }
   close(pe->spare);
   pe->spare = -1;
   fd = accept4(pe->lfd, NULL, NULL, SOCK_CLOEXEC);
@@ -853,6 +874,7 @@ static int accept_exhausted(hp__pe *pe) {
     struct linger lg = {1, 0};
     (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
     close(fd);
+    note_drop(pe, "out of file descriptors");
   }
   pe->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
   return fd >= 0 ? 0 : -1;
