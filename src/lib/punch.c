@@ -41,6 +41,10 @@
  *
  * One timer serves every deadline: the next socket per candidate, the
  * handshake bound of inbound connections, and the punch timeout.
+ *
+ * The punch port (accepting, strangers bounded, the descriptor limit) is in
+ * punch_listen.c, the give-up report in punch_report.c; the engine's types
+ * are in punch_int.h.
  */
 #include "punch.h"
 
@@ -49,7 +53,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
-#include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -58,125 +61,11 @@
 #include "candidates.h"
 #include "log.h"
 #include "peerhello.h"
+#include "punch_int.h"
 
 #define RETRY_MIN_MS 20
 #define RETRY_MAX_MS 500
 #define HELLO_DEFAULT_MS 3000
-#define INLOG_MAX 16
-#define ACCEPT_BATCH 32 /* accepts per readiness event, so timers still run */
-#define UNAUTH_MIN 4    /* bounds of the unauthenticated inbound connections held */
-#define UNAUTH_MAX 64
-#define FD_RESERVE 32 /* descriptors left for the loop, lws, curl, our own dials */
-#define WHY_MAX 96
-/* A candidate's last_err when its socket was still waiting for an answer at
- * the end (not a UV_E* code: those are negative). */
-#define ERR_NO_ANSWER 1
-
-typedef enum conn_state {
-  C_CONNECTING, /* outbound SYN sent (and retransmitted by the kernel) */
-  C_WAIT_HELLO, /* connected, waiting for the peer's hello */
-  C_WAIT_USE,   /* role b: authenticated, waiting for "use" */
-  C_SPARE,      /* role a: authenticated, but another one was nominated */
-  C_NOMINATING  /* role a: "use" being written */
-} conn_state;
-
-typedef struct conn {
-  uv_tcp_t tcp;
-  uint64_t seq; /* inbound: order of arrival (the oldest stranger goes first) */
-  uv_connect_t creq;
-  uv_write_t wreq_hello, wreq_use;
-  hp__pe *pe;
-  struct conn *next, *prev;
-  int cand; /* index into pe->cands, -1 for inbound */
-  conn_state st;
-  int syns_counted;           /* the candidate's syns include this socket's */
-  uint64_t deadline;          /* uv_now() ms: handshake bound, 0 = none */
-  struct sockaddr_storage ra; /* the remote address (the 4-tuple's far end) */
-  char addr[HP_ADDR_STRLEN];
-  char rbuf[HP_PEERHELLO_MAX];
-  size_t rlen;
-  char hello[HP_PEERHELLO_MAX];
-  char use[HP_PEERHELLO_MAX];
-} conn;
-
-typedef struct cand {
-  hp__cand c;
-  struct sockaddr_storage sa;
-  socklen_t salen;
-  const char *skip;       /* why it is not tried, or NULL */
-  conn *cur;              /* the one socket towards it (connecting or connected) */
-  uint64_t next_at;       /* next socket when cur is NULL */
-  unsigned attempts;      /* sockets created (connect() calls) */
-  unsigned syns;          /* SYNs those sockets sent, kernel retransmissions included */
-  unsigned retry_ms;      /* delay before the next socket after a hard error */
-  int last_err;           /* UV_E* of the last attempt, ERR_NO_ANSWER, 0 = none */
-  char last_why[WHY_MAX]; /* handshake failure on a connection to it */
-} cand;
-
-/*
- * One state per engine. Before hp__pe_start the listening socket is not
- * polled: connections wait in the kernel's backlog (nothing to replay).
- */
-typedef enum pe_state {
-  PE_IDLE,     /* listening, not started */
-  PE_DELAYING, /* started: accepting, first SYNs after start_in_ms */
-  PE_PUNCHING, /* dialing and accepting until the punch deadline */
-  PE_FINISHED, /* the callback fired (or is firing); no event is handled */
-  PE_DESTROYED /* hp__pe_destroy: freed when the last handle has closed */
-} pe_state;
-
-struct hp__pe {
-  uv_loop_t *loop;
-  pe_state st;
-  int lfd; /* the listening socket, polled by listener (ours to close) */
-  uv_poll_t listener;
-  uv_timer_t timer;
-  int nhandles; /* open handles, embedded or in conns: the reference count */
-  int port;
-  int spare;           /* a reserved descriptor (/dev/null) for when the limit is hit */
-  unsigned unauth_max; /* inbound connections held before their hello */
-  uint64_t inbound_seq;
-  int exhausted_logged;
-  hp__pe_params prm;
-  cand cands[HP_CANDS_MAX];
-  size_t ncands;
-  conn *conns;
-  conn *nominee;
-  uint64_t t_deadline;
-  uint64_t hr_start;
-  hp__pe_cb cb;
-  void *data;
-  int fd; /* the winner, owned until taken */
-  hp__pe_result res;
-  struct {
-    char addr[HP_ADDR_STRLEN];
-    char why[WHY_MAX];
-  } inlog[INLOG_MAX];
-  size_t ninlog;
-};
-
-static void reschedule(hp__pe *pe);
-static void start_read(conn *c);
-
-static const char *err_name(int err) {
-  switch (err) {
-  case 0:
-    return "none";
-  case ERR_NO_ANSWER:
-    return "no answer";
-  case UV_ETIMEDOUT:
-    return "timed out";
-  case UV_ECONNREFUSED:
-    return "refused";
-  case UV_EHOSTUNREACH:
-  case UV_ENETUNREACH:
-    return "unreachable";
-  case UV_ECONNRESET:
-    return "reset";
-  default:
-    return uv_strerror(err);
-  }
-}
 
 static unsigned umin(unsigned a, unsigned b) {
   return a < b ? a : b;
@@ -206,21 +95,8 @@ static void on_listener_closed(uv_handle_t *h) {
 }
 
 /* Run events only while punching (or waiting for the first SYN). */
-static int live(const hp__pe *pe) {
+int hp__pe_live(const hp__pe *pe) {
   return pe->st == PE_DELAYING || pe->st == PE_PUNCHING;
-}
-
-static void on_listen(uv_poll_t *h, int status, int events);
-
-/* A connection's descriptor is free again: if the limit had stopped us
- * watching the port, watch it again (and take back the reserve). */
-static void resume_listening(hp__pe *pe) {
-  if (!live(pe) || uv_is_closing((uv_handle_t *)&pe->listener))
-    return;
-  if (pe->spare < 0)
-    pe->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
-  if (!uv_is_active((uv_handle_t *)&pe->listener))
-    (void)uv_poll_start(&pe->listener, UV_READABLE, on_listen);
 }
 
 static void on_conn_closed(uv_handle_t *h) {
@@ -228,7 +104,7 @@ static void on_conn_closed(uv_handle_t *h) {
   hp__pe *pe = c->pe;
   free(c);
   pe->nhandles--;
-  resume_listening(pe);
+  hp__pe_resume_listening(pe);
   maybe_free(pe);
 }
 
@@ -255,7 +131,7 @@ static void count_syns(conn *c) {
  * SO_LINGER {1, 0} first: RST instead of FIN, and the 4-tuple is free at
  * once instead of lingering in FIN-WAIT / LAST-ACK. The winner must not get
  * it: the option belongs to the socket, which its duplicate keeps. */
-static void close_conn(conn *c, int rst) {
+void hp__pe_close_conn(conn *c, int rst) {
   hp__pe *pe = c->pe;
 
   if (c->st == C_CONNECTING)
@@ -283,7 +159,7 @@ static void close_conn(conn *c, int rst) {
   uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
 }
 
-static conn *new_conn(hp__pe *pe, int cand_idx) {
+conn *hp__pe_new_conn(hp__pe *pe, int cand_idx) {
   conn *c = calloc(1, sizeof *c);
   if (!c)
     return NULL;
@@ -302,7 +178,7 @@ static conn *new_conn(hp__pe *pe, int cand_idx) {
 /* Close every connection; all but the winner (if any) are aborted. */
 static void close_all(hp__pe *pe, const conn *winner) {
   while (pe->conns)
-    close_conn(pe->conns, pe->conns != winner);
+    hp__pe_close_conn(pe->conns, pe->conns != winner);
   if (!uv_is_closing((uv_handle_t *)&pe->timer))
     uv_timer_stop(&pe->timer);
   if (!uv_is_closing((uv_handle_t *)&pe->listener))
@@ -342,7 +218,7 @@ static void reject(conn *c, const char *why) {
   }
   /* A stranger or a broken connection: abort it, so that the same 4-tuple
    * can be dialed again at once (it may have been the peer's). */
-  close_conn(c, 1);
+  hp__pe_close_conn(c, 1);
 }
 
 static void finish(hp__pe *pe, conn *winner) {
@@ -401,7 +277,7 @@ static void on_use_written(uv_write_t *req, int status) {
   conn *c = req->data;
   hp__pe *pe = c->pe;
 
-  if (status == UV_ECANCELED || !live(pe))
+  if (status == UV_ECANCELED || !hp__pe_live(pe))
     return;
   if (status < 0) {
     reject(c, "writing the nomination failed");
@@ -415,7 +291,7 @@ static void on_use_written(uv_write_t *req, int status) {
         break;
       }
     }
-    reschedule(pe);
+    hp__pe_reschedule(pe);
     return;
   }
   finish(pe, c);
@@ -423,10 +299,10 @@ static void on_use_written(uv_write_t *req, int status) {
 
 static void on_hello_written(uv_write_t *req, int status) {
   conn *c = req->data;
-  if (status == UV_ECANCELED || !live(c->pe) || status >= 0)
+  if (status == UV_ECANCELED || !hp__pe_live(c->pe) || status >= 0)
     return;
   reject(c, "writing our hello failed");
-  reschedule(c->pe);
+  hp__pe_reschedule(c->pe);
 }
 
 static void authenticated(conn *c) {
@@ -507,7 +383,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   hp__pe *pe = c->pe;
   (void)buf;
 
-  if (!live(pe) || nread == 0)
+  if (!hp__pe_live(pe) || nread == 0)
     return;
   if (nread < 0 && c->cand >= 0 && c->st == C_WAIT_HELLO && c->rlen == 0) {
     /* Closed or reset before a single byte: like a refused connect (often
@@ -515,24 +391,24 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     cand *k = &pe->cands[c->cand];
     k->last_err = nread == UV_EOF ? UV_ECONNRESET : (int)nread;
     HP_DEBUG("punch", json_pack("{s:s}", "addr", c->addr),
-             "connection to %s closed before any byte: %s", c->addr, err_name(k->last_err));
-    close_conn(c, 1);
+             "connection to %s closed before any byte: %s", c->addr, hp__pe_err_name(k->last_err));
+    hp__pe_close_conn(c, 1);
     k->next_at = uv_now(pe->loop) + k->retry_ms;
     k->retry_ms = umin(k->retry_ms * 2, RETRY_MAX_MS);
-    reschedule(pe);
+    hp__pe_reschedule(pe);
     return;
   }
   if (nread < 0) {
     reject(c, nread == UV_EOF       ? "closed by the other side during the handshake"
               : nread == UV_ENOBUFS ? "handshake line too long"
                                     : uv_strerror((int)nread));
-    reschedule(pe);
+    hp__pe_reschedule(pe);
     return;
   }
   c->rlen += (size_t)nread;
   process(c);
-  if (live(pe))
-    reschedule(pe);
+  if (hp__pe_live(pe))
+    hp__pe_reschedule(pe);
 }
 
 /* The handshake bound (hello_ms) is for a connection that has had nothing
@@ -544,7 +420,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
  * Linux starts at a 3 s RTO): dropping it then would break a pair that the
  * peer thinks is made. Such a connection ends only with the punch timeout,
  * an error from TCP, or a bad line. */
-static void start_read(conn *c) {
+void hp__pe_start_read(conn *c) {
   c->st = C_WAIT_HELLO;
   c->deadline = c->cand < 0 ? uv_now(c->pe->loop) + c->pe->prm.hello_ms : 0;
   if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0)
@@ -556,7 +432,7 @@ static void on_connect(uv_connect_t *req, int status) {
   hp__pe *pe = c->pe;
   cand *k;
 
-  if (status == UV_ECANCELED || !live(pe))
+  if (status == UV_ECANCELED || !hp__pe_live(pe))
     return;
   k = &pe->cands[c->cand];
   count_syns(c);
@@ -568,11 +444,11 @@ static void on_connect(uv_connect_t *req, int status) {
     HP_DEBUG(
         "punch",
         json_pack("{s:s, s:i, s:i}", "addr", k->c.addr, "attempt", k->attempts, "syns", k->syns),
-        "connect to %s: %s", k->c.addr, err_name(status));
-    close_conn(c, 1);
+        "connect to %s: %s", k->c.addr, hp__pe_err_name(status));
+    hp__pe_close_conn(c, 1);
     k->next_at = uv_now(pe->loop) + k->retry_ms;
     k->retry_ms = umin(k->retry_ms * 2, RETRY_MAX_MS);
-    reschedule(pe);
+    hp__pe_reschedule(pe);
     return;
   }
   {
@@ -588,8 +464,8 @@ static void on_connect(uv_connect_t *req, int status) {
       k->skip = "it is our own address (self-connect)";
       HP_INFO("punch", json_pack("{s:s}", "addr", k->c.addr),
               "peer candidate %s is our own address and port: skipped", k->c.addr);
-      close_conn(c, 1);
-      reschedule(pe);
+      hp__pe_close_conn(c, 1);
+      hp__pe_reschedule(pe);
       return;
     }
   }
@@ -599,62 +475,11 @@ static void on_connect(uv_connect_t *req, int status) {
   k->last_err = 0;
   if (send_line(c, &c->wreq_hello, c->hello, on_hello_written) < 0) {
     reject(c, "writing our hello failed");
-    reschedule(pe);
+    hp__pe_reschedule(pe);
     return;
   }
-  start_read(c);
-  reschedule(pe);
-}
-
-/* ---- descriptors: strangers are bounded, the limit is survived ---- */
-
-/* The first time the descriptor limit (or the bound on unauthenticated
- * connections) forces a drop, say so once; finish() gives the count. */
-static void note_drop(hp__pe *pe, const char *why) {
-  pe->res.dropped++;
-  if (pe->exhausted_logged)
-    return;
-  pe->exhausted_logged = 1;
-  HP_WARN("punch",
-          json_pack("{s:i, s:i, s:s}", "port", pe->port, "limit", (int)pe->unauth_max, "why", why),
-          "port %d: %s; dropping the oldest connection that has not sent a valid hello (this is "
-          "logged once; the count follows at the end)",
-          pe->port, why);
-}
-
-/* Abort the oldest inbound connection still waiting for its hello. Returns
- * 1 if there was one (its descriptor is free now: uv_close closes it). */
-static int drop_oldest_stranger(hp__pe *pe) {
-  conn *old = NULL;
-
-  for (conn *c = pe->conns; c; c = c->next)
-    if (c->cand < 0 && c->st == C_WAIT_HELLO && (!old || c->seq < old->seq))
-      old = c;
-  if (!old)
-    return 0;
-  HP_DEBUG("punch", json_pack("{s:s}", "addr", old->addr),
-           "dropped inbound connection %s (no hello yet)", old->addr);
-  close_conn(old, 1);
-  return 1;
-}
-
-static unsigned unauth_count(const hp__pe *pe) {
-  unsigned n = 0;
-  for (const conn *c = pe->conns; c; c = c->next)
-    n += c->cand < 0 && c->st == C_WAIT_HELLO;
-  return n;
-}
-
-/* How many strangers to hold: half of what the descriptor limit leaves
- * after a reserve for everything else, within [UNAUTH_MIN, UNAUTH_MAX]. */
-static unsigned unauth_bound(void) {
-  struct rlimit rl;
-  rlim_t n;
-
-  if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
-    return UNAUTH_MAX;
-  n = rl.rlim_cur > FD_RESERVE ? (rl.rlim_cur - FD_RESERVE) / 2 : 0;
-  return n < UNAUTH_MIN ? UNAUTH_MIN : n > UNAUTH_MAX ? UNAUTH_MAX : (unsigned)n;
+  hp__pe_start_read(c);
+  hp__pe_reschedule(pe);
 }
 
 /* A socket bound to P: SO_REUSEADDR + SO_REUSEPORT before bind, next to the
@@ -688,15 +513,15 @@ static void start_attempt(hp__pe *pe, int idx) {
   k->attempts++;
   pe->res.attempts++;
   fd = bound_socket(pe->port);
-  if ((fd == -EMFILE || fd == -ENFILE) && drop_oldest_stranger(pe)) {
-    note_drop(pe, "out of file descriptors for our own connection attempts");
+  if ((fd == -EMFILE || fd == -ENFILE) && hp__pe_drop_oldest_stranger(pe)) {
+    hp__pe_note_drop(pe, "out of file descriptors for our own connection attempts");
     fd = bound_socket(pe->port);
   }
   if (fd < 0) {
     r = fd;
     goto fail;
   }
-  c = new_conn(pe, idx);
+  c = hp__pe_new_conn(pe, idx);
   if (!c) {
     close(fd);
     r = UV_ENOMEM;
@@ -710,14 +535,14 @@ static void start_attempt(hp__pe *pe, int idx) {
   r = uv_tcp_open(&c->tcp, fd);
   if (r < 0) {
     close(fd);
-    close_conn(c, 1);
+    hp__pe_close_conn(c, 1);
     goto fail;
   }
   /* fd belongs to the handle now. */
   c->creq.data = c;
   r = uv_tcp_connect(&c->creq, &c->tcp, (struct sockaddr *)&k->sa, on_connect);
   if (r < 0) {
-    close_conn(c, 1);
+    hp__pe_close_conn(c, 1);
     goto fail;
   }
   /* No deadline: the kernel retransmits the SYN until an answer, a hard
@@ -774,9 +599,9 @@ static void on_timer(uv_timer_t *t) {
   uint64_t now = uv_now(pe->loop);
   conn *c, *next;
 
-  if (!live(pe))
+  if (!hp__pe_live(pe))
     return;
-  resume_listening(pe); /* after a stop at the descriptor limit */
+  hp__pe_resume_listening(pe); /* after a stop at the descriptor limit */
   if (pe->st == PE_DELAYING) {
     pe->st = PE_PUNCHING;
     pe->hr_start = uv_hrtime();
@@ -797,10 +622,10 @@ static void on_timer(uv_timer_t *t) {
   for (size_t i = 0; i < pe->ncands; i++)
     if (wants_socket(pe, i) && pe->cands[i].next_at <= now)
       start_attempt(pe, (int)i);
-  reschedule(pe);
+  hp__pe_reschedule(pe);
 }
 
-static void reschedule(hp__pe *pe) {
+void hp__pe_reschedule(hp__pe *pe) {
   uint64_t now, next;
 
   if (pe->st != PE_PUNCHING)
@@ -817,99 +642,6 @@ static void reschedule(hp__pe *pe) {
         c->deadline < next)
       next = c->deadline;
   uv_timer_start(&pe->timer, on_timer, next > now ? next - now : 0, 0);
-}
-
-/* One accepted connection (fd non-blocking): hold it until its hello. */
-static void inbound(hp__pe *pe, int fd, const struct sockaddr_storage *ss) {
-  conn *c;
-
-  pe->res.inbound_seen++;
-  if (unauth_count(pe) >= pe->unauth_max) {
-    note_drop(pe, "too many connections without a valid hello");
-    drop_oldest_stranger(pe);
-  }
-  c = new_conn(pe, -1);
-  if (!c) {
-    close(fd);
-    return;
-  }
-  c->seq = ++pe->inbound_seq;
-  if (uv_tcp_open(&c->tcp, fd) < 0) {
-    close(fd);
-    close_conn(c, 1);
-    return;
-  }
-  /* fd belongs to the handle now. */
-  memcpy(&c->ra, ss, sizeof c->ra);
-  if (hp__addr_format((const struct sockaddr *)ss, c->addr, sizeof c->addr) < 0)
-    snprintf(c->addr, sizeof c->addr, "?");
-  hp__peerhello_format(c->hello, sizeof c->hello, pe->prm.session, pe->prm.own_id);
-  hp__peerhello_format_use(c->use, sizeof c->use, pe->prm.session);
-  HP_DEBUG("punch", json_pack("{s:s}", "addr", c->addr), "inbound connection from %s", c->addr);
-  start_read(c);
-}
-
-/* Out of descriptors with a connection waiting: make room by dropping the
- * oldest stranger, or, with none, take the waiting one with the reserved
- * descriptor and abort it. Never a busy loop: each call frees or drops
- * one connection. Returns 0 to go on accepting, -1 to stop for this turn. */
-static int accept_exhausted(hp__pe *pe) {
-  int fd;
-
-  if (drop_oldest_stranger(pe)) {
-    note_drop(pe, "out of file descriptors");
-    return 0;
-  }
-  if (pe->spare < 0) {
-    /* Nothing to give: a level-triggered watch would fire again at once,
-     * so stop watching the port until one of our connections closes
-     * (resume_listening); the kernel's backlog holds the rest meanwhile. */
-    uv_poll_stop(&pe->listener);
-    return -1;
-  }
-  close(pe->spare);
-  pe->spare = -1;
-  fd = accept4(pe->lfd, NULL, NULL, SOCK_CLOEXEC);
-  if (fd >= 0) {
-    struct linger lg = {1, 0};
-    (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-    close(fd);
-    note_drop(pe, "out of file descriptors");
-  }
-  pe->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
-  return fd >= 0 ? 0 : -1;
-}
-
-/* We accept ourselves (a poll handle on the listening socket) rather than
- * with uv_listen: libuv's own answer to EMFILE accepts and closes every
- * pending connection, the peer's among them, and a connection callback that
- * does not accept stops the listener's watch. */
-static void on_listen(uv_poll_t *h, int status, int events) {
-  hp__pe *pe = h->data;
-  (void)events;
-
-  if (status < 0) {
-    HP_WARN("punch", NULL, "watching port %d failed: %s", pe->port, uv_strerror(status));
-    return;
-  }
-  for (int i = 0; i < ACCEPT_BATCH && live(pe); i++) {
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof ss;
-    int fd = accept4(pe->lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
-
-    if (fd < 0) {
-      if (errno == EINTR || errno == ECONNABORTED)
-        continue;
-      if ((errno == EMFILE || errno == ENFILE) && accept_exhausted(pe) == 0)
-        continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EMFILE && errno != ENFILE)
-        HP_WARN("punch", NULL, "accept on port %d failed: %s", pe->port, strerror(errno));
-      break;
-    }
-    inbound(pe, fd, &ss);
-  }
-  if (live(pe))
-    reschedule(pe);
 }
 
 int hp__pe_create(uv_loop_t *loop, int port, hp__pe **out) {
@@ -962,7 +694,7 @@ int hp__pe_create(uv_loop_t *loop, int port, hp__pe **out) {
   pe->fd = -1;
   pe->port = ntohs(sin.sin_port);
   pe->res.direction = "";
-  pe->unauth_max = unauth_bound();
+  pe->unauth_max = hp__pe_unauth_bound();
   pe->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
   pe->listener.data = pe;
   pe->nhandles++;
@@ -1008,7 +740,7 @@ int hp__pe_start(hp__pe *pe, const hp__pe_params *prm, hp__pe_cb cb, void *data)
         !hp__wire_valid_name(prm->peer_id, strlen(prm->peer_id)))
       return -EINVAL;
   }
-  r = uv_poll_start(&pe->listener, UV_READABLE, on_listen);
+  r = hp__pe_listen(pe);
   if (r < 0)
     return r;
   pe->prm = *prm;
@@ -1043,41 +775,6 @@ int hp__pe_take_fd(hp__pe *pe) {
 
 void hp__pe_get_result(const hp__pe *pe, hp__pe_result *r) {
   *r = pe->res;
-}
-
-json_t *hp__pe_report(const hp__pe *pe, char *text, size_t textlen) {
-  json_t *cands = json_array(), *inb = json_array();
-  size_t off = 0;
-
-  if (textlen)
-    text[0] = '\0';
-  for (size_t i = 0; i < pe->ncands; i++) {
-    const cand *k = &pe->cands[i];
-    const char *last = k->skip ? k->skip : err_name(k->last_err);
-    json_t *o = json_pack("{s:s, s:s, s:i, s:i, s:s}", "kind", hp__cand_kind_name(k->c.kind),
-                          "addr", k->c.addr, "attempts", (int)k->attempts, "syns", (int)k->syns,
-                          "last_error", last);
-    if (o && *k->last_why)
-      json_object_set_new(o, "handshake", json_string(k->last_why));
-    json_array_append_new(cands, o);
-    if (off < textlen) {
-      /* "attempts" are sockets: an unanswered SYN is retransmitted by the
-       * kernel on the same socket, and those show only in the SYN count. */
-      int w = snprintf(text + off, textlen - off, "%s%s %s: %u socket%s, %u SYN%s, last %s%s%s",
-                       i ? "; " : "", hp__cand_kind_name(k->c.kind), k->c.addr, k->attempts,
-                       k->attempts == 1 ? "" : "s", k->syns, k->syns == 1 ? "" : "s", last,
-                       *k->last_why ? ", handshake: " : "", k->last_why);
-      off += w > 0 ? (size_t)w : 0;
-    }
-  }
-  if (pe->ncands == 0 && textlen)
-    snprintf(text, textlen, "no usable peer candidates");
-  for (size_t i = 0; i < pe->ninlog; i++)
-    json_array_append_new(
-        inb, json_pack("{s:s, s:s}", "addr", pe->inlog[i].addr, "why", pe->inlog[i].why));
-  return json_pack("{s:o, s:o, s:i, s:i, s:i}", "candidates", cands, "inbound", inb, "inbound_seen",
-                   (int)pe->res.inbound_seen, "rejected", (int)pe->res.rejected, "dropped",
-                   (int)pe->res.dropped);
 }
 
 void hp__pe_destroy(hp__pe *pe) {
