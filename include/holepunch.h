@@ -46,6 +46,10 @@ typedef struct hp_config {
   double listener_ready_timeout; /**< s for the listener to become ready (15) */
   double p2p_connect_timeout;    /**< s of punching before giving up (30) */
   const char *ca_file;           /**< CA bundle for TLS; NULL means the system store */
+  int allow_loopback_candidates; /**< 0 (default): never dial a peer candidate on a loopback
+                                      (127/8, ::1) or link-local (169.254/16, fe80::/10) address,
+                                      which would reach our own host's services or a cloud
+                                      metadata address; 1: dial them (both peers on one host) */
 } hp_config;
 
 /** Fill cfg with the documented defaults (rendezvous_url NULL). */
@@ -59,7 +63,8 @@ typedef void (*hp_done_cb)(hp_punch *p, hp_status status, void *data);
 
 /**
  * Start a punch on loop. The config strings are copied. On success *out owns
- * the handle (free it with hp_punch_destroy) and cb fires exactly once later.
+ * the handle (free it with hp_punch_destroy) and cb fires exactly once later,
+ * on a loop turn of its own, unless the handle is destroyed first.
  * Returns 0, -EINVAL for a bad config (message in the log), or -errno.
  */
 HP_EXPORT int hp_punch_start(uv_loop_t *loop, const hp_config *cfg, hp_done_cb cb, void *data,
@@ -89,11 +94,13 @@ typedef struct hp_info {
   double elapsed_ms;       /**< from receiving the peer to authentication */
 } hp_info;
 
-/** Fill info from p (valid until hp_punch_destroy). */
+/** Fill info from p (valid until hp_punch_destroy). p NULL gives empty
+ *  strings; info NULL is a no-op. */
 HP_EXPORT void hp_punch_info(const hp_punch *p, hp_info *info);
 
-/** Stop the attempt (if running) and free it once its handles closed.
- *  The loop must run afterwards for the close callbacks. NULL is a no-op. */
+/** Stop the attempt (if running; the callback will not fire) and free it
+ *  once its handles closed. Allowed at any time, also from the callback. The
+ *  loop must run afterwards for the close callbacks. NULL is a no-op. */
 HP_EXPORT void hp_punch_destroy(hp_punch *p);
 
 /**

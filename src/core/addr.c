@@ -145,3 +145,60 @@ int hp__addr_join(const char *ip, int port, char *buf, size_t buflen) {
     return -ENOSPC;
   return n;
 }
+
+static hp__addr_class classify_v4(uint32_t a) {
+  if ((a >> 24) == 0)
+    return HP_ADDR_UNSPECIFIED; /* 0.0.0.0/8: "this network", never a destination */
+  if (a == 0xffffffffu)
+    return HP_ADDR_BROADCAST;
+  if ((a >> 28) == 0xe)
+    return HP_ADDR_MULTICAST;
+  if ((a >> 24) == 127)
+    return HP_ADDR_LOOPBACK;
+  if ((a >> 16) == 0xa9fe)
+    return HP_ADDR_LINK_LOCAL;
+  return HP_ADDR_UNICAST;
+}
+
+hp__addr_class hp__addr_classify(const struct sockaddr *sa) {
+  if (sa == NULL)
+    return HP_ADDR_UNSPECIFIED;
+  if (sa->sa_family == AF_INET)
+    return classify_v4(ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr));
+  if (sa->sa_family == AF_INET6) {
+    const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+    uint32_t v4;
+    if (IN6_IS_ADDR_V4MAPPED(a)) {
+      memcpy(&v4, &a->s6_addr[12], 4);
+      return classify_v4(ntohl(v4));
+    }
+    if (IN6_IS_ADDR_UNSPECIFIED(a))
+      return HP_ADDR_UNSPECIFIED;
+    if (IN6_IS_ADDR_MULTICAST(a))
+      return HP_ADDR_MULTICAST;
+    if (IN6_IS_ADDR_LOOPBACK(a))
+      return HP_ADDR_LOOPBACK;
+    if (IN6_IS_ADDR_LINKLOCAL(a))
+      return HP_ADDR_LINK_LOCAL;
+    return HP_ADDR_UNICAST;
+  }
+  return HP_ADDR_UNSPECIFIED;
+}
+
+const char *hp__addr_class_name(hp__addr_class c) {
+  switch (c) {
+  case HP_ADDR_UNSPECIFIED:
+    return "unspecified";
+  case HP_ADDR_BROADCAST:
+    return "broadcast";
+  case HP_ADDR_MULTICAST:
+    return "multicast";
+  case HP_ADDR_LOOPBACK:
+    return "loopback";
+  case HP_ADDR_LINK_LOCAL:
+    return "link-local";
+  case HP_ADDR_UNICAST:
+  default:
+    return "unicast";
+  }
+}

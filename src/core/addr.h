@@ -19,4 +19,23 @@ int hp__addr_format(const struct sockaddr *sa, char *buf, size_t buflen);
 /* Format an IP (text) and a port. Returns the length or -ENOSPC/-EINVAL. */
 int hp__addr_join(const char *ip, int port, char *buf, size_t buflen);
 
+/* What kind of destination an address is. Unspecified, broadcast and
+ * multicast addresses are never a peer (the wire decoder refuses them as
+ * candidates); loopback and link-local ones reach the dialing host itself or
+ * its link (a cloud metadata service), so they are dialed only on request. */
+typedef enum hp__addr_class {
+  HP_ADDR_UNICAST = 0,
+  HP_ADDR_UNSPECIFIED, /* 0.0.0.0/8, :: */
+  HP_ADDR_BROADCAST,   /* 255.255.255.255 */
+  HP_ADDR_MULTICAST,   /* 224.0.0.0/4, ff00::/8 */
+  HP_ADDR_LOOPBACK,    /* 127.0.0.0/8, ::1 */
+  HP_ADDR_LINK_LOCAL   /* 169.254.0.0/16, fe80::/10 */
+} hp__addr_class;
+
+/* Classify sa (IPv4, IPv6, IPv4-mapped IPv6 as its IPv4 address). */
+hp__addr_class hp__addr_classify(const struct sockaddr *sa);
+
+/* "unspecified", "broadcast", "multicast", "loopback", "link-local", "unicast". */
+const char *hp__addr_class_name(hp__addr_class c);
+
 #endif

@@ -52,8 +52,17 @@ int hp__url_parse(const char *s, hp__url *out, char *err, size_t errlen) {
 
   memset(&u, 0, sizeof(u));
   p = strstr(s, "://");
-  if (p == NULL)
+  if (p == NULL) {
+    /* "http:/host", "https:host": a scheme, but not "://" after it. */
+    const char *colon = strchr(s, ':');
+    size_t sl = colon ? (size_t)(colon - s) : 0;
+    if (colon &&
+        ((sl == 4 && strncasecmp(s, "http", 4) == 0) ||
+         (sl == 5 && strncasecmp(s, "https", 5) == 0) ||
+         (sl == 2 && strncasecmp(s, "ws", 2) == 0) || (sl == 3 && strncasecmp(s, "wss", 3) == 0)))
+      return fail(err, errlen, "the URL's scheme must be followed by \"://\" (two slashes)");
     return fail(err, errlen, "the URL has no scheme");
+  }
   if ((p - s == 4 && strncasecmp(s, "http", 4) == 0) ||
       (p - s == 2 && strncasecmp(s, "ws", 2) == 0))
     u.tls = 0;

@@ -206,8 +206,8 @@ static int get_addr(const json_t *obj, const char *path, const char *key, int re
 }
 
 /* A non-negative integer. Absent and optional: returns 0 with *dst untouched. */
-static int get_nonneg(const json_t *obj, const char *path, const char *key, int required, long *dst,
-                      hp__wire_err *err) {
+static int get_nonneg(const json_t *obj, const char *path, const char *key, int required, long max,
+                      long *dst, hp__wire_err *err) {
   json_t *v = json_object_get(obj, key);
   char name[96];
   json_int_t i;
@@ -221,11 +221,10 @@ static int get_nonneg(const json_t *obj, const char *path, const char *key, int 
     return fail(err, "bad_message", "\"%s\" must be a non-negative integer, not %s",
                 field_name(path, key, name, sizeof(name)), type_name(v));
   i = json_integer_value(v);
-  /* Up to a day in ms: enough for any timing here, and it fits a long everywhere. */
-  if (i < 0 || i > 86400000)
+  if (i < 0 || i > max)
     return fail(err, "bad_message",
-                "\"%s\" is %" JSON_INTEGER_FORMAT ": expected an integer from 0 to 86400000",
-                field_name(path, key, name, sizeof(name)), i);
+                "\"%s\" is %" JSON_INTEGER_FORMAT ": expected an integer from 0 to %ld",
+                field_name(path, key, name, sizeof(name)), i, max);
   *dst = (long)i;
   return 0;
 }
@@ -264,6 +263,18 @@ static int get_cands(const json_t *obj, const char *path, hp__cands *out, hp__wi
     dst->kind = strcmp(kind, "host") == 0 ? HP_CAND_HOST : HP_CAND_SRFLX;
     if (get_addr(c, elem, "addr", 1, dst->addr, err) < 0)
       return -1;
+    {
+      /* Never a peer: refused here, so the rendezvous does not relay them
+       * and a worker does not dial them. */
+      struct sockaddr_storage ss;
+      hp__addr_class cl;
+      if (hp__addr_parse(dst->addr, strlen(dst->addr), &ss, NULL) == 0 &&
+          ((cl = hp__addr_classify((struct sockaddr *)&ss)) == HP_ADDR_UNSPECIFIED ||
+           cl == HP_ADDR_BROADCAST || cl == HP_ADDR_MULTICAST))
+        return fail(err, "bad_message", "%s.addr %s is %s %s address: not a peer address", elem,
+                    quote(dst->addr, strlen(dst->addr), q, sizeof(q)),
+                    cl == HP_ADDR_UNSPECIFIED ? "an" : "a", hp__addr_class_name(cl));
+    }
     out->n = i + 1;
   }
   return 0;
@@ -299,8 +310,12 @@ static int decode_hello(const json_t *o, hp__msg_hello *h, hp__wire_err *err) {
 }
 
 static int decode_welcome(const json_t *o, hp__msg_welcome *w, hp__wire_err *err) {
-  if (get_name(o, "", "id", 1, w->id, err, NULL) < 0 ||
-      get_name(o, "", "room", 1, w->room, err, NULL) < 0 ||
+  if (get_name(o, "", "id", 1, w->id, err, NULL) < 0)
+    return -1;
+  /* The worker would put it in its hello line, where it means nomination. */
+  if (strcmp(w->id, "use") == 0)
+    return fail(err, "bad_message", "id \"use\" is reserved: a worker cannot take it");
+  if (get_name(o, "", "room", 1, w->room, err, NULL) < 0 ||
       get_addr(o, "", "observed", 0, w->observed, err) < 0)
     return -1;
   return 0;
@@ -343,10 +358,13 @@ static int decode_peer(const json_t *o, hp__msg_peer *p, hp__wire_err *err) {
     return fail(err, "bad_message", "\"peer\" is missing");
   if (!json_is_object(peer))
     return fail(err, "bad_message", "\"peer\" must be an object, not %s", type_name(peer));
-  if (get_name(peer, "peer", "id", 1, p->peer_id, err, NULL) < 0 ||
-      get_addr(peer, "peer", "observed", 0, p->peer_observed, err) < 0 ||
+  if (get_name(peer, "peer", "id", 1, p->peer_id, err, NULL) < 0)
+    return -1;
+  if (strcmp(p->peer_id, "use") == 0)
+    return fail(err, "bad_message", "peer.id \"use\" is reserved: a worker cannot take it");
+  if (get_addr(peer, "peer", "observed", 0, p->peer_observed, err) < 0 ||
       get_cands(peer, "peer", &p->peer_cands, err) < 0 ||
-      get_nonneg(o, "", "start_in_ms", 1, &p->start_in_ms, err) < 0)
+      get_nonneg(o, "", "start_in_ms", 1, HP_START_IN_MS_MAX, &p->start_in_ms, err) < 0)
     return -1;
   return 0;
 }
@@ -366,7 +384,7 @@ static int decode_result(const json_t *o, hp__msg_result *r, hp__wire_err *err) 
   r->status = strcmp(status, "direct") == 0 ? HP_RESULT_DIRECT : HP_RESULT_FAILED;
   r->elapsed_ms = -1;
   if (get_addr(o, "", "addr", 0, r->addr, err) < 0 ||
-      get_nonneg(o, "", "elapsed_ms", 0, &r->elapsed_ms, err) < 0)
+      get_nonneg(o, "", "elapsed_ms", 0, 86400000L, &r->elapsed_ms, err) < 0)
     return -1;
   /* An empty reason means no reason; it is not worth refusing the result for. */
   s = json_object_get(o, "reason");

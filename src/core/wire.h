@@ -17,6 +17,10 @@
 #define HP_SESSION_HEX 32      /* 128-bit session as hex */
 #define HP_REASON_MAX 256      /* result.reason, error.message */
 #define HP_MSG_MAX (64 * 1024) /* largest message accepted */
+/* peer.start_in_ms: one bound for the wire, the engine and the session. A
+ * delay is only there to line up the first SYNs of both sides; 10 s is far
+ * more than that needs, and a larger value would only eat the punch time. */
+#define HP_START_IN_MS_MAX 10000
 
 typedef enum hp__msg_type {
   HP_MSG_HELLO = 1,
@@ -58,7 +62,7 @@ typedef struct hp__msg_peer {
   char peer_id[HP_ID_MAX + 1];
   char peer_observed[HP_ADDR_STRLEN]; /* "" when absent */
   hp__cands peer_cands;
-  long start_in_ms; /* 0..86400000 */
+  long start_in_ms; /* 0..HP_START_IN_MS_MAX */
 } hp__msg_peer;
 
 typedef enum hp__result_status { HP_RESULT_DIRECT = 1, HP_RESULT_FAILED } hp__result_status;

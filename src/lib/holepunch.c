@@ -1,13 +1,22 @@
 /*
  * holepunch.c - the public API: one punch attempt from listener to
- * authenticated socket, driving the modules on the caller's loop:
+ * authenticated socket, as an explicit phase machine on the caller's loop.
+ * Each phase owns what it started; end() stops them all at once.
  *
- *   listening   hp__pe_create: listener on P (retried while the port is busy)
- *   discovering hp__whoami from P -> srflx; hp__cands_gather
- *   signaling   hp__sig_open, hello
- *   waiting_peer welcome, then peer (WS_RECV_TIMEOUT)
- *   punching    hp__pe_start
- *   connected / failed: result on the WebSocket, polite close, callback
+ *   LISTENING     hp__pe_create: listener on P (retried while the port is busy)
+ *   DISCOVERING   hp__whoami from P -> srflx; hp__cands_gather
+ *   SIGNALING     hp__sig_open, hello, until welcome (WS_OPEN_TIMEOUT)
+ *   WAITING_PEER  until peer (WS_RECV_TIMEOUT), with progress lines
+ *   PUNCHING      hp__pe_start (P2P_CONNECT_TIMEOUT, in the engine)
+ *   ENDING        the outcome is known: the engine is gone (its socket, on
+ *                 success, is ours now), the WebSocket reports the result and
+ *                 closes on its own; the callback fires on the next tick
+ *   ENDED         the callback fired; take_fd / info / destroy remain
+ *   DESTROYED     hp_punch_destroy: freed in the timer's close callback
+ *
+ * Nothing outlives the handle holding a pointer to it: the WebSocket client
+ * is detached (hp__sig_close with no callback) when the phase machine ends,
+ * the whoami request is cancelled, the engine destroyed.
  */
 #include "holepunch.h"
 
@@ -26,19 +35,23 @@
 #include "wire.h"
 
 #define LISTEN_RETRY_MS 250
+/* "still waiting for a peer": every eighth of WS_RECV_TIMEOUT, 1..15 s. */
+#define PROGRESS_MIN_MS 1000
+#define PROGRESS_MAX_MS 15000
 
-typedef enum state {
-  S_LISTENING,
-  S_DISCOVERING,
-  S_SIGNALING,
-  S_WAITING_PEER,
-  S_PUNCHING,
-  S_CONNECTED,
-  S_FAILED
-} state;
+typedef enum phase {
+  P_LISTENING,
+  P_DISCOVERING,
+  P_SIGNALING,
+  P_WAITING_PEER,
+  P_PUNCHING,
+  P_ENDING,
+  P_ENDED,
+  P_DESTROYED
+} phase;
 
-static const char *const state_names[] = {"listening", "discovering", "signaling", "waiting_peer",
-                                          "punching",  "connected",   "failed"};
+static const char *const phase_names[] = {"listening", "discovering", "signaling", "waiting_peer",
+                                          "punching"};
 
 struct hp_punch {
   uv_loop_t *loop;
@@ -53,17 +66,17 @@ struct hp_punch {
   char peer_addr[HP_ADDR_STRLEN];
   char reason[HP_REASON_MAX];
   int port_preserved; /* -1 unknown */
-  state st;
-  hp_status status;
+  phase st;
+  hp_status status; /* the outcome, from ENDING on */
+  int fd;           /* the connected socket (status OK) until taken */
   hp__pe *pe;
   hp__whoami *who;
   hp__sig *sig;
-  uv_timer_t timer; /* listener retry, WS open, WS recv */
-  uint64_t listen_deadline;
+  uv_timer_t timer;  /* the phase's deadline, progress lines, the deferred callback */
+  uint64_t deadline; /* uv_now() ms of the current phase's deadline */
+  uint64_t t_waiting;
   uint64_t hr_peer; /* when the peer message arrived */
   double elapsed_ms;
-  int welcomed;
-  int done_fired, destroyed;
   hp__cands cands;
   hp_done_cb cb;
   void *data;
@@ -86,55 +99,58 @@ static json_t *ctx(const hp_punch *p) {
   return json_pack("{s:s, s:s}", "room", p->room, "id", p->own_id);
 }
 
+static void on_timer(uv_timer_t *t);
+
+static void arm(hp_punch *p, uint64_t ms) {
+  uv_timer_start(&p->timer, on_timer, ms, 0);
+}
+
 /* ---- the end of an attempt ---- */
 
-static void fire(void *arg) {
-  hp_punch *p = arg;
-  if (p->done_fired || p->destroyed)
-    return;
-  p->done_fired = 1;
-  p->cb(p, p->status, p->data);
-}
-
-static void on_sig_closed(void *arg) {
-  fire(arg);
-}
-
-/* Stop every phase; report the outcome on the WebSocket when it is open
- * (result), close it politely, then fire the callback. */
-static void end(hp_punch *p, hp_status status, const char *reason) {
-  if (p->st == S_CONNECTED || p->st == S_FAILED)
-    return;
-  p->st = status == HP_STATUS_OK ? S_CONNECTED : S_FAILED;
-  p->status = status;
-  snprintf(p->reason, sizeof p->reason, "%s", reason ? reason : "");
-  uv_timer_stop(&p->timer);
-  hp__whoami_cancel(p->who);
-  p->who = NULL;
-  if (p->sig) {
-    hp__sig *s = p->sig;
-    p->sig = NULL;
-    hp__sig_close(s, on_sig_closed, p);
-  } else {
-    fire(p);
-  }
-}
-
-static void send_result(hp_punch *p, int direct) {
+static void send_result(hp_punch *p) {
   hp__msg m;
   int r;
 
-  if (!p->sig)
-    return;
   memset(&m, 0, sizeof m);
   m.type = HP_MSG_RESULT;
-  m.u.result.status = direct ? HP_RESULT_DIRECT : HP_RESULT_FAILED;
-  snprintf(m.u.result.addr, sizeof m.u.result.addr, "%s", direct ? p->peer_addr : "");
+  m.u.result.status = p->status == HP_STATUS_OK ? HP_RESULT_DIRECT : HP_RESULT_FAILED;
+  snprintf(m.u.result.addr, sizeof m.u.result.addr, "%s",
+           p->status == HP_STATUS_OK ? p->peer_addr : "");
   m.u.result.elapsed_ms = (long)(p->elapsed_ms + 0.5);
-  snprintf(m.u.result.reason, sizeof m.u.result.reason, "%s", direct ? "" : p->reason);
+  snprintf(m.u.result.reason, sizeof m.u.result.reason, "%s", p->reason);
   r = hp__sig_send(p->sig, &m);
   if (r < 0)
     HP_WARN("holepunch", ctx(p), "cannot report the result to the rendezvous: %s", strerror(-r));
+}
+
+/* Decide the outcome and stop every phase now; the callback follows on the
+ * next loop turn (never inside a call of ours or of a module's callback). */
+static void end(hp_punch *p, hp_status status, const char *reason) {
+  const int paired = p->st == P_PUNCHING;
+
+  if (p->st >= P_ENDING)
+    return;
+  p->st = P_ENDING;
+  p->status = status;
+  snprintf(p->reason, sizeof p->reason, "%s", reason ? reason : "");
+  hp__whoami_cancel(p->who);
+  p->who = NULL;
+  if (p->pe) {
+    if (status == HP_STATUS_OK)
+      p->fd = hp__pe_take_fd(p->pe); /* ours from now on */
+    hp__pe_destroy(p->pe);
+    p->pe = NULL;
+  }
+  if (p->sig) {
+    /* The rendezvous hears the result and a close frame; the client tears
+     * itself down without calling back, so the caller gets the socket now
+     * rather than after the close handshake. */
+    if (paired)
+      send_result(p);
+    hp__sig_close(p->sig, NULL, NULL);
+    p->sig = NULL;
+  }
+  arm(p, 0);
 }
 
 /* ---- punching ---- */
@@ -155,7 +171,6 @@ static void on_punched(hp__pe *pe, int ok, void *data) {
                       "punch_ms", (double)(long)(r.elapsed_ms * 1000) / 1000.0, "attempts",
                       (int)r.attempts, "rejected", (int)r.rejected),
             "direct connection established");
-    send_result(p, 1);
     end(p, HP_STATUS_OK, NULL);
     return;
   }
@@ -215,15 +230,11 @@ static void on_punched(hp__pe *pe, int ok, void *data) {
              : p->port_preserved   ? "port preserved"
                                    : "NAT changed the port",
              hint);
-    snprintf(p->reason, sizeof p->reason, "%s", reason);
-    send_result(p, 0);
     end(p, HP_STATUS_NO_DIRECT, reason);
   }
 }
 
 /* ---- signaling ---- */
-
-static void on_timer(uv_timer_t *t);
 
 static void on_sig_opened(void *data) {
   hp_punch *p = data;
@@ -241,9 +252,26 @@ static void on_sig_opened(void *data) {
     end(p, HP_STATUS_RENDEZVOUS, "cannot send the hello to the rendezvous");
     return;
   }
-  p->st = S_WAITING_PEER;
-  uv_timer_start(&p->timer, on_timer, (uint64_t)(p->cfg.ws_recv_timeout * 1000.0), 0);
+  /* WS_OPEN_TIMEOUT goes on until welcome: a service that takes the
+   * upgrade but never answers is as unreachable as one that refuses. */
   HP_DEBUG("holepunch", ctx(p), "WebSocket open, hello sent");
+}
+
+static uint64_t progress_ms(const hp_punch *p) {
+  uint64_t ms = (uint64_t)(p->cfg.ws_recv_timeout * 1000.0) / 8;
+  return ms < PROGRESS_MIN_MS ? PROGRESS_MIN_MS : ms > PROGRESS_MAX_MS ? PROGRESS_MAX_MS : ms;
+}
+
+static void on_welcome(hp_punch *p, const hp__msg_welcome *w) {
+  /* The service's id is the one the peer will expect in our hello. */
+  snprintf(p->own_id, sizeof p->own_id, "%s", w->id);
+  HP_INFO("holepunch",
+          json_pack("{s:s, s:s, s:s}", "room", w->room, "id", w->id, "observed", w->observed),
+          "registered in room %s as %s, waiting for a peer", w->room, w->id);
+  p->st = P_WAITING_PEER;
+  p->t_waiting = uv_now(p->loop);
+  p->deadline = p->t_waiting + (uint64_t)(p->cfg.ws_recv_timeout * 1000.0);
+  arm(p, progress_ms(p) < p->deadline - p->t_waiting ? progress_ms(p) : p->deadline - p->t_waiting);
 }
 
 static void on_peer(hp_punch *p, const hp__msg_peer *pm) {
@@ -268,37 +296,31 @@ static void on_peer(hp_punch *p, const hp__msg_peer *pm) {
   snprintf(prm.peer_id, sizeof prm.peer_id, "%s", pm->peer_id);
   prm.role = pm->role;
   prm.cands = pm->peer_cands;
-  prm.start_in_ms = pm->start_in_ms < 0 ? 0 : pm->start_in_ms > 10000 ? 10000 : pm->start_in_ms;
+  prm.start_in_ms = pm->start_in_ms; /* 0..HP_START_IN_MS_MAX, checked by the decoder */
   prm.timeout_s = p->cfg.p2p_connect_timeout;
-  p->st = S_PUNCHING;
+  prm.allow_loopback = p->cfg.allow_loopback_candidates;
+  p->st = P_PUNCHING;
   r = hp__pe_start(p->pe, &prm, on_punched, p);
-  if (r < 0)
+  if (r < 0) {
+    HP_ERROR("holepunch", ctx(p), "the peer message cannot be used for punching: %s", strerror(-r));
     end(p, HP_STATUS_RENDEZVOUS, "the peer message cannot be used for punching");
+  }
 }
 
 static void on_sig_message(void *data, const hp__msg *m) {
   hp_punch *p = data;
   char reason[HP_REASON_MAX + 64];
 
-  switch (m->type) {
-  case HP_MSG_WELCOME:
-    if (p->welcomed || p->st != S_WAITING_PEER)
-      break;
-    p->welcomed = 1;
-    /* The service's id is the one the peer will expect in our hello. */
-    snprintf(p->own_id, sizeof p->own_id, "%s", m->u.welcome.id);
-    HP_INFO("holepunch",
-            json_pack("{s:s, s:s, s:s}", "room", m->u.welcome.room, "id", m->u.welcome.id,
-                      "observed", m->u.welcome.observed),
-            "registered in room %s as %s, waiting for a peer", m->u.welcome.room, m->u.welcome.id);
+  if (m->type == HP_MSG_WELCOME && p->st == P_SIGNALING) {
+    on_welcome(p, &m->u.welcome);
     return;
-  case HP_MSG_PEER:
-    if (!p->welcomed || p->st != S_WAITING_PEER)
-      break;
+  }
+  if (m->type == HP_MSG_PEER && p->st == P_WAITING_PEER) {
     on_peer(p, &m->u.peer);
     return;
-  case HP_MSG_ERROR:
-    if (p->st == S_PUNCHING) {
+  }
+  if (m->type == HP_MSG_ERROR) {
+    if (p->st == P_PUNCHING) {
       HP_WARN("holepunch", ctx(p), "the rendezvous sent an error while punching: %s: %s (ignored)",
               m->u.error.code, m->u.error.message);
       return;
@@ -311,12 +333,10 @@ static void on_sig_message(void *data, const hp__msg *m) {
              "%s", reason);
     end(p, HP_STATUS_RENDEZVOUS, reason);
     return;
-  default:
-    break;
   }
   snprintf(reason, sizeof reason,
-           "the rendezvous broke the protocol: unexpected message in state %s", state_names[p->st]);
-  if (p->st == S_PUNCHING) {
+           "the rendezvous broke the protocol: unexpected message in state %s", phase_names[p->st]);
+  if (p->st == P_PUNCHING) {
     /* The direct path does not need the rendezvous any more. */
     HP_WARN("holepunch", ctx(p), "%s (ignored while punching)", reason);
     return;
@@ -325,19 +345,24 @@ static void on_sig_message(void *data, const hp__msg *m) {
   end(p, HP_STATUS_RENDEZVOUS, reason);
 }
 
-static void on_sig_failed(void *data, const char *reason) {
+static void on_sig_failed(void *data, const char *why) {
   hp_punch *p = data;
-  hp__sig *s = p->sig;
+  char reason[HP_REASON_MAX];
 
+  hp__sig_close(p->sig, NULL, NULL);
   p->sig = NULL;
-  hp__sig_close(s, NULL, NULL);
-  if (p->st == S_PUNCHING) {
-    HP_WARN("holepunch", ctx(p), "%s; punching goes on, the result cannot be reported", reason);
+  if (p->st == P_PUNCHING) {
+    HP_WARN("holepunch", ctx(p), "%s; punching goes on, the result cannot be reported", why);
     return;
   }
+  if (p->st == P_WAITING_PEER)
+    snprintf(reason, sizeof reason, "%s while we waited for a peer in room %s", why, p->room);
+  else
+    snprintf(reason, sizeof reason, "%s", why);
   HP_ERROR("holepunch",
-           json_pack("{s:s, s:s, s:s}", "room", p->room, "id", p->own_id, "url", p->url_str), "%s",
-           reason);
+           json_pack("{s:s, s:s, s:s, s:s}", "room", p->room, "id", p->own_id, "url", p->url_str,
+                     "phase", phase_names[p->st]),
+           "%s", reason);
   end(p, HP_STATUS_RENDEZVOUS, reason);
 }
 
@@ -386,12 +411,13 @@ static void on_whoami(const hp__whoami_result *r, void *data) {
                                 : "NAT changed the port",
           desc);
 
-  p->st = S_SIGNALING;
+  p->st = P_SIGNALING;
   if (hp__sig_open(p->loop, &p->url, p->ca_file, &sig_cbs, p, &p->sig) < 0) {
+    p->sig = NULL;
     end(p, HP_STATUS_RENDEZVOUS, "cannot create the WebSocket client");
     return;
   }
-  uv_timer_start(&p->timer, on_timer, (uint64_t)(p->cfg.ws_open_timeout * 1000.0), 0);
+  arm(p, (uint64_t)(p->cfg.ws_open_timeout * 1000.0));
 }
 
 /* ---- listening ---- */
@@ -399,12 +425,13 @@ static void on_whoami(const hp__whoami_result *r, void *data) {
 static void try_listen(hp_punch *p) {
   int r = hp__pe_create(p->loop, p->cfg.internal_tcp_port, &p->pe);
 
-  if (r == -EADDRINUSE && uv_now(p->loop) < p->listen_deadline) {
-    uv_timer_start(&p->timer, on_timer, LISTEN_RETRY_MS, 0);
+  if (r == -EADDRINUSE && uv_now(p->loop) < p->deadline) {
+    arm(p, LISTEN_RETRY_MS);
     return;
   }
   if (r < 0) {
     char reason[HP_REASON_MAX];
+    p->pe = NULL;
     snprintf(reason, sizeof reason, "cannot listen on INTERNAL_TCP_PORT %d within %.1f s: %s%s",
              p->cfg.internal_tcp_port, p->cfg.listener_ready_timeout, strerror(-r),
              r == -EADDRINUSE ? " (another program listens on it; choose another port)" : "");
@@ -414,11 +441,37 @@ static void try_listen(hp_punch *p) {
   }
   HP_DEBUG("holepunch", json_pack("{s:i}", "port", hp__pe_port(p->pe)), "listening on port %d",
            hp__pe_port(p->pe));
-  p->st = S_DISCOVERING;
+  p->st = P_DISCOVERING;
   r = hp__whoami_start(p->loop, &p->url, hp__pe_port(p->pe), p->cfg.ws_open_timeout, p->ca_file,
                        on_whoami, p, &p->who);
-  if (r < 0)
+  if (r < 0) {
+    p->who = NULL;
     end(p, HP_STATUS_RENDEZVOUS, "cannot start the whoami request");
+  }
+}
+
+/* ---- the timer: deadlines, progress, the deferred callback ---- */
+
+static void waiting_tick(hp_punch *p) {
+  uint64_t now = uv_now(p->loop), next;
+
+  if (now >= p->deadline) {
+    char reason[HP_REASON_MAX];
+    snprintf(reason, sizeof reason, "no peer in room %s within %.1f s (WS_RECV_TIMEOUT)", p->room,
+             p->cfg.ws_recv_timeout);
+    HP_ERROR("holepunch", ctx(p), "%s", reason);
+    end(p, HP_STATUS_NO_PEER, reason);
+    return;
+  }
+  /* A person at a terminal wants to know the worker is alive; a log
+   * collector does not need a line every 15 s. */
+  HP_LOG(isatty(STDERR_FILENO) ? HP_LOG_INFO : HP_LOG_DEBUG, "holepunch",
+         json_pack("{s:s, s:s, s:i, s:i}", "room", p->room, "id", p->own_id, "waited_s",
+                   (int)((now - p->t_waiting) / 1000), "timeout_s", (int)p->cfg.ws_recv_timeout),
+         "still waiting for a peer in room %s: %d s of %.0f", p->room,
+         (int)((now - p->t_waiting + 500) / 1000), p->cfg.ws_recv_timeout);
+  next = p->deadline - now;
+  arm(p, next < progress_ms(p) ? next : progress_ms(p));
 }
 
 static void on_timer(uv_timer_t *t) {
@@ -426,22 +479,22 @@ static void on_timer(uv_timer_t *t) {
   char reason[HP_REASON_MAX];
 
   switch (p->st) {
-  case S_LISTENING:
+  case P_LISTENING:
     try_listen(p);
     return;
-  case S_SIGNALING:
+  case P_SIGNALING:
     snprintf(reason, sizeof reason,
-             "the WebSocket to %s did not open within %.1f s (WS_OPEN_TIMEOUT)", p->url_str,
-             p->cfg.ws_open_timeout);
+             "the rendezvous at %s did not %s within %.1f s (WS_OPEN_TIMEOUT)", p->url_str,
+             p->sig ? "open the WebSocket and answer our hello" : "answer", p->cfg.ws_open_timeout);
     HP_ERROR("holepunch", ctx(p), "%s", reason);
     end(p, HP_STATUS_RENDEZVOUS, reason);
     return;
-  case S_WAITING_PEER:
-    snprintf(reason, sizeof reason, "no peer in room %s within %.1f s (WS_RECV_TIMEOUT)", p->room,
-             p->cfg.ws_recv_timeout);
-    HP_ERROR("holepunch", ctx(p), "%s", reason);
-    end(p, p->welcomed ? HP_STATUS_NO_PEER : HP_STATUS_RENDEZVOUS,
-        p->welcomed ? reason : "the rendezvous sent no welcome");
+  case P_WAITING_PEER:
+    waiting_tick(p);
+    return;
+  case P_ENDING:
+    p->st = P_ENDED;
+    p->cb(p, p->status, p->data); /* may destroy p */
     return;
   default:
     return;
@@ -465,8 +518,10 @@ int hp_punch_start(uv_loop_t *loop, const hp_config *cfg, hp_done_cb cb, void *d
     return -EINVAL;
   }
   if (cfg->worker_id && *cfg->worker_id &&
-      !hp__wire_valid_name(cfg->worker_id, strlen(cfg->worker_id))) {
-    HP_ERROR("holepunch", NULL, "bad worker id \"%s\": use 1-64 of A-Z a-z 0-9 . _ -",
+      (!hp__wire_valid_name(cfg->worker_id, strlen(cfg->worker_id)) ||
+       strcmp(cfg->worker_id, "use") == 0)) {
+    HP_ERROR("holepunch", NULL,
+             "bad worker id \"%s\": use 1-64 of A-Z a-z 0-9 . _ - other than \"use\"",
              cfg->worker_id);
     return -EINVAL;
   }
@@ -506,11 +561,12 @@ int hp_punch_start(uv_loop_t *loop, const hp_config *cfg, hp_done_cb cb, void *d
   p->loop = loop;
   p->cb = cb;
   p->data = data;
+  p->fd = -1;
   p->port_preserved = -1;
-  p->st = S_LISTENING;
+  p->st = P_LISTENING;
   uv_timer_init(loop, &p->timer);
   p->timer.data = p;
-  p->listen_deadline = uv_now(loop) + (uint64_t)(cfg->listener_ready_timeout * 1000.0);
+  p->deadline = uv_now(loop) + (uint64_t)(cfg->listener_ready_timeout * 1000.0);
   HP_INFO("holepunch",
           json_pack("{s:s, s:s, s:s, s:i}", "room", p->room, "id", p->own_id, "url", p->url_str,
                     "port", cfg->internal_tcp_port),
@@ -519,22 +575,37 @@ int hp_punch_start(uv_loop_t *loop, const hp_config *cfg, hp_done_cb cb, void *d
   *out = p;
   /* The first listen happens on the loop, so that cb never fires inside
    * this call. */
-  uv_timer_start(&p->timer, on_timer, 0, 0);
+  arm(p, 0);
   return 0;
 }
 
 int hp_punch_take_fd(hp_punch *p) {
-  if (!p || p->st != S_CONNECTED || !p->pe)
+  int fd;
+
+  if (!p || (p->st != P_ENDING && p->st != P_ENDED) || p->status != HP_STATUS_OK)
     return -1;
-  return hp__pe_take_fd(p->pe);
+  fd = p->fd;
+  p->fd = -1; /* the caller owns it now */
+  return fd;
 }
 
 const char *hp_punch_state(const hp_punch *p) {
-  return p ? state_names[p->st] : "none";
+  if (!p)
+    return "none";
+  if (p->st >= P_ENDING)
+    return p->status == HP_STATUS_OK ? "connected" : "failed";
+  return phase_names[p->st];
 }
 
 void hp_punch_info(const hp_punch *p, hp_info *info) {
+  if (!info)
+    return;
   memset(info, 0, sizeof *info);
+  if (!p) {
+    info->own_id = info->peer_id = info->role = info->peer_addr = info->mapped_addr = info->reason =
+        "";
+    return;
+  }
   info->own_id = p->own_id;
   info->peer_id = p->peer_id;
   info->role = p->role;
@@ -552,17 +623,18 @@ static void on_timer_closed(uv_handle_t *h) {
 }
 
 void hp_punch_destroy(hp_punch *p) {
-  if (!p || p->destroyed)
+  if (!p || p->st == P_DESTROYED)
     return;
-  p->destroyed = 1;
+  p->st = P_DESTROYED; /* no callback from here on */
   hp__whoami_cancel(p->who);
   p->who = NULL;
-  if (p->sig) {
-    hp__sig_close(p->sig, NULL, NULL);
-    p->sig = NULL;
-  }
-  hp__pe_destroy(p->pe); /* closes an fd not taken */
+  hp__sig_close(p->sig, NULL, NULL);
+  p->sig = NULL;
+  hp__pe_destroy(p->pe);
   p->pe = NULL;
+  if (p->fd >= 0)
+    close(p->fd); /* a connected socket nobody took */
+  p->fd = -1;
   uv_close((uv_handle_t *)&p->timer, on_timer_closed);
 }
 
@@ -610,6 +682,8 @@ hp_status hp_connect(const hp_config *cfg, int *fd, char *peer_id, size_t peer_i
     if (reason && reason_len)
       snprintf(reason, reason_len, "bad configuration (%s); see the log", strerror(-r));
   } else {
+    /* Runs until every handle is closed: the WebSocket's close handshake
+     * (bounded, 2 s) happens after the callback took the socket. */
     uv_run(&loop, UV_RUN_DEFAULT);
   }
   if (uv_loop_close(&loop) != 0)

@@ -41,6 +41,10 @@
  *
  * One timer serves every deadline: the next socket per candidate, the
  * handshake bound of inbound connections, and the punch timeout.
+ *
+ * The punch port (accepting, strangers bounded, the descriptor limit) is in
+ * punch_listen.c, the give-up report in punch_report.c; the engine's types
+ * are in punch_int.h.
  */
 #include "punch.h"
 
@@ -57,114 +61,23 @@
 #include "candidates.h"
 #include "log.h"
 #include "peerhello.h"
+#include "punch_int.h"
 
 #define RETRY_MIN_MS 20
 #define RETRY_MAX_MS 500
 #define HELLO_DEFAULT_MS 3000
-#define INLOG_MAX 16
-#define WHY_MAX 96
-/* A candidate's last_err when its socket was still waiting for an answer at
- * the end (not a UV_E* code: those are negative). */
-#define ERR_NO_ANSWER 1
-
-typedef enum conn_state {
-  C_CONNECTING, /* outbound SYN sent (and retransmitted by the kernel) */
-  C_WAIT_HELLO, /* connected, waiting for the peer's hello */
-  C_WAIT_USE,   /* role b: authenticated, waiting for "use" */
-  C_SPARE,      /* role a: authenticated, but another one was nominated */
-  C_NOMINATING  /* role a: "use" being written */
-} conn_state;
-
-typedef struct conn {
-  uv_tcp_t tcp;
-  uv_connect_t creq;
-  uv_write_t wreq_hello, wreq_use;
-  hp__pe *pe;
-  struct conn *next, *prev;
-  int cand; /* index into pe->cands, -1 for inbound */
-  conn_state st;
-  int syns_counted;           /* the candidate's syns include this socket's */
-  uint64_t deadline;          /* uv_now() ms: handshake bound, 0 = none */
-  struct sockaddr_storage ra; /* the remote address (the 4-tuple's far end) */
-  char addr[HP_ADDR_STRLEN];
-  char rbuf[HP_PEERHELLO_MAX];
-  size_t rlen;
-  char hello[HP_PEERHELLO_MAX];
-  char use[HP_PEERHELLO_MAX];
-} conn;
-
-typedef struct cand {
-  hp__cand c;
-  struct sockaddr_storage sa;
-  socklen_t salen;
-  const char *skip;       /* why it is not tried, or NULL */
-  conn *cur;              /* the one socket towards it (connecting or connected) */
-  uint64_t next_at;       /* next socket when cur is NULL */
-  unsigned attempts;      /* sockets created (connect() calls) */
-  unsigned syns;          /* SYNs those sockets sent, kernel retransmissions included */
-  unsigned retry_ms;      /* delay before the next socket after a hard error */
-  int last_err;           /* UV_E* of the last attempt, ERR_NO_ANSWER, 0 = none */
-  char last_why[WHY_MAX]; /* handshake failure on a connection to it */
-} cand;
-
-struct hp__pe {
-  uv_loop_t *loop;
-  uv_tcp_t listener;
-  uv_timer_t timer;
-  int listener_open, timer_open;
-  int nhandles; /* open handles, embedded or in conns */
-  int port;
-  int started, punching, finished, destroyed, deferred;
-  hp__pe_params prm;
-  cand cands[HP_CANDS_MAX];
-  size_t ncands;
-  conn *conns;
-  conn *nominee;
-  uint64_t t_deadline;
-  uint64_t hr_start;
-  hp__pe_cb cb;
-  void *data;
-  int fd; /* the winner, owned until taken */
-  hp__pe_result res;
-  struct {
-    char addr[HP_ADDR_STRLEN];
-    char why[WHY_MAX];
-  } inlog[INLOG_MAX];
-  size_t ninlog;
-};
-
-static void reschedule(hp__pe *pe);
-static void start_read(conn *c);
-
-static const char *err_name(int err) {
-  switch (err) {
-  case 0:
-    return "none";
-  case ERR_NO_ANSWER:
-    return "no answer";
-  case UV_ETIMEDOUT:
-    return "timed out";
-  case UV_ECONNREFUSED:
-    return "refused";
-  case UV_EHOSTUNREACH:
-  case UV_ENETUNREACH:
-    return "unreachable";
-  case UV_ECONNRESET:
-    return "reset";
-  default:
-    return uv_strerror(err);
-  }
-}
 
 static unsigned umin(unsigned a, unsigned b) {
   return a < b ? a : b;
 }
 
 static void maybe_free(hp__pe *pe) {
-  if (!pe->destroyed || pe->nhandles > 0)
+  if (pe->st != PE_DESTROYED || pe->nhandles > 0)
     return;
   if (pe->fd >= 0)
     close(pe->fd);
+  if (pe->spare >= 0)
+    close(pe->spare);
   free(pe);
 }
 
@@ -174,11 +87,24 @@ static void on_handle_closed(uv_handle_t *h) {
   maybe_free(pe);
 }
 
+static void on_listener_closed(uv_handle_t *h) {
+  hp__pe *pe = h->data;
+  close(pe->lfd); /* after the poll handle stopped watching it */
+  pe->lfd = -1;
+  on_handle_closed(h);
+}
+
+/* Run events only while punching (or waiting for the first SYN). */
+int hp__pe_live(const hp__pe *pe) {
+  return pe->st == PE_DELAYING || pe->st == PE_PUNCHING;
+}
+
 static void on_conn_closed(uv_handle_t *h) {
   conn *c = h->data;
   hp__pe *pe = c->pe;
   free(c);
   pe->nhandles--;
+  hp__pe_resume_listening(pe);
   maybe_free(pe);
 }
 
@@ -205,7 +131,7 @@ static void count_syns(conn *c) {
  * SO_LINGER {1, 0} first: RST instead of FIN, and the 4-tuple is free at
  * once instead of lingering in FIN-WAIT / LAST-ACK. The winner must not get
  * it: the option belongs to the socket, which its duplicate keeps. */
-static void close_conn(conn *c, int rst) {
+void hp__pe_close_conn(conn *c, int rst) {
   hp__pe *pe = c->pe;
 
   if (c->st == C_CONNECTING)
@@ -233,7 +159,7 @@ static void close_conn(conn *c, int rst) {
   uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
 }
 
-static conn *new_conn(hp__pe *pe, int cand_idx) {
+conn *hp__pe_new_conn(hp__pe *pe, int cand_idx) {
   conn *c = calloc(1, sizeof *c);
   if (!c)
     return NULL;
@@ -252,13 +178,11 @@ static conn *new_conn(hp__pe *pe, int cand_idx) {
 /* Close every connection; all but the winner (if any) are aborted. */
 static void close_all(hp__pe *pe, const conn *winner) {
   while (pe->conns)
-    close_conn(pe->conns, pe->conns != winner);
-  if (pe->timer_open)
+    hp__pe_close_conn(pe->conns, pe->conns != winner);
+  if (!uv_is_closing((uv_handle_t *)&pe->timer))
     uv_timer_stop(&pe->timer);
-  if (pe->listener_open) {
-    pe->listener_open = 0;
-    uv_close((uv_handle_t *)&pe->listener, on_handle_closed);
-  }
+  if (!uv_is_closing((uv_handle_t *)&pe->listener))
+    uv_close((uv_handle_t *)&pe->listener, on_listener_closed);
 }
 
 static const char *dir_name(const conn *c) {
@@ -294,11 +218,11 @@ static void reject(conn *c, const char *why) {
   }
   /* A stranger or a broken connection: abort it, so that the same 4-tuple
    * can be dialed again at once (it may have been the peer's). */
-  close_conn(c, 1);
+  hp__pe_close_conn(c, 1);
 }
 
 static void finish(hp__pe *pe, conn *winner) {
-  pe->finished = 1;
+  pe->st = PE_FINISHED;
   pe->res.elapsed_ms = (double)(uv_hrtime() - pe->hr_start) / 1e6;
   if (winner) {
     struct sockaddr_storage ss;
@@ -315,6 +239,12 @@ static void finish(hp__pe *pe, conn *winner) {
      * about to be closed anyway). */
     if (uv_fileno((uv_handle_t *)&winner->tcp, &fd) == 0) {
       pe->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+      if (pe->fd < 0 && errno == EMFILE && pe->spare >= 0) {
+        /* What the reserved descriptor is for. */
+        close(pe->spare);
+        pe->spare = -1;
+        pe->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+      }
       if (pe->fd >= 0) {
         int fl = fcntl(pe->fd, F_GETFL);
         if (fl >= 0)
@@ -323,6 +253,12 @@ static void finish(hp__pe *pe, conn *winner) {
     }
   }
   close_all(pe, winner);
+  if (pe->res.dropped)
+    HP_INFO("punch",
+            json_pack("{s:i, s:i}", "dropped", (int)pe->res.dropped, "limit", (int)pe->unauth_max),
+            "dropped %u connections that sent no hello while over the limit of %u (or out of "
+            "descriptors)",
+            pe->res.dropped, pe->unauth_max);
   if (winner && pe->fd < 0) {
     HP_ERROR("punch", NULL, "cannot duplicate the winning socket: %s", strerror(errno));
     pe->cb(pe, -EMFILE, pe->data);
@@ -341,7 +277,7 @@ static void on_use_written(uv_write_t *req, int status) {
   conn *c = req->data;
   hp__pe *pe = c->pe;
 
-  if (status == UV_ECANCELED || pe->finished)
+  if (status == UV_ECANCELED || !hp__pe_live(pe))
     return;
   if (status < 0) {
     reject(c, "writing the nomination failed");
@@ -355,7 +291,7 @@ static void on_use_written(uv_write_t *req, int status) {
         break;
       }
     }
-    reschedule(pe);
+    hp__pe_reschedule(pe);
     return;
   }
   finish(pe, c);
@@ -363,10 +299,10 @@ static void on_use_written(uv_write_t *req, int status) {
 
 static void on_hello_written(uv_write_t *req, int status) {
   conn *c = req->data;
-  if (status == UV_ECANCELED || c->pe->finished || status >= 0)
+  if (status == UV_ECANCELED || !hp__pe_live(c->pe) || status >= 0)
     return;
   reject(c, "writing our hello failed");
-  reschedule(c->pe);
+  hp__pe_reschedule(c->pe);
 }
 
 static void authenticated(conn *c) {
@@ -447,7 +383,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   hp__pe *pe = c->pe;
   (void)buf;
 
-  if (pe->finished || nread == 0)
+  if (!hp__pe_live(pe) || nread == 0)
     return;
   if (nread < 0 && c->cand >= 0 && c->st == C_WAIT_HELLO && c->rlen == 0) {
     /* Closed or reset before a single byte: like a refused connect (often
@@ -455,24 +391,24 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     cand *k = &pe->cands[c->cand];
     k->last_err = nread == UV_EOF ? UV_ECONNRESET : (int)nread;
     HP_DEBUG("punch", json_pack("{s:s}", "addr", c->addr),
-             "connection to %s closed before any byte: %s", c->addr, err_name(k->last_err));
-    close_conn(c, 1);
+             "connection to %s closed before any byte: %s", c->addr, hp__pe_err_name(k->last_err));
+    hp__pe_close_conn(c, 1);
     k->next_at = uv_now(pe->loop) + k->retry_ms;
     k->retry_ms = umin(k->retry_ms * 2, RETRY_MAX_MS);
-    reschedule(pe);
+    hp__pe_reschedule(pe);
     return;
   }
   if (nread < 0) {
     reject(c, nread == UV_EOF       ? "closed by the other side during the handshake"
               : nread == UV_ENOBUFS ? "handshake line too long"
                                     : uv_strerror((int)nread));
-    reschedule(pe);
+    hp__pe_reschedule(pe);
     return;
   }
   c->rlen += (size_t)nread;
   process(c);
-  if (!pe->finished)
-    reschedule(pe);
+  if (hp__pe_live(pe))
+    hp__pe_reschedule(pe);
 }
 
 /* The handshake bound (hello_ms) is for a connection that has had nothing
@@ -484,7 +420,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
  * Linux starts at a 3 s RTO): dropping it then would break a pair that the
  * peer thinks is made. Such a connection ends only with the punch timeout,
  * an error from TCP, or a bad line. */
-static void start_read(conn *c) {
+void hp__pe_start_read(conn *c) {
   c->st = C_WAIT_HELLO;
   c->deadline = c->cand < 0 ? uv_now(c->pe->loop) + c->pe->prm.hello_ms : 0;
   if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0)
@@ -496,7 +432,7 @@ static void on_connect(uv_connect_t *req, int status) {
   hp__pe *pe = c->pe;
   cand *k;
 
-  if (status == UV_ECANCELED || pe->finished)
+  if (status == UV_ECANCELED || !hp__pe_live(pe))
     return;
   k = &pe->cands[c->cand];
   count_syns(c);
@@ -508,11 +444,11 @@ static void on_connect(uv_connect_t *req, int status) {
     HP_DEBUG(
         "punch",
         json_pack("{s:s, s:i, s:i}", "addr", k->c.addr, "attempt", k->attempts, "syns", k->syns),
-        "connect to %s: %s", k->c.addr, err_name(status));
-    close_conn(c, 1);
+        "connect to %s: %s", k->c.addr, hp__pe_err_name(status));
+    hp__pe_close_conn(c, 1);
     k->next_at = uv_now(pe->loop) + k->retry_ms;
     k->retry_ms = umin(k->retry_ms * 2, RETRY_MAX_MS);
-    reschedule(pe);
+    hp__pe_reschedule(pe);
     return;
   }
   {
@@ -528,8 +464,8 @@ static void on_connect(uv_connect_t *req, int status) {
       k->skip = "it is our own address (self-connect)";
       HP_INFO("punch", json_pack("{s:s}", "addr", k->c.addr),
               "peer candidate %s is our own address and port: skipped", k->c.addr);
-      close_conn(c, 1);
-      reschedule(pe);
+      hp__pe_close_conn(c, 1);
+      hp__pe_reschedule(pe);
       return;
     }
   }
@@ -539,11 +475,11 @@ static void on_connect(uv_connect_t *req, int status) {
   k->last_err = 0;
   if (send_line(c, &c->wreq_hello, c->hello, on_hello_written) < 0) {
     reject(c, "writing our hello failed");
-    reschedule(pe);
+    hp__pe_reschedule(pe);
     return;
   }
-  start_read(c);
-  reschedule(pe);
+  hp__pe_start_read(c);
+  hp__pe_reschedule(pe);
 }
 
 /* A socket bound to P: SO_REUSEADDR + SO_REUSEPORT before bind, next to the
@@ -577,11 +513,15 @@ static void start_attempt(hp__pe *pe, int idx) {
   k->attempts++;
   pe->res.attempts++;
   fd = bound_socket(pe->port);
+  if ((fd == -EMFILE || fd == -ENFILE) && hp__pe_drop_oldest_stranger(pe)) {
+    hp__pe_note_drop(pe, "out of file descriptors for our own connection attempts");
+    fd = bound_socket(pe->port);
+  }
   if (fd < 0) {
     r = fd;
     goto fail;
   }
-  c = new_conn(pe, idx);
+  c = hp__pe_new_conn(pe, idx);
   if (!c) {
     close(fd);
     r = UV_ENOMEM;
@@ -595,14 +535,14 @@ static void start_attempt(hp__pe *pe, int idx) {
   r = uv_tcp_open(&c->tcp, fd);
   if (r < 0) {
     close(fd);
-    close_conn(c, 1);
+    hp__pe_close_conn(c, 1);
     goto fail;
   }
   /* fd belongs to the handle now. */
   c->creq.data = c;
   r = uv_tcp_connect(&c->creq, &c->tcp, (struct sockaddr *)&k->sa, on_connect);
   if (r < 0) {
-    close_conn(c, 1);
+    hp__pe_close_conn(c, 1);
     goto fail;
   }
   /* No deadline: the kernel retransmits the SYN until an answer, a hard
@@ -659,10 +599,11 @@ static void on_timer(uv_timer_t *t) {
   uint64_t now = uv_now(pe->loop);
   conn *c, *next;
 
-  if (pe->finished)
+  if (!hp__pe_live(pe))
     return;
-  if (!pe->punching) {
-    pe->punching = 1;
+  hp__pe_resume_listening(pe); /* after a stop at the descriptor limit */
+  if (pe->st == PE_DELAYING) {
+    pe->st = PE_PUNCHING;
     pe->hr_start = uv_hrtime();
     pe->t_deadline = now + (uint64_t)(pe->prm.timeout_s * 1000.0);
     HP_DEBUG("punch", NULL, "first SYNs now");
@@ -681,13 +622,13 @@ static void on_timer(uv_timer_t *t) {
   for (size_t i = 0; i < pe->ncands; i++)
     if (wants_socket(pe, i) && pe->cands[i].next_at <= now)
       start_attempt(pe, (int)i);
-  reschedule(pe);
+  hp__pe_reschedule(pe);
 }
 
-static void reschedule(hp__pe *pe) {
+void hp__pe_reschedule(hp__pe *pe) {
   uint64_t now, next;
 
-  if (pe->finished || !pe->punching)
+  if (pe->st != PE_PUNCHING)
     return;
   now = uv_now(pe->loop);
   next = pe->t_deadline;
@@ -701,46 +642,6 @@ static void reschedule(hp__pe *pe) {
         c->deadline < next)
       next = c->deadline;
   uv_timer_start(&pe->timer, on_timer, next > now ? next - now : 0, 0);
-}
-
-static void on_connection(uv_stream_t *server, int status) {
-  hp__pe *pe = server->data;
-  struct sockaddr_storage ss;
-  int len = sizeof ss;
-  conn *c;
-
-  if (status < 0) {
-    HP_WARN("punch", NULL, "accept on port %d failed: %s", pe->port, uv_strerror(status));
-    return;
-  }
-  if (!pe->started) {
-    /* Not accepted yet: libuv keeps it and stops watching the listener
-     * until hp__pe_start accepts it; later ones wait in the backlog. */
-    pe->deferred = 1;
-    return;
-  }
-  c = new_conn(pe, -1);
-  if (!c)
-    return;
-  if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
-    close_conn(c, 1);
-    return;
-  }
-  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) < 0 ||
-      hp__addr_format((struct sockaddr *)&ss, c->addr, sizeof c->addr) < 0)
-    snprintf(c->addr, sizeof c->addr, "?");
-  else
-    memcpy(&c->ra, &ss, sizeof c->ra);
-  pe->res.inbound_seen++;
-  if (pe->finished) {
-    close_conn(c, 1);
-    return;
-  }
-  hp__peerhello_format(c->hello, sizeof c->hello, pe->prm.session, pe->prm.own_id);
-  hp__peerhello_format_use(c->use, sizeof c->use, pe->prm.session);
-  HP_DEBUG("punch", json_pack("{s:s}", "addr", c->addr), "inbound connection from %s", c->addr);
-  start_read(c);
-  reschedule(pe);
 }
 
 int hp__pe_create(uv_loop_t *loop, int port, hp__pe **out) {
@@ -781,27 +682,25 @@ int hp__pe_create(uv_loop_t *loop, int port, hp__pe **out) {
     close(fd);
     return -ENOMEM;
   }
+  r = uv_poll_init_socket(loop, &pe->listener, fd);
+  if (r < 0) {
+    close(fd);
+    free(pe);
+    return r;
+  }
   pe->loop = loop;
+  pe->st = PE_IDLE;
+  pe->lfd = fd;
   pe->fd = -1;
   pe->port = ntohs(sin.sin_port);
   pe->res.direction = "";
-  uv_tcp_init(loop, &pe->listener);
+  pe->unauth_max = hp__pe_unauth_bound();
+  pe->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
   pe->listener.data = pe;
-  pe->listener_open = 1;
   pe->nhandles++;
   uv_timer_init(loop, &pe->timer);
   pe->timer.data = pe;
-  pe->timer_open = 1;
   pe->nhandles++;
-  r = uv_tcp_open(&pe->listener, fd);
-  if (r < 0)
-    close(fd);
-  else
-    r = uv_listen((uv_stream_t *)&pe->listener, 128, on_connection);
-  if (r < 0) {
-    hp__pe_destroy(pe);
-    return r;
-  }
   *out = pe;
   return 0;
 }
@@ -810,12 +709,30 @@ int hp__pe_port(const hp__pe *pe) {
   return pe->port;
 }
 
+/* Why a candidate address is not dialed, or NULL. */
+static const char *skip_reason(const struct sockaddr_storage *sa, int allow_loopback) {
+  hp__addr_class cl = hp__addr_classify((const struct sockaddr *)sa);
+
+  if (sa->ss_family != AF_INET)
+    return "IPv6 is not supported (the punch port is IPv4)";
+  if (cl == HP_ADDR_UNSPECIFIED || cl == HP_ADDR_BROADCAST || cl == HP_ADDR_MULTICAST)
+    return "not a peer address (unspecified, broadcast or multicast)";
+  if ((cl == HP_ADDR_LOOPBACK || cl == HP_ADDR_LINK_LOCAL) && !allow_loopback)
+    return cl == HP_ADDR_LOOPBACK
+               ? "a loopback address (our own host): dialed only with ALLOW_LOOPBACK_CANDIDATES=1"
+               : "a link-local address (e.g. a cloud metadata service): dialed only with "
+                 "ALLOW_LOOPBACK_CANDIDATES=1";
+  return NULL;
+}
+
 int hp__pe_start(hp__pe *pe, const hp__pe_params *prm, hp__pe_cb cb, void *data) {
-  if (pe->started || pe->finished)
+  int r;
+
+  if (pe->st != PE_IDLE)
     return -EALREADY;
   if ((prm->role != 'a' && prm->role != 'b') || !*prm->session || !*prm->own_id || !*prm->peer_id ||
       prm->cands.n > HP_CANDS_MAX || prm->timeout_s <= 0 || prm->start_in_ms < 0 ||
-      prm->start_in_ms > 60000)
+      prm->start_in_ms > HP_START_IN_MS_MAX)
     return -EINVAL;
   {
     char tmp[HP_PEERHELLO_MAX];
@@ -823,6 +740,9 @@ int hp__pe_start(hp__pe *pe, const hp__pe_params *prm, hp__pe_cb cb, void *data)
         !hp__wire_valid_name(prm->peer_id, strlen(prm->peer_id)))
       return -EINVAL;
   }
+  r = hp__pe_listen(pe);
+  if (r < 0)
+    return r;
   pe->prm = *prm;
   if (pe->prm.hello_ms == 0)
     pe->prm.hello_ms = HELLO_DEFAULT_MS;
@@ -836,18 +756,14 @@ int hp__pe_start(hp__pe *pe, const hp__pe_params *prm, hp__pe_cb cb, void *data)
     k->retry_ms = RETRY_MIN_MS;
     if (hp__addr_parse(k->c.addr, strlen(k->c.addr), &k->sa, &k->salen) < 0)
       k->skip = "not a valid address";
-    else if (k->sa.ss_family != AF_INET)
-      k->skip = "IPv6 is not supported (the punch port is IPv4)";
+    else
+      k->skip = skip_reason(&k->sa, prm->allow_loopback);
     if (k->skip)
       HP_WARN("punch", json_pack("{s:s, s:s}", "addr", k->c.addr, "why", k->skip),
               "peer candidate %s skipped: %s", k->c.addr, k->skip);
   }
-  pe->started = 1;
+  pe->st = PE_DELAYING;
   uv_timer_start(&pe->timer, on_timer, (uint64_t)prm->start_in_ms, 0);
-  if (pe->deferred) {
-    pe->deferred = 0;
-    on_connection((uv_stream_t *)&pe->listener, 0);
-  }
   return 0;
 }
 
@@ -861,50 +777,13 @@ void hp__pe_get_result(const hp__pe *pe, hp__pe_result *r) {
   *r = pe->res;
 }
 
-json_t *hp__pe_report(const hp__pe *pe, char *text, size_t textlen) {
-  json_t *cands = json_array(), *inb = json_array();
-  size_t off = 0;
-
-  if (textlen)
-    text[0] = '\0';
-  for (size_t i = 0; i < pe->ncands; i++) {
-    const cand *k = &pe->cands[i];
-    const char *last = k->skip ? k->skip : err_name(k->last_err);
-    json_t *o = json_pack("{s:s, s:s, s:i, s:i, s:s}", "kind", hp__cand_kind_name(k->c.kind),
-                          "addr", k->c.addr, "attempts", (int)k->attempts, "syns", (int)k->syns,
-                          "last_error", last);
-    if (o && *k->last_why)
-      json_object_set_new(o, "handshake", json_string(k->last_why));
-    json_array_append_new(cands, o);
-    if (off < textlen) {
-      /* "attempts" are sockets: an unanswered SYN is retransmitted by the
-       * kernel on the same socket, and those show only in the SYN count. */
-      int w = snprintf(text + off, textlen - off, "%s%s %s: %u socket%s, %u SYN%s, last %s%s%s",
-                       i ? "; " : "", hp__cand_kind_name(k->c.kind), k->c.addr, k->attempts,
-                       k->attempts == 1 ? "" : "s", k->syns, k->syns == 1 ? "" : "s", last,
-                       *k->last_why ? ", handshake: " : "", k->last_why);
-      off += w > 0 ? (size_t)w : 0;
-    }
-  }
-  if (pe->ncands == 0 && textlen)
-    snprintf(text, textlen, "no usable peer candidates");
-  for (size_t i = 0; i < pe->ninlog; i++)
-    json_array_append_new(
-        inb, json_pack("{s:s, s:s}", "addr", pe->inlog[i].addr, "why", pe->inlog[i].why));
-  return json_pack("{s:o, s:o, s:i, s:i}", "candidates", cands, "inbound", inb, "inbound_seen",
-                   (int)pe->res.inbound_seen, "rejected", (int)pe->res.rejected);
-}
-
 void hp__pe_destroy(hp__pe *pe) {
-  if (!pe || pe->destroyed)
+  if (!pe || pe->st == PE_DESTROYED)
     return;
-  pe->destroyed = 1;
-  pe->finished = 1; /* no callback any more */
+  pe->st = PE_DESTROYED; /* no callback any more */
   close_all(pe, NULL);
-  if (pe->timer_open) {
-    pe->timer_open = 0;
+  if (!uv_is_closing((uv_handle_t *)&pe->timer))
     uv_close((uv_handle_t *)&pe->timer, on_handle_closed);
-  }
   if (pe->fd >= 0) {
     close(pe->fd);
     pe->fd = -1;

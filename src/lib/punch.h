@@ -27,13 +27,14 @@ typedef struct hp__pe_params {
   char session[HP_SESSION_HEX + 1];
   char own_id[HP_ID_MAX + 1];
   char peer_id[HP_ID_MAX + 1];
-  char role;         /* 'a' nominates, 'b' follows */
-  hp__cands cands;   /* the peer's candidates */
-  long start_in_ms;  /* delay before the first SYN (0..60000) */
-  double timeout_s;  /* punching gives up after this (from the first SYN) */
-  unsigned hello_ms; /* bound for an inbound connection to send a valid hello
-                        (silence from a stranger); 0 means 3000. A connection
-                        that carries our hello waits until timeout_s. */
+  char role;          /* 'a' nominates, 'b' follows */
+  hp__cands cands;    /* the peer's candidates */
+  long start_in_ms;   /* delay before the first SYN (0..HP_START_IN_MS_MAX) */
+  double timeout_s;   /* punching gives up after this (from the first SYN) */
+  unsigned hello_ms;  /* bound for an inbound connection to send a valid hello
+                         (silence from a stranger); 0 means 3000. A connection
+                         that carries our hello waits until timeout_s. */
+  int allow_loopback; /* dial loopback and link-local candidates (one-host tests) */
 } hp__pe_params;
 
 /* ok is 0 on success, -ETIMEDOUT when punching gave up. */
@@ -44,6 +45,12 @@ typedef void (*hp__pe_cb)(hp__pe *pe, int ok, void *data);
  * bind; port 0 picks one). Connections arriving before hp__pe_start wait in
  * the backlog. Returns 0, -EADDRINUSE when another socket listens on the
  * port, or -errno.
+ *
+ * Strangers on the port are bounded: at most a few inbound connections
+ * (from RLIMIT_NOFILE, 4..64) are held before their hello; a new one beyond
+ * that, or running out of descriptors, drops the oldest of them. A reserved
+ * descriptor keeps the engine working at the limit. The first drop is
+ * logged once; the count is in the result and logged at the end.
  */
 int hp__pe_create(uv_loop_t *loop, int port, hp__pe **out);
 
@@ -67,6 +74,8 @@ typedef struct hp__pe_result {
                             kernel's SYN retransmissions on them are not counted */
   unsigned inbound_seen;
   unsigned rejected; /* connections closed for a bad handshake */
+  unsigned dropped;  /* connections without a hello dropped over the bound on them
+                        (unauth_max, from RLIMIT_NOFILE) or for lack of descriptors */
 } hp__pe_result;
 
 void hp__pe_get_result(const hp__pe *pe, hp__pe_result *r);

@@ -1,11 +1,24 @@
 /*
  * signal_client.c - libwebsockets client for the signaling WebSocket.
+ *
+ * Lifetime: one explicit state per client (sig_state below). The object
+ * outlives its libwebsockets context: lws may still call back into it while
+ * the context is being destroyed (closing the connection), so the memory is
+ * freed only after the context's last uv handle has closed, and every
+ * callback that arrives in a state that does not expect it is ignored.
+ *
+ *   CONNECTING --established--> OPEN
+ *   CONNECTING | OPEN --error, close, bad input--> FAILING --tick--> FAILED
+ *     (failed() is delivered from the timer, never inside an lws callback)
+ *   any --hp__sig_close--> CLOSING (OPEN: flush the queue, then
+ *     CLOSE_SENT: close frame, until the answer; bounded, 2 s in all;
+ *     otherwise at once) --tick--> REAPING --context gone--> freed
  */
 #include "signal_client.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <libwebsockets.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +27,8 @@
 
 #define SIG_QUEUE_MAX 8
 #define SIG_CLOSE_BOUND_MS 2000
+#define REAPER_PERIOD_MS 5
+#define REAPER_TRIES 400 /* 2 s */
 
 /* Sized from hp__url's limits, so the snprintf calls in hp__sig_open can
  * never truncate: "[" host "]:65535", base "/ws", "wss://" host_hdr path. */
@@ -21,17 +36,25 @@
 #define SIG_PATH_MAX (sizeof((hp__url *)0)->base + sizeof "/ws" - 1)
 #define SIG_URL_MAX (sizeof "wss://" - 1 + SIG_HOST_HDR_MAX - 1 + SIG_PATH_MAX)
 
+typedef enum sig_state {
+  SIG_CONNECTING, /* TCP, TLS, upgrade in progress */
+  SIG_OPEN,       /* established: messages flow both ways */
+  SIG_FAILING,    /* a failure was seen; failed() goes out on the next tick */
+  SIG_FAILED,     /* failed() delivered; waiting for hp__sig_close */
+  SIG_CLOSING,    /* hp__sig_close: flushing the queue (bounded), then reap */
+  SIG_CLOSE_SENT, /* the close frame is lws' now; waiting for the answer (same bound) */
+  SIG_REAPING     /* the lws context is being destroyed; freed afterwards */
+} sig_state;
+
 struct hp__sig {
   uv_loop_t *loop;
   struct lws_context *ctx;
-  struct lws *wsi;
+  struct lws *wsi; /* NULL once lws has closed it */
   hp__sig_cbs cbs;
   void *data;
-  uv_timer_t timer; /* deferred notifications and the close bound */
-  int established;
-  int closing;      /* hp__sig_close was called: no callbacks but done */
-  int reaping;      /* context destroyed, timer closing */
-  int fail_pending; /* failed() to deliver on the next timer tick */
+  sig_state st;
+  uv_timer_t timer; /* deferred failure, close bound, reaper */
+  int reap_tries;
   char fail_reason[HP_REASON_MAX];
   void (*done)(void *);
   void *done_data;
@@ -61,23 +84,32 @@ void hp__lws_log_setup(void) {
                     lws_emit);
 }
 
+/* ---- destroying an lws context that runs on a foreign loop ---- */
+
+/* lws marks its static handles (idle, timer) with data == the context, and
+ * closes them only after every connection handle is closed. */
+typedef struct ctx_count {
+  const struct lws_context *ctx;
+  int left;
+} ctx_count;
+
+static void count_ctx_handles(uv_handle_t *h, void *arg) {
+  ctx_count *c = arg;
+  if (h->data == c->ctx)
+    c->left++;
+}
+
+static int ctx_handles_left(uv_loop_t *loop, const struct lws_context *ctx) {
+  ctx_count c = {ctx, 0};
+  uv_walk(loop, count_ctx_handles, &c);
+  return c.left;
+}
+
 typedef struct reaper {
   uv_timer_t timer;
   struct lws_context *ctx;
   int tries;
-  int left;
 } reaper;
-
-#define REAPER_PERIOD_MS 5
-#define REAPER_TRIES 400 /* 2 s */
-
-/* lws marks its static handles (idle, timer) with data == the context, and
- * closes them only after every connection handle is closed. */
-static void count_ctx_handles(uv_handle_t *h, void *arg) {
-  reaper *r = arg;
-  if (h->data == r->ctx)
-    r->left++;
-}
 
 static void on_reaper_closed(uv_handle_t *h) {
   free(h->data);
@@ -85,12 +117,11 @@ static void on_reaper_closed(uv_handle_t *h) {
 
 static void on_reaper(uv_timer_t *t) {
   reaper *r = t->data;
+  int left = ctx_handles_left(t->loop, r->ctx);
 
-  r->left = 0;
-  uv_walk(t->loop, count_ctx_handles, r);
-  if (r->left > 0 && ++r->tries < REAPER_TRIES)
+  if (left > 0 && ++r->tries < REAPER_TRIES)
     return;
-  if (r->left > 0)
+  if (left > 0)
     /* Freeing now would be a use-after-free in lws' close callbacks:
      * leak the context instead, and say so. */
     HP_WARN("lws", NULL, "libwebsockets context still closing after 2 s; not freed");
@@ -115,27 +146,29 @@ void hp__lws_context_release(uv_loop_t *loop, struct lws_context *ctx) {
   uv_timer_start(&r->timer, on_reaper, REAPER_PERIOD_MS, REAPER_PERIOD_MS);
 }
 
+/* ---- the client's own lifetime ---- */
+
 static void on_timer(uv_timer_t *t);
 
 static void schedule(hp__sig *s, uint64_t ms) {
-  if (!s->reaping)
-    uv_timer_start(&s->timer, on_timer, ms, 0);
+  uv_timer_start(&s->timer, on_timer, ms, 0);
 }
 
 static void fail(hp__sig *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void fail(hp__sig *s, const char *fmt, ...) {
   va_list ap;
 
-  if (s->closing || s->fail_pending)
+  /* Only the first failure counts, and none after hp__sig_close. */
+  if (s->st != SIG_CONNECTING && s->st != SIG_OPEN)
     return;
-  s->fail_pending = 1;
+  s->st = SIG_FAILING;
   va_start(ap, fmt);
   vsnprintf(s->fail_reason, sizeof s->fail_reason, fmt, ap);
   va_end(ap);
   schedule(s, 0);
 }
 
-static void on_closed_handle(uv_handle_t *h) {
+static void on_sig_freed(uv_handle_t *h) {
   hp__sig *s = h->data;
   for (size_t i = 0; i < s->qn; i++)
     free(s->q[i]);
@@ -143,68 +176,95 @@ static void on_closed_handle(uv_handle_t *h) {
   free(s);
 }
 
-/* The end: lws_context_destroy is never called from inside an lws callback,
- * only from this timer. */
-static void reap(hp__sig *s) {
+/* From the timer only (never inside an lws callback): start destroying the
+ * context; the timer then polls until its handles are gone. */
+static void reap_start(hp__sig *s) {
   void (*done)(void *) = s->done;
 
+  s->st = SIG_REAPING;
   s->done = NULL;
-  s->reaping = 1;
-  uv_timer_stop(&s->timer);
   if (done)
     done(s->done_data);
+  if (s->ctx)
+    lws_context_destroy(s->ctx); /* closes the connection; callbacks are ignored now */
+  uv_timer_start(&s->timer, on_timer, 0, REAPER_PERIOD_MS);
+}
+
+static void reap_step(hp__sig *s) {
   if (s->ctx) {
-    hp__lws_context_release(s->loop, s->ctx);
+    int left = ctx_handles_left(s->loop, s->ctx);
+    if (left > 0 && ++s->reap_tries < REAPER_TRIES)
+      return;
+    if (left > 0) {
+      /* lws would call into s later: leak both rather than crash. */
+      HP_WARN("lws", NULL, "libwebsockets context still closing after 2 s; not freed");
+      uv_timer_stop(&s->timer);
+      uv_close((uv_handle_t *)&s->timer, NULL);
+      return;
+    }
+    lws_context_destroy(s->ctx); /* the second call frees it */
     s->ctx = NULL;
   }
-  uv_close((uv_handle_t *)&s->timer, on_closed_handle);
+  uv_timer_stop(&s->timer);
+  uv_close((uv_handle_t *)&s->timer, on_sig_freed);
 }
 
 static void on_timer(uv_timer_t *t) {
   hp__sig *s = t->data;
 
-  if (s->closing) {
-    /* Closed politely, or the bound expired, or there was nothing to close. */
-    reap(s);
-    return;
-  }
-  if (s->fail_pending) {
-    s->fail_pending = 0;
-    s->closing = 1; /* nothing after failed() */
+  switch (s->st) {
+  case SIG_FAILING:
+    s->st = SIG_FAILED;
+    /* The caller calls hp__sig_close, maybe from inside this callback. */
     s->cbs.failed(s->data, s->fail_reason);
-    s->closing = 0;
-    /* The caller now calls hp__sig_close (maybe it already did above). */
+    return;
+  case SIG_CLOSING:
+  case SIG_CLOSE_SENT:
+    /* Closed politely, or the bound expired, or there was nothing to close. */
+    reap_start(s);
+    return;
+  case SIG_REAPING:
+    reap_step(s);
+    return;
+  default:
+    return;
   }
 }
 
-static void rx_frame(hp__sig *s, struct lws *wsi, const void *in, size_t len) {
+/* ---- the WebSocket ---- */
+
+/* Returns -1 when the connection must be dropped (after fail()). */
+static int rx_frame(hp__sig *s, struct lws *wsi, const void *in, size_t len) {
   hp__wire_err werr;
+  size_t total;
 
   if (lws_is_first_fragment(wsi))
     s->rx_len = 0;
   if (lws_frame_is_binary(wsi)) {
     fail(s, "the rendezvous sent a binary frame (protocol v1 uses text frames only)");
-    return;
+    return -1;
   }
   if (len > HP_MSG_MAX - s->rx_len) {
     fail(s, "the rendezvous sent a message larger than %d bytes", HP_MSG_MAX);
-    return;
+    return -1;
   }
   if (!s->rx && !(s->rx = malloc(HP_MSG_MAX))) {
     fail(s, "out of memory");
-    return;
+    return -1;
   }
-  memcpy(s->rx + s->rx_len, in, len);
+  if (len)
+    memcpy(s->rx + s->rx_len, in, len);
   s->rx_len += len;
   if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi))
-    return;
-  if (hp__msg_decode(s->rx, s->rx_len, &s->msg, &werr) < 0) {
-    fail(s, "the rendezvous broke the protocol: %s", werr.message);
-    return;
-  }
+    return 0;
+  total = s->rx_len;
   s->rx_len = 0;
-  if (!s->closing && !s->fail_pending)
-    s->cbs.message(s->data, &s->msg);
+  if (hp__msg_decode(s->rx, total, &s->msg, &werr) < 0) {
+    fail(s, "the rendezvous broke the protocol: %s", werr.message);
+    return -1;
+  }
+  s->cbs.message(s->data, &s->msg);
+  return 0;
 }
 
 static int write_one(hp__sig *s, struct lws *wsi) {
@@ -220,64 +280,89 @@ static int write_one(hp__sig *s, struct lws *wsi) {
       fail(s, "writing to the rendezvous WebSocket failed");
       return -1;
     }
-    if (s->qn) {
+    /* One write per writable callback: the next message, or the close
+     * frame, goes in the next one. */
+    if (s->qn || s->st == SIG_CLOSING)
       lws_callback_on_writable(wsi);
-      return 0;
-    }
+    return 0;
   }
-  if (s->closing) {
+  if (s->st == SIG_CLOSING) {
+    s->st = SIG_CLOSE_SENT; /* once: a second close would drop the socket */
+    /* Returning -1 here, or a timeout kill, would drop the connection
+     * without a close frame (lws 4.1 takes either for a dead socket). A
+     * synchronous close with a reason set goes through the WebSocket role:
+     * lws sends the close frame and waits for the rendezvous' answer;
+     * CLIENT_CLOSED then ends our bound early. */
     lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, (unsigned char *)"bye", 3);
-    return -1;
+    lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
   }
   return 0;
+}
+
+/* lws' CONNECTION_ERROR text, made into advice where we recognise it. */
+static void connect_failed(hp__sig *s, const char *in, size_t len) {
+  char why[200];
+
+  snprintf(why, sizeof why, "%.*s", in && len ? (int)(len < 190 ? len : 190) : 17,
+           in && len ? in : "connection failed");
+  if (strstr(why, "not 101") || strstr(why, "upgrade"))
+    fail(s,
+         "cannot open the WebSocket to %s: the server did not accept the WebSocket upgrade (%s); "
+         "a proxy in front of the rendezvous must pass Upgrade and Connection headers",
+         s->url, why);
+  else if (strstr(why, "wrong version number") || strstr(why, "packet length too long"))
+    fail(s, "cannot open the WebSocket to %s: the server does not speak TLS; use http:// or ws://",
+         s->url);
+  else
+    fail(s, "cannot open the WebSocket to %s: %s", s->url, why);
 }
 
 static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                     size_t len) {
   hp__sig *s = user;
 
+  if (!s)
+    return 0;
   switch (reason) {
   case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
-    if (!s)
-      break;
     s->wsi = NULL;
-    if (s->closing)
-      schedule(s, 0);
-    else
-      fail(s, "cannot open the WebSocket to %s: %.*s", s->url, in && len ? (int)len : 17,
-           in && len ? (const char *)in : "connection failed");
+    if (s->st == SIG_CONNECTING)
+      connect_failed(s, in, len);
     break;
   case LWS_CALLBACK_CLIENT_ESTABLISHED:
-    if (!s)
-      break;
-    s->established = 1;
+    if (s->st != SIG_CONNECTING)
+      return -1; /* closed or failed meanwhile: hang up */
+    s->st = SIG_OPEN;
     HP_DEBUG("signal", json_pack("{s:s}", "url", s->url), "WebSocket open");
-    if (!s->closing && !s->fail_pending)
-      s->cbs.opened(s->data);
-    if (s->qn || s->closing)
+    s->cbs.opened(s->data);
+    if (s->qn || s->st == SIG_CLOSING)
       lws_callback_on_writable(wsi);
     break;
   case LWS_CALLBACK_CLIENT_RECEIVE:
-    if (s && !s->closing)
-      rx_frame(s, wsi, in, len);
-    break;
+    if (s->st == SIG_OPEN)
+      return rx_frame(s, wsi, in, len);
+    /* After a failure nothing more is read; while closing, input is moot. */
+    return s->st == SIG_FAILING || s->st == SIG_FAILED ? -1 : 0;
   case LWS_CALLBACK_CLIENT_WRITEABLE:
-    if (!s)
-      break;
-    return write_one(s, wsi);
+    if (s->st == SIG_OPEN || s->st == SIG_CLOSING)
+      return write_one(s, wsi);
+    return s->st == SIG_FAILING || s->st == SIG_FAILED ? -1 : 0;
   case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-    if (s && len >= 2)
+    if (len >= 2)
       s->close_code = (((const unsigned char *)in)[0] << 8) | ((const unsigned char *)in)[1];
     break;
   case LWS_CALLBACK_CLIENT_CLOSED:
-    if (!s)
-      break;
     s->wsi = NULL;
-    if (s->closing) {
-      schedule(s, 0);
-    } else {
+    if (s->st == SIG_CLOSING || s->st == SIG_CLOSE_SENT)
+      schedule(s, 0); /* the polite close is complete */
+    else if (s->close_code)
       fail(s, "the rendezvous closed the WebSocket (close code %d)", s->close_code);
-    }
+    else
+      fail(s, "the rendezvous closed the WebSocket without a close frame");
+    break;
+  case LWS_CALLBACK_WSI_DESTROY:
+    if (s->wsi == wsi)
+      s->wsi = NULL;
     break;
   default:
     break;
@@ -304,6 +389,7 @@ int hp__sig_open(uv_loop_t *loop, const hp__url *url, const char *ca_file, const
   s->loop = loop;
   s->cbs = *cbs;
   s->data = data;
+  s->st = SIG_CONNECTING;
   uv_timer_init(loop, &s->timer);
   s->timer.data = s;
   snprintf(s->host_hdr, sizeof s->host_hdr, "%s%s%s", v6 ? "[" : "", url->host, v6 ? "]" : "");
@@ -329,8 +415,7 @@ int hp__sig_open(uv_loop_t *loop, const hp__url *url, const char *ca_file, const
     HP_ERROR("signal", NULL,
              "cannot create the libwebsockets client context (is "
              "libwebsockets-evlib-uv installed?)");
-    s->reaping = 1;
-    uv_close((uv_handle_t *)&s->timer, on_closed_handle);
+    uv_close((uv_handle_t *)&s->timer, on_sig_freed);
     return -ENOMEM;
   }
 
@@ -347,7 +432,7 @@ int hp__sig_open(uv_loop_t *loop, const hp__url *url, const char *ca_file, const
   ci.userdata = s;
   HP_DEBUG("signal", json_pack("{s:s}", "url", s->url), "opening the WebSocket");
   s->wsi = lws_client_connect_via_info(&ci);
-  if (!s->wsi)
+  if (!s->wsi && s->st == SIG_CONNECTING)
     fail(s, "cannot open the WebSocket to %s", s->url);
   *out = s;
   return 0;
@@ -357,7 +442,7 @@ int hp__sig_send(hp__sig *s, const hp__msg *m) {
   size_t len;
   char *text, *buf;
 
-  if (s->closing || s->fail_pending || !s->wsi)
+  if (s->st != SIG_OPEN || !s->wsi)
     return -ENOTCONN;
   if (s->qn >= SIG_QUEUE_MAX)
     return -ENOBUFS;
@@ -374,23 +459,24 @@ int hp__sig_send(hp__sig *s, const hp__msg *m) {
   s->q[s->qn] = buf;
   s->qlen[s->qn] = len;
   s->qn++;
-  if (s->established)
-    lws_callback_on_writable(s->wsi);
+  lws_callback_on_writable(s->wsi);
   return 0;
 }
 
 void hp__sig_close(hp__sig *s, void (*done)(void *), void *done_data) {
-  if (!s || s->closing)
+  if (!s || s->st == SIG_CLOSING || s->st == SIG_CLOSE_SENT || s->st == SIG_REAPING)
     return;
-  s->closing = 1;
-  s->fail_pending = 0;
   s->done = done;
   s->done_data = done_data;
-  if (s->wsi && s->established) {
+  if (s->st == SIG_OPEN && s->wsi) {
     /* Flush the queue, then a close frame (write_one); bounded. */
+    s->st = SIG_CLOSING;
     lws_callback_on_writable(s->wsi);
     schedule(s, SIG_CLOSE_BOUND_MS);
   } else {
+    /* Nothing was said, or it failed: tear down on the next tick (this may
+     * be inside an lws callback, where the context must not be destroyed). */
+    s->st = SIG_CLOSING;
     schedule(s, 0);
   }
 }

@@ -199,15 +199,28 @@ static void work_cb(uv_work_t *req) {
       snprintf(r->err, sizeof r->err, "GET %.120s: reply larger than %d bytes", w->url,
                HP_WHOAMI_BODY_MAX);
     } else {
+      const char *e = *errbuf ? errbuf : curl_easy_strerror(rc);
       r->status = curl_errno(rc);
-      snprintf(r->err, sizeof r->err, "GET %.120s failed: %.120s", w->url,
-               *errbuf ? errbuf : curl_easy_strerror(rc));
+      if (rc == CURLE_SSL_CONNECT_ERROR &&
+          (strstr(e, "wrong version number") || strstr(e, "packet length too long")))
+        /* OpenSSL read a plain HTTP answer where a TLS record belongs. */
+        snprintf(r->err, sizeof r->err,
+                 "GET %.120s failed: the server does not speak TLS; use http:// (or ws://)",
+                 w->url);
+      else if (rc == CURLE_OPERATION_TIMEDOUT)
+        snprintf(r->err, sizeof r->err, "GET %.120s got no answer within %.1f s (WS_OPEN_TIMEOUT)",
+                 w->url, w->timeout_ms / 1000.0);
+      else
+        snprintf(r->err, sizeof r->err, "GET %.120s failed: %.120s", w->url, e);
     }
     return;
   }
   if (code != 200) {
     r->status = -EPROTO;
-    snprintf(r->err, sizeof r->err, "GET %.120s answered HTTP %ld (want 200)", w->url, code);
+    snprintf(r->err, sizeof r->err, "GET %.120s answered HTTP %ld (want 200)%s", w->url, code,
+             code == 404 ? "; give the rendezvous' base URL in RENDEZVOUS_SERVICE_URL (without "
+                           "/ws or /whoami)"
+                         : "");
     return;
   }
   r->status =

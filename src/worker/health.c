@@ -7,6 +7,7 @@
  */
 #include "health.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <libwebsockets.h>
 #include <netinet/in.h>
@@ -78,28 +79,31 @@ static const struct lws_protocols protocols[] = {
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
-int hp__health_start(uv_loop_t *loop, int port, hp__health_fill_cb fill, void *data,
-                     hp__health **out) {
+int hp__health_start(uv_loop_t *loop, const char *bind_addr, int port, hp__health_fill_cb fill,
+                     void *data, hp__health **out) {
   struct lws_context_creation_info info;
   void *foreign[1] = {loop};
   hp__health *h;
-  struct sockaddr_in6 sin6;
+  struct sockaddr_in sin;
   int one = 1, probe;
+  const int any = strcmp(bind_addr, "0.0.0.0") == 0;
 
+  memset(&sin, 0, sizeof sin);
+  sin.sin_family = AF_INET;
+  sin.sin_port = htons((uint16_t)port);
+  if (inet_pton(AF_INET, bind_addr, &sin.sin_addr) != 1)
+    return -EINVAL;
   /* lws says little when the port is busy: check first, to fail clearly. */
-  probe = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  probe = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (probe >= 0) {
     int r = 0;
-    memset(&sin6, 0, sizeof sin6);
-    sin6.sin6_family = AF_INET6;
-    sin6.sin6_port = htons((uint16_t)port);
     setsockopt(probe, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (bind(probe, (struct sockaddr *)&sin6, sizeof sin6) < 0)
+    if (bind(probe, (struct sockaddr *)&sin, sizeof sin) < 0)
       r = -errno;
     close(probe);
     if (r < 0) {
-      HP_ERROR("health", json_pack("{s:i}", "port", port), "cannot listen on PORT %d: %s", port,
-               strerror(-r));
+      HP_ERROR("health", json_pack("{s:s, s:i}", "bind", bind_addr, "port", port),
+               "cannot listen on %s:%d (PORT): %s", bind_addr, port, strerror(-r));
       return r;
     }
   }
@@ -119,6 +123,11 @@ int hp__health_start(uv_loop_t *loop, int port, hp__health_fill_cb fill, void *d
   info.gid = -1;
   info.uid = -1;
   info.vhost_name = "health";
+  if (!any) {
+    /* An address: lws binds an IPv4 socket to it (no dual-stack socket). */
+    info.iface = bind_addr;
+    info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
+  }
   h->ctx = lws_create_context(&info);
   if (!h->ctx) {
     HP_ERROR("health", json_pack("{s:i}", "port", port),
@@ -126,7 +135,8 @@ int hp__health_start(uv_loop_t *loop, int port, hp__health_fill_cb fill, void *d
     free(h);
     return -EADDRINUSE;
   }
-  HP_DEBUG("health", json_pack("{s:i}", "port", port), "health server on port %d", port);
+  HP_DEBUG("health", json_pack("{s:s, s:i}", "bind", bind_addr, "port", port),
+           "health server on %s:%d", bind_addr, port);
   *out = h;
   return 0;
 }

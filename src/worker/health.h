@@ -15,10 +15,10 @@ typedef struct hp__health hp__health;
  * obj; called for each request. */
 typedef void (*hp__health_fill_cb)(json_t *obj, void *data);
 
-/* Listen on port (all addresses). Returns 0, or -EADDRINUSE / -errno with
- * the reason in the log. */
-int hp__health_start(uv_loop_t *loop, int port, hp__health_fill_cb fill, void *data,
-                     hp__health **out);
+/* Listen on bind:port (bind an IPv4 address: "127.0.0.1", "0.0.0.0" for all).
+ * Returns 0, or -EADDRINUSE / -errno with the reason in the log. */
+int hp__health_start(uv_loop_t *loop, const char *bind, int port, hp__health_fill_cb fill,
+                     void *data, hp__health **out);
 
 /* Stop and free (the loop must run for libwebsockets' handles to close).
  * NULL is a no-op. */

@@ -10,12 +10,15 @@
  * 5 no direct connection, 6 message exchange; 143 on SIGTERM and 130 on
  * SIGINT (128 + signal number, after a clean shutdown).
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -40,6 +43,8 @@ typedef struct wcfg {
   int log_level;
   int log_format;
   int service_mode;
+  int allow_loopback;
+  const char *health_bind;
 } wcfg;
 
 static const char *const level_choices[] = {"debug", "info", "warning", "error", NULL};
@@ -47,6 +52,7 @@ static const char *const format_choices[] = {"auto", "json", "text", NULL};
 
 #define ID_AUTO "auto"
 #define CA_SYSTEM "system"
+#define BIND_AUTO "auto"
 
 static hp__cfg_spec specs[] = {
     {"RENDEZVOUS_SERVICE_URL", "rendezvous-url", HP_CFG_STRING, NULL, 0, 0, NULL,
@@ -75,6 +81,12 @@ static hp__cfg_spec specs[] = {
      "debug, info, warning or error"},
     {"LOG_FORMAT", "log-format", HP_CFG_ENUM, "auto", 0, 0, format_choices,
      offsetof(wcfg, log_format), "json, text, or auto (json unless stderr is a terminal)"},
+    {"HEALTH_BIND", "health-bind", HP_CFG_STRING, BIND_AUTO, 0, 0, NULL,
+     offsetof(wcfg, health_bind),
+     "address of the health server: \"auto\" is 127.0.0.1, or 0.0.0.0 in service mode"},
+    {"ALLOW_LOOPBACK_CANDIDATES", "allow-loopback-candidates", HP_CFG_BOOL, "0", 0, 0, NULL,
+     offsetof(wcfg, allow_loopback),
+     "dial peer candidates on loopback/link-local addresses (both workers on one host)"},
     {"SERVICE_MODE", "service-mode", HP_CFG_BOOL, "0", 0, 0, NULL, offsetof(wcfg, service_mode),
      "keep pairing with backoff instead of exiting (default on when K_SERVICE is set)"},
 };
@@ -312,6 +324,7 @@ static void start_attempt(app *a) {
   c.listener_ready_timeout = a->cfg.listener_ready;
   c.p2p_connect_timeout = a->cfg.p2p_connect;
   c.ca_file = strcmp(a->cfg.ca_file, CA_SYSTEM) == 0 ? NULL : a->cfg.ca_file;
+  c.allow_loopback_candidates = a->cfg.allow_loopback;
   a->attempts++;
   a->peer_id[0] = '\0';
   r = hp_punch_start(&a->loop, &c, on_punch_done, a, &a->punch);
@@ -351,31 +364,85 @@ static void on_signal(uv_signal_t *s, int signum) {
 }
 
 /*
- * Checks the config table cannot express: names and the URL. Messages in the
- * same form as config.c's, naming the variable, the value and what is allowed.
+ * A start-up error: one line in the log's format (JSON for a log collector,
+ * text on a terminal), naming the setting. The log is set up from LOG_FORMAT
+ * before the configuration is read, so even a bad value is reported so.
+ */
+static void startup_error(const char *setting, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void startup_error(const char *setting, const char *fmt, ...) {
+  char msg[768];
+  va_list ap;
+
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  HP_ERROR("worker", setting ? json_pack("{s:s, s:i}", "setting", setting, "exit_code", 2) : NULL,
+           "%s", msg);
+}
+
+/* The log format from LOG_FORMAT / --log-format, read before the full
+ * configuration (which may be what is wrong). */
+static hp__log_format early_log_format(int argc, char **argv) {
+  const char *v = getenv("LOG_FORMAT");
+
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--log-format") == 0 && i + 1 < argc)
+      v = argv[i + 1];
+    else if (strncmp(argv[i], "--log-format=", 13) == 0)
+      v = argv[i] + 13;
+  }
+  if (v && strcasecmp(v, "json") == 0)
+    return HP_LOG_JSON;
+  if (v && strcasecmp(v, "text") == 0)
+    return HP_LOG_TEXT;
+  return isatty(STDERR_FILENO) ? HP_LOG_TEXT : HP_LOG_JSON;
+}
+
+/*
+ * Checks the config table cannot express: names, the URL, the CA file, the
+ * health address. Messages in the same form as config.c's, naming the
+ * variable, the value and what is allowed.
  */
 static int check_settings(const wcfg *c) {
   char err[256];
   hp__url url;
 
   if (!hp__wire_valid_name(c->room, strlen(c->room))) {
-    fprintf(stderr,
-            "holepunch: ROOM=\"%.64s\" is not valid: expected 1 to 64 of A-Z a-z 0-9 . _ -\n",
-            c->room);
+    startup_error("ROOM", "ROOM=\"%.64s\" is not valid: expected 1 to 64 of A-Z a-z 0-9 . _ -",
+                  c->room);
     return -1;
   }
   if (strcmp(c->worker_id, ID_AUTO) != 0 &&
       (!hp__wire_valid_name(c->worker_id, strlen(c->worker_id)) ||
        strcmp(c->worker_id, "use") == 0)) {
-    fprintf(stderr,
-            "holepunch: WORKER_ID=\"%.64s\" is not valid: expected 1 to 64 of A-Z a-z 0-9 . _ - "
-            "other than \"use\" (reserved), or \"auto\" to generate one\n",
-            c->worker_id);
+    startup_error("WORKER_ID",
+                  "WORKER_ID=\"%.64s\" is not valid: expected 1 to 64 of A-Z a-z 0-9 . _ - "
+                  "other than \"use\" (reserved), or \"auto\" to generate one",
+                  c->worker_id);
     return -1;
   }
   if (hp__url_parse(c->url, &url, err, sizeof err) != 0) {
-    fprintf(stderr, "holepunch: RENDEZVOUS_SERVICE_URL=\"%.200s\" is not valid: %s\n", c->url, err);
+    startup_error("RENDEZVOUS_SERVICE_URL", "RENDEZVOUS_SERVICE_URL=\"%.200s\" is not valid: %s",
+                  c->url, err);
     return -1;
+  }
+  if (strcmp(c->ca_file, CA_SYSTEM) != 0 && access(c->ca_file, R_OK) != 0) {
+    startup_error("CA_FILE",
+                  "CA_FILE=\"%.200s\" cannot be read: %s (give a PEM bundle of CA certificates, "
+                  "or \"system\" for the system store)",
+                  c->ca_file, strerror(errno));
+    return -1;
+  }
+  if (strcmp(c->health_bind, BIND_AUTO) != 0) {
+    unsigned char tmp[16];
+    if (inet_pton(AF_INET, c->health_bind, tmp) != 1) {
+      startup_error("HEALTH_BIND",
+                    "HEALTH_BIND=\"%.64s\" is not valid: expected \"auto\" or an IPv4 address "
+                    "of this host (127.0.0.1, 0.0.0.0 for all)",
+                    c->health_bind);
+      return -1;
+    }
   }
   return 0;
 }
@@ -384,11 +451,13 @@ int main(int argc, char **argv) {
   static app a;
   char err[512];
   hp__cfg_result cr;
+  const char *bind;
   int r;
 
   signal(SIGPIPE, SIG_IGN);
+  hp__log_setup(HP_LOG_INFO, early_log_format(argc, argv));
   if (getenv("K_SERVICE"))
-    specs[NSPECS - 1].def = "1";
+    specs[NSPECS - 1].def = "1"; /* SERVICE_MODE, the last entry */
   cr = hp__cfg_load(specs, NSPECS, &a.cfg, argc, argv, err, sizeof err);
   if (cr == HP_CFG_HELP) {
     hp__cfg_usage(specs, NSPECS, "holepunch",
@@ -404,7 +473,7 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (cr != HP_CFG_OK) {
-    fprintf(stderr, "holepunch: %s\n", err);
+    startup_error(NULL, "%s", err);
     return HP_STATUS_CONFIG;
   }
   hp__log_setup((hp__log_level)a.cfg.log_level,
@@ -424,16 +493,21 @@ int main(int argc, char **argv) {
   a.sigterm.data = a.sigint.data = a.retry.data = &a;
   uv_signal_start(&a.sigterm, on_signal, SIGTERM);
   uv_signal_start(&a.sigint, on_signal, SIGINT);
+  /* The health server shows room, id and peer: on the machine only, unless
+   * a platform probes it from outside (service mode, Cloud Run). */
+  bind = strcmp(a.cfg.health_bind, BIND_AUTO) != 0 ? a.cfg.health_bind
+         : a.cfg.service_mode                      ? "0.0.0.0"
+                                                   : "127.0.0.1";
   HP_INFO("worker",
-          json_pack("{s:s, s:s, s:i, s:b}", "version", hp_version(), "room", a.room, "port",
-                    a.cfg.port, "service_mode", a.cfg.service_mode),
+          json_pack("{s:s, s:s, s:i, s:s, s:b}", "version", hp_version(), "room", a.room, "port",
+                    a.cfg.port, "health_bind", bind, "service_mode", a.cfg.service_mode),
           "holepunch %s starting", hp_version());
   if (a.cfg.port > 0 &&
-      (r = hp__health_start(&a.loop, a.cfg.port, health_fill, &a, &a.health)) < 0) {
-    fprintf(stderr,
-            "holepunch: PORT: cannot listen on %d: %s (choose another port, or 0 to "
-            "disable the health server)\n",
-            a.cfg.port, strerror(-r));
+      (r = hp__health_start(&a.loop, bind, a.cfg.port, health_fill, &a, &a.health)) < 0) {
+    startup_error("PORT",
+                  "PORT: cannot listen on %s:%d: %s (choose another port, or 0 to disable the "
+                  "health server)",
+                  bind, a.cfg.port, strerror(-r));
     a.exit_code = HP_STATUS_CONFIG;
     shutdown_all(&a);
   } else {

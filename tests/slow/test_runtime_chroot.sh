@@ -351,7 +351,7 @@ wait_healthy rendezvous 8080 "$rdv" || {
   die "the rendezvous never became healthy"
 }
 
-worker_env=(RENDEZVOUS_SERVICE_URL="$url" ROOM="$room" LOG_FORMAT=json LOG_LEVEL=debug
+worker_env=(RENDEZVOUS_SERVICE_URL="$url" ROOM="$room" ALLOW_LOOPBACK_CANDIDATES=1 LOG_FORMAT=json LOG_LEVEL=debug
   WS_RECV_TIMEOUT=60 P2P_CONNECT_TIMEOUT=30)
 root_cmd worker 90 "${worker_env[@]}" WORKER_ID=a INTERNAL_TCP_PORT=8082 PORT=8081 -- holepunch
 "${cmd[@]}" >"$work/worker-a.log" 2>&1 &

@@ -115,7 +115,8 @@ URL="http://127.0.0.1:$rport"
 say "rendezvous on $URL"
 
 # The worker's environment: nothing inherited that switches service mode.
-worker_env=(env -u SERVICE_MODE -u K_SERVICE RENDEZVOUS_SERVICE_URL="$URL"
+# One host: the peers' candidates are 127.0.0.1 (ALLOW_LOOPBACK_CANDIDATES).
+worker_env=(env -u SERVICE_MODE -u K_SERVICE RENDEZVOUS_SERVICE_URL="$URL" ALLOW_LOOPBACK_CANDIDATES=1
   WS_OPEN_TIMEOUT=5 P2P_CONNECT_TIMEOUT=10 P2P_MSG_TIMEOUT=5 LOG_FORMAT=json LOG_LEVEL=debug)
 NEXT='^service mode: next attempt in '
 

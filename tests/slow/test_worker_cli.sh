@@ -18,11 +18,25 @@ passed=0 failed=0
 ok() { passed=$((passed + 1)); }
 bad() { echo "FAIL: $*" >&2; failed=$((failed + 1)); }
 
-# expect RC REGEX CMD...: CMD exits with RC and its stderr+stdout match REGEX.
+# plain: JSON log lines as their "message" (so one regex fits both formats),
+# other lines as they are.
+plain() {
+  /usr/bin/python3 -c 'import json, sys
+for line in sys.stdin:
+    try:
+        e = json.loads(line)
+        print(e["message"] if isinstance(e, dict) and "message" in e else line, end="\n")
+    except ValueError:
+        print(line, end="")'
+}
+
+# expect RC REGEX CMD...: CMD exits with RC and its stderr+stdout (log
+# messages) match REGEX.
 expect() {
   local want=$1 re=$2 rc=0 out
   shift 2
-  out=$(timeout 20 "$@" 2>&1 </dev/null) || rc=$?
+  out=$(timeout 30 "$@" 2>&1 </dev/null) || rc=$?
+  out=$(plain <<<"$out")
   if [[ $rc -ne $want ]]; then
     bad "'$*' exited $rc, expected $want; output: ${out:0:400}"
   elif ! grep -Eq -- "$re" <<<"$out"; then
@@ -51,10 +65,51 @@ expect 2 'unknown option' "${W[@]}" --no-such-flag
 expect 2 'PORT="x" is not valid' env -i PORT=x "$B/holepunch-rendezvous"
 expect 2 'TRUST_PROXY="maybe" is not valid' env -i TRUST_PROXY=maybe "$B/holepunch-rendezvous"
 
+# Issue 6 item 6: CA_FILE naming a missing file is a configuration error.
+expect 2 'CA_FILE="/nonexistent/ca.pem" cannot be read: No such file' "${W[@]}" \
+  --rendezvous-url https://127.0.0.1:9 --ca-file /nonexistent/ca.pem
+expect 2 'HEALTH_BIND="somewhere" is not valid' "${W[@]}" --rendezvous-url http://127.0.0.1:9 \
+  --health-bind somewhere
+expect 2 'ALLOW_LOOPBACK_CANDIDATES="maybe" is not valid' env -i ALLOW_LOOPBACK_CANDIDATES=maybe \
+  RENDEZVOUS_SERVICE_URL=http://127.0.0.1:9 "$B/holepunch"
+# "http:/host": the scheme is there, the two slashes are not.
+expect 2 'RENDEZVOUS_SERVICE_URL="http:/127.0.0.1:9" is not valid: the URL.s scheme must be followed by "://"' \
+  "${W[@]}" --rendezvous-url http:/127.0.0.1:9
+
+# Start-up errors in JSON log mode are JSON lines naming the setting.
+out=$(env -i LOG_FORMAT=json INTERNAL_TCP_PORT=70000 RENDEZVOUS_SERVICE_URL=http://127.0.0.1:9 \
+  "$B/holepunch" 2>&1 </dev/null || true)
+if /usr/bin/python3 -c 'import json, sys
+e = json.loads(sys.argv[1].splitlines()[0])
+assert e["severity"] == "ERROR" and "INTERNAL_TCP_PORT" in e["message"], e' "$out" 2>/dev/null; then
+  ok
+else
+  bad "the start-up error in JSON mode is not one JSON line: $out"
+fi
+out=$(env -i LOG_FORMAT=json CA_FILE=/nonexistent RENDEZVOUS_SERVICE_URL=https://127.0.0.1:9 \
+  "$B/holepunch" 2>&1 </dev/null || true)
+if /usr/bin/python3 -c 'import json, sys
+e = json.loads(sys.argv[1].splitlines()[-1])
+assert e["severity"] == "ERROR" and e["setting"] == "CA_FILE" and e["exit_code"] == 2, e' "$out" 2>/dev/null; then
+  ok
+else
+  bad "the CA_FILE error in JSON mode is not a JSON line with setting CA_FILE: $out"
+fi
+
 # Nothing listens on the port: exit 3, and the log says what failed.
 dead=$(lo_free_port)
 expect 3 'cannot learn our public mapping' "${W[@]}" --rendezvous-url "http://127.0.0.1:$dead" \
   --port 0 --internal-tcp-port "$(lo_free_port)" --ws-open-timeout 3
+
+# A server that accepts but never answers: the timeout names WS_OPEN_TIMEOUT.
+hole_port=$(lo_free_port)
+/usr/bin/python3 -c 'import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(8); time.sleep(8)' "$hole_port" &
+hole=$!
+sleep 0.3
+expect 3 'no answer within 1\.0 s \(WS_OPEN_TIMEOUT\)' "${W[@]}" --rendezvous-url "http://127.0.0.1:$hole_port" \
+  --port 0 --internal-tcp-port "$(lo_free_port)" --ws-open-timeout 1
+kill "$hole" 2>/dev/null || true
 
 # A rendezvous but no peer within WS_RECV_TIMEOUT: exit 4.
 if ! lo_start_rendezvous "$tmp/rdv.log"; then
@@ -74,6 +129,51 @@ else
   expect 3 'duplicate_id' "${W[@]}" --rendezvous-url "http://127.0.0.1:$rport" --port 0 \
     --internal-tcp-port "$(lo_free_port)" --room "cli3-$$" --worker-id twin --ws-recv-timeout 5
   kill "$twin" 2>/dev/null || true
+  # A URL ending in /ws: the 404 of /ws/whoami comes with the hint.
+  expect 3 'answered HTTP 404 \(want 200\); give the rendezvous. base URL' "${W[@]}" \
+    --rendezvous-url "http://127.0.0.1:$rport/ws" --port 0 --internal-tcp-port "$(lo_free_port)"
+  # https:// to the plain-HTTP service: "does not speak TLS", not OpenSSL's words.
+  expect 3 'the server does not speak TLS; use http://' "${W[@]}" \
+    --rendezvous-url "https://127.0.0.1:$rport" --port 0 --internal-tcp-port "$(lo_free_port)"
+
+  # Waiting for a peer: progress lines at debug level when stderr is no
+  # terminal, at info on a terminal (script(1) gives it one).
+  expect 4 'still waiting for a peer in room prog-'"$$"': [0-9]+ s of 3' "${W[@]}" --log-level debug \
+    --rendezvous-url "http://127.0.0.1:$rport" --port 0 --internal-tcp-port "$(lo_free_port)" \
+    --room "prog-$$" --ws-recv-timeout 3
+  out=$(timeout 20 "${W[@]}" --rendezvous-url "http://127.0.0.1:$rport" --port 0 \
+    --internal-tcp-port "$(lo_free_port)" --room "prog2-$$" --ws-recv-timeout 3 2>&1 </dev/null || true)
+  if grep -q 'still waiting' <<<"$out"; then bad "progress line at info level without a terminal"; else ok; fi
+  out=$(timeout 20 script -qec "env -i PATH=$PATH $B/holepunch --rendezvous-url http://127.0.0.1:$rport \
+    --port 0 --internal-tcp-port $(lo_free_port) --room prog3-$$ --ws-recv-timeout 3" /dev/null </dev/null || true)
+  if grep -Eq 'INFO .*still waiting for a peer in room prog3-'"$$"': [0-9]+ s of 3' <<<"$out"; then
+    ok
+  else
+    bad "no progress line at info level on a terminal: ${out:0:600}"
+  fi
+
+  # The health server: 127.0.0.1 by default, every address in service mode.
+  hp=$(lo_free_port)
+  "${W[@]}" --rendezvous-url "http://127.0.0.1:$rport" --port "$hp" --internal-tcp-port "$(lo_free_port)" \
+    --room "hb-$$" --ws-recv-timeout 4 >/dev/null 2>"$tmp/hb.err" &
+  hbp=$!
+  for _ in $(seq 60); do [[ -n "$(ss -Hltn "sport = :$hp")" ]] && break; sleep 0.05; done
+  l=$(ss -Hltn "sport = :$hp" | awk '{print $4}')
+  if [[ $l == "127.0.0.1:$hp" ]]; then ok; else bad "health server listens on '$l', expected 127.0.0.1:$hp"; fi
+  wait "$hbp" || true
+  hp=$(lo_free_port)
+  "${W[@]}" --rendezvous-url "http://127.0.0.1:$rport" --port "$hp" --internal-tcp-port "$(lo_free_port)" \
+    --room "hb2-$$" --ws-recv-timeout 2 --service-mode >/dev/null 2>"$tmp/hb2.err" &
+  hbp=$!
+  for _ in $(seq 60); do [[ -n "$(ss -Hltn "sport = :$hp")" ]] && break; sleep 0.05; done
+  l=$(ss -Hltn "sport = :$hp" | awk '{print $4}')
+  if [[ $l == "0.0.0.0:$hp" || $l == "*:$hp" ]]; then
+    ok
+  else
+    bad "service mode: health server on '$l', expected all addresses"
+  fi
+  kill -TERM "$hbp" 2>/dev/null || true
+  wait "$hbp" || true
 fi
 
 echo "worker/rendezvous CLI: $passed passed, $failed failed"

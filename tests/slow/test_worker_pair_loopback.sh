@@ -20,7 +20,9 @@ fail() { echo "FAIL: $*" >&2; for f in "$tmp"/*.log; do echo "--- $f" >&2; cat "
 lo_start_rendezvous "$tmp/rdv.log" || fail "$LO_ERR"
 rport=$LO_RDV_PORT
 
-export RENDEZVOUS_SERVICE_URL=http://127.0.0.1:$rport ROOM=pair$$ LOG_FORMAT=json
+# Both workers on one host: their candidates are 127.0.0.1, which a worker
+# dials only when allowed (a hostile peer could point it at local services).
+export RENDEZVOUS_SERVICE_URL=http://127.0.0.1:$rport ROOM=pair$$ LOG_FORMAT=json ALLOW_LOOPBACK_CANDIDATES=1
 pa=$(lo_free_port); pb=$(lo_free_port); ha=$(lo_free_port)
 timeout 60 "$B/holepunch" --internal-tcp-port "$pa" --port "$ha" --worker-id alice \
   >"$tmp/a.out" 2>"$tmp/a.log" &

@@ -139,12 +139,47 @@ static void test_join(void **state) {
   assert_int_equal(hp__addr_join("1.2.3.4", 80, buf, 5), -ENOSPC);
 }
 
+static void test_classify(void **state) {
+  static const struct {
+    const char *in;
+    hp__addr_class want;
+  } t[] = {
+      {"0.0.0.0:1", HP_ADDR_UNSPECIFIED},
+      {"0.1.2.3:1", HP_ADDR_UNSPECIFIED},
+      {"[::]:1", HP_ADDR_UNSPECIFIED},
+      {"[::ffff:0.0.0.0]:1", HP_ADDR_UNSPECIFIED},
+      {"255.255.255.255:1", HP_ADDR_BROADCAST},
+      {"224.0.0.1:80", HP_ADDR_MULTICAST},
+      {"239.255.255.250:1900", HP_ADDR_MULTICAST},
+      {"[ff02::1]:80", HP_ADDR_MULTICAST},
+      {"127.0.0.1:22", HP_ADDR_LOOPBACK},
+      {"127.9.9.9:22", HP_ADDR_LOOPBACK},
+      {"[::1]:22", HP_ADDR_LOOPBACK},
+      {"[::ffff:127.0.0.1]:22", HP_ADDR_LOOPBACK},
+      {"169.254.169.254:80", HP_ADDR_LINK_LOCAL},
+      {"[fe80::1%2]:80", HP_ADDR_LINK_LOCAL},
+      {"10.0.1.10:8082", HP_ADDR_UNICAST},
+      {"198.51.100.2:40000", HP_ADDR_UNICAST},
+      {"223.255.255.255:1", HP_ADDR_UNICAST},
+      {"[2001:db8::1]:80", HP_ADDR_UNICAST},
+  };
+  (void)state;
+  for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+    struct sockaddr_storage ss;
+    assert_int_equal(hp__addr_parse(t[i].in, strlen(t[i].in), &ss, NULL), 0);
+    if (hp__addr_classify((struct sockaddr *)&ss) != t[i].want)
+      fail_msg("%s: %s, expected %s", t[i].in,
+               hp__addr_class_name(hp__addr_classify((struct sockaddr *)&ss)),
+               hp__addr_class_name(t[i].want));
+  }
+  assert_int_equal(hp__addr_classify(NULL), HP_ADDR_UNSPECIFIED);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_parse_table),
-      cmocka_unit_test(test_parse_len),
-      cmocka_unit_test(test_format),
-      cmocka_unit_test(test_join),
+      cmocka_unit_test(test_parse_table), cmocka_unit_test(test_parse_len),
+      cmocka_unit_test(test_format),      cmocka_unit_test(test_join),
+      cmocka_unit_test(test_classify),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -74,6 +74,22 @@ static void test_defaults_and_version(void **state) {
   assert_true(c.listener_ready_timeout == 15.0 && c.p2p_connect_timeout == 30.0);
   assert_string_equal(hp_version(), HP_VERSION);
   hp_punch_destroy(NULL);
+  assert_string_equal(hp_punch_state(NULL), "none");
+  assert_int_equal(hp_punch_take_fd(NULL), -1);
+  assert_int_equal(c.allow_loopback_candidates, 0); /* a stranger's 127.0.0.1 is not dialed */
+}
+
+/* hp_punch_info(NULL) crashed while hp_punch_state(NULL) was handled. */
+static void test_info_null(void **state) {
+  hp_info info;
+  (void)state;
+  memset(&info, 0x5a, sizeof info);
+  hp_punch_info(NULL, &info);
+  assert_string_equal(info.own_id, "");
+  assert_string_equal(info.peer_id, "");
+  assert_string_equal(info.reason, "");
+  assert_true(info.elapsed_ms == 0);
+  hp_punch_info(NULL, NULL);
 }
 
 static void test_bad_config_is_synchronous(void **state) {
@@ -194,14 +210,50 @@ static void test_destroy_while_discovering(void **state) {
   close(blackhole);
 }
 
+/* A library user who sees "failed" and destroys the handle before the
+ * callback ran (it then never runs, and nothing touches the freed handle).
+ * A check handle runs right after the poll phase in which the whoami
+ * failure arrives, so it always sees "failed" before the callback's turn. */
+static void on_check_failed(uv_check_t *h) {
+  hp_punch **pp = h->data;
+  if (*pp && strcmp(hp_punch_state(*pp), "failed") == 0) {
+    hp_punch_destroy(*pp);
+    *pp = NULL;
+    uv_close((uv_handle_t *)h, NULL);
+  }
+}
+
+static void test_destroy_when_failed_before_callback(void **state) {
+  uv_loop_t loop;
+  uv_check_t check;
+  hp_config c;
+  hp_punch *p = NULL;
+  char url[64];
+  int port;
+  (void)state;
+
+  close(listener(&port)); /* refused: whoami fails at once */
+  assert_int_equal(uv_loop_init(&loop), 0);
+  config(&c, url, sizeof url, port);
+  assert_int_equal(hp_punch_start(&loop, &c, on_never, NULL, &p), 0);
+  uv_check_init(&loop, &check);
+  check.data = &p;
+  uv_check_start(&check, on_check_failed);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_null(p);
+  assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_defaults_and_version),
+      cmocka_unit_test(test_info_null),
       cmocka_unit_test(test_bad_config_is_synchronous),
       cmocka_unit_test(test_connect_unreachable),
       cmocka_unit_test(test_async_unreachable_destroy_in_cb),
       cmocka_unit_test(test_port_busy_is_config),
       cmocka_unit_test(test_destroy_while_discovering),
+      cmocka_unit_test(test_destroy_when_failed_before_callback),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

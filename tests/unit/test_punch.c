@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -62,6 +63,7 @@ static void params(hp__pe_params *p, char role, const char *own, const char *pee
   snprintf(p->peer_id, sizeof p->peer_id, "%s", peer);
   p->role = role;
   p->timeout_s = 10;
+  p->allow_loopback = 1; /* both engines live on 127.0.0.1 */
   if (peer_port > 0) {
     p->cands.n = 1;
     p->cands.c[0].kind = HP_CAND_HOST;
@@ -643,6 +645,106 @@ static void test_bad_outbound_retried(void **state) {
   finish_loop(&loop, &safety);
 }
 
+/* Loopback and link-local candidates are dialed only when allowed (a hostile
+ * peer could point us at our own host's services or a metadata address);
+ * unspecified, broadcast and multicast ones never. */
+static void test_loopback_candidates_need_consent(void **state) {
+  uv_loop_t loop;
+  uv_timer_t safety;
+  side a = {.fd = -1};
+  hp__pe_params pa;
+  static const char *const addrs[] = {"127.0.0.1:22", "169.254.169.254:80", "0.0.0.0:1",
+                                      "255.255.255.255:1", "224.0.0.1:80"};
+  int lfd, port;
+  (void)state;
+
+  assert_int_equal(uv_loop_init(&loop), 0);
+  uv_timer_init(&loop, &safety);
+  uv_timer_start(&safety, on_safety, SAFETY_MS, 0);
+  lfd = plain_listener(16, &port); /* would accept, if it were dialed */
+  assert_int_equal(hp__pe_create(&loop, 0, &a.pe), 0);
+  params(&pa, 'a', "alice", "bob", 0);
+  pa.allow_loopback = 0;
+  pa.timeout_s = 0.3;
+  pa.cands.n = 6;
+  for (size_t i = 0; i < 5; i++) {
+    pa.cands.c[i].kind = HP_CAND_SRFLX;
+    snprintf(pa.cands.c[i].addr, sizeof pa.cands.c[i].addr, "%s", addrs[i]);
+  }
+  pa.cands.c[5].kind = HP_CAND_HOST;
+  snprintf(pa.cands.c[5].addr, sizeof pa.cands.c[5].addr, "127.0.0.1:%d", port);
+  assert_int_equal(hp__pe_start(a.pe, &pa, on_done, &a), 0);
+  while (!a.done)
+    uv_run(&loop, UV_RUN_ONCE);
+  assert_int_equal(a.ok, -ETIMEDOUT);
+  print_message("not dialed: %s\n", a.text);
+  assert_int_equal(a.res.attempts, 0);
+  assert_non_null(strstr(cand_str(&a, 0, "last_error"), "loopback"));
+  assert_non_null(strstr(cand_str(&a, 1, "last_error"), "link-local"));
+  for (size_t i = 2; i < 5; i++)
+    assert_non_null(strstr(cand_str(&a, i, "last_error"), "not a peer address"));
+  assert_non_null(strstr(cand_str(&a, 5, "last_error"), "ALLOW_LOOPBACK_CANDIDATES"));
+  assert_int_equal(fcntl(lfd, F_SETFL, O_NONBLOCK), 0);
+  assert_int_equal(accept(lfd, NULL, NULL), -1); /* nobody came */
+  close(lfd);
+  json_decref(a.report);
+  finish_loop(&loop, &safety);
+}
+
+/* Silent strangers beyond the bound on unauthenticated connections (from
+ * RLIMIT_NOFILE: 64 gives 16) are dropped oldest first, with a reset, and
+ * the real peer still gets through. */
+#define SILENT 40
+static void test_strangers_bounded(void **state) {
+  uv_loop_t loop;
+  uv_timer_t safety;
+  side a = {.fd = -1}, b = {.fd = -1};
+  hp__pe_params pa, pb;
+  struct rlimit old, low;
+  int s[SILENT], resets = 0;
+  char buf[64];
+  (void)state;
+
+  assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+  low = old;
+  low.rlim_cur = 64;
+  assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+  assert_int_equal(uv_loop_init(&loop), 0);
+  uv_timer_init(&loop, &safety);
+  uv_timer_start(&safety, on_safety, SAFETY_MS, 0);
+  assert_int_equal(hp__pe_create(&loop, 0, &a.pe), 0);
+  assert_int_equal(hp__pe_create(&loop, 0, &b.pe), 0);
+  params(&pa, 'a', "alice", "bob", hp__pe_port(b.pe));
+  params(&pb, 'b', "bob", "alice", hp__pe_port(a.pe));
+  for (int i = 0; i < SILENT; i++)
+    s[i] = dial(hp__pe_port(a.pe)); /* in A's backlog, saying nothing */
+  assert_int_equal(hp__pe_start(a.pe, &pa, on_done, &a), 0);
+  for (int i = 0; i < 20; i++)
+    uv_run(&loop, UV_RUN_NOWAIT); /* A accepts them all, holding 16 */
+  assert_int_equal(hp__pe_start(b.pe, &pb, on_done, &b), 0);
+  while (!(a.done && b.done))
+    uv_run(&loop, UV_RUN_ONCE);
+  assert_int_equal(a.ok, 0);
+  assert_int_equal(b.ok, 0);
+  assert_same_connection(&a, &b);
+  print_message("dropped %u of %d silent strangers\n", a.res.dropped, SILENT);
+  assert_true(a.res.dropped >= SILENT - 16);
+  assert_int_equal(json_integer_value(json_object_get(a.report, "dropped")), a.res.dropped);
+  for (int i = 0; i < SILENT; i++) {
+    ssize_t n = read_some(s[i], buf, sizeof buf, 2000);
+    assert_true(n == 0 || (n < 0 && errno == ECONNRESET)); /* never a byte */
+    resets += n < 0;
+    close(s[i]);
+  }
+  assert_true(resets >= SILENT - 16);
+  close(a.fd);
+  close(b.fd);
+  json_decref(a.report);
+  json_decref(b.report);
+  finish_loop(&loop, &safety);
+  assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+}
+
 static void test_port_in_use(void **state) {
   uv_loop_t loop;
   hp__pe *a, *b;
@@ -658,6 +760,9 @@ static void test_port_in_use(void **state) {
   assert_int_equal(hp__pe_start(a, &p, on_done, NULL), -EINVAL);
   params(&p, 'a', "alice", "bob", 1);
   snprintf(p.session, sizeof p.session, "nothex");
+  assert_int_equal(hp__pe_start(a, &p, on_done, NULL), -EINVAL);
+  params(&p, 'a', "alice", "bob", 1);
+  p.start_in_ms = HP_START_IN_MS_MAX + 1; /* the decoder's bound is the engine's */
   assert_int_equal(hp__pe_start(a, &p, on_done, NULL), -EINVAL);
   hp__pe_destroy(a);
   hp__pe_destroy(NULL);
@@ -677,6 +782,8 @@ int main(void) {
       cmocka_unit_test(test_rejected_inbound_frees_tuple),
       cmocka_unit_test(test_silent_outbound_kept),
       cmocka_unit_test(test_bad_outbound_retried),
+      cmocka_unit_test(test_loopback_candidates_need_consent),
+      cmocka_unit_test(test_strangers_bounded),
       cmocka_unit_test(test_port_in_use),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -37,6 +37,9 @@ struct bad_case {
 static const struct bad_case bad[] = {
     {"", "empty"},
     {"rv:8080", "no scheme"},
+    {"http:/rv:8080", "must be followed by \"://\""},
+    {"https:rv", "must be followed by \"://\""},
+    {"WS:/rv", "must be followed by \"://\""},
     {"ftp://rv", "scheme is not supported"},
     {"httpx://rv", "scheme is not supported"},
     {"://rv", "scheme is not supported"},

@@ -271,7 +271,28 @@ static const struct bad_case bad_cases[] = {
      "\"candidates[0].addr\" must be a string, not an integer"},
     {"{\"type\":\"hello\",\"v\":1,\"candidates\":[{},{},{},{},{},{},{},{},{}]}", "bad_message",
      "has 9 entries; at most 8"},
+    /* candidate addresses that are never a peer (issue 11, item 6) */
+    {"{\"type\":\"hello\",\"v\":1,\"candidates\":[{\"kind\":\"host\",\"addr\":\"0.0.0.0:1\"}]}",
+     "bad_message", "candidates[0].addr \"0.0.0.0:1\" is an unspecified address"},
+    {"{\"type\":\"hello\",\"v\":1,\"candidates\":[{\"kind\":\"host\",\"addr\":\"1.2.3.4:5\"},"
+     "{\"kind\":\"srflx\",\"addr\":\"255.255.255.255:1\"}]}",
+     "bad_message", "candidates[1].addr \"255.255.255.255:1\" is a broadcast address"},
+    {"{\"type\":\"hello\",\"v\":1,\"candidates\":[{\"kind\":\"host\",\"addr\":\"224.0.0.1:80\"}]}",
+     "bad_message", "is a multicast address"},
+    {"{\"type\":\"hello\",\"v\":1,\"candidates\":[{\"kind\":\"host\",\"addr\":\"[::]:1\"}]}",
+     "bad_message", "is an unspecified address"},
+    {"{\"type\":\"hello\",\"v\":1,\"candidates\":[{\"kind\":\"host\",\"addr\":\"[ff02::1]:80\"}]}",
+     "bad_message", "is a multicast address"},
+    {"{\"type\":\"hello\",\"v\":1,\"candidates\":[{\"kind\":\"host\",\"addr\":"
+     "\"[::ffff:0.0.0.0]:80\"}]}",
+     "bad_message", "is an unspecified address"},
+    {"{\"type\":\"peer\",\"room\":\"r\",\"role\":\"a\",\"session\":\"" SESSION
+     "\",\"peer\":{\"id\":\"p\",\"candidates\":[{\"kind\":\"host\",\"addr\":\"239.1.2.3:9\"}]},"
+     "\"start_in_ms\":0}",
+     "bad_message", "peer.candidates[0].addr \"239.1.2.3:9\" is a multicast address"},
     /* welcome */
+    {"{\"type\":\"welcome\",\"id\":\"use\",\"room\":\"r\"}", "bad_message",
+     "id \"use\" is reserved"},
     {"{\"type\":\"welcome\",\"room\":\"r\"}", "bad_message", "\"id\" is missing"},
     {"{\"type\":\"welcome\",\"id\":\"i\"}", "bad_message", "\"room\" is missing"},
     {"{\"type\":\"welcome\",\"id\":\"i\",\"room\":\"r\",\"observed\":\"x\"}", "bad_message",
@@ -300,6 +321,12 @@ static const struct bad_case bad_cases[] = {
     {"{\"type\":\"peer\",\"room\":\"r\",\"role\":\"a\",\"session\":\"" SESSION
      "\",\"peer\":{\"id\":\"p\"},\"start_in_ms\":-1}",
      "bad_message", "\"start_in_ms\" is -1"},
+    {"{\"type\":\"peer\",\"room\":\"r\",\"role\":\"a\",\"session\":\"" SESSION
+     "\",\"peer\":{\"id\":\"p\"},\"start_in_ms\":10001}",
+     "bad_message", "\"start_in_ms\" is 10001: expected an integer from 0 to 10000"},
+    {"{\"type\":\"peer\",\"room\":\"r\",\"role\":\"a\",\"session\":\"" SESSION
+     "\",\"peer\":{\"id\":\"use\"},\"start_in_ms\":0}",
+     "bad_message", "peer.id \"use\" is reserved"},
     {"{\"type\":\"peer\",\"room\":\"r\",\"role\":\"a\",\"session\":\"" SESSION
      "\",\"peer\":{\"id\":\"p\"},\"start_in_ms\":1.5}",
      "bad_message", "\"start_in_ms\" must be a non-negative integer"},

@@ -16,13 +16,22 @@
 LAB_PROXY_PORT=$LAB_RDV_PORT  # nginx takes the public address and port
 LAB_PROXY_BACKEND_PORT=18080  # the rendezvous, on 127.0.0.1 only
 LAB_PROXY_UA="hp-lab-check"   # User-Agent of the scenario's own curl checks
+LAB_PROXY_UPGRADE=${LAB_PROXY_UPGRADE:-1} # 0: a proxy that does not pass the WebSocket upgrade
 LAB_WORKER_UA_PREFIX="holepunch/" # User-Agent of the worker's GET /whoami (src/lib/whoami.c)
 # The worker's warning when /whoami has no port (src/lib/holepunch.c).
 LAB_MSG_NO_PORT='^the rendezvous cannot see our port \(proxy in front of it\); assuming a port-preserving NAT'
 
 # _lab_proxy_conf FILE: nginx's configuration, everything under $LAB_DIR.
 _lab_proxy_conf() {
-  local d="$LAB_DIR/nginx"
+  local d="$LAB_DIR/nginx" upgrade=""
+  # Without these two lines nginx forwards GET /ws as a plain request
+  # (HTTP/1.1, Connection: close, no Upgrade): a proxy without WebSocket
+  # support, as users sometimes put in front of the service.
+  if [[ $LAB_PROXY_UPGRADE == 1 ]]; then
+    # shellcheck disable=SC2016 # nginx variables, for nginx to expand
+    upgrade='proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Connection $connection_upgrade;'
+  fi
   mkdir -p "$d/tmp" || lab_fail "cannot create $d"
   cat >"$1" <<EOF
 # Written by tests/e2e/lib/proxy.sh for lab $LAB_ID.
@@ -53,8 +62,7 @@ http {
     location / {
       proxy_pass http://127.0.0.1:$LAB_PROXY_BACKEND_PORT;
       proxy_http_version 1.1;
-      proxy_set_header Upgrade \$http_upgrade;
-      proxy_set_header Connection \$connection_upgrade;
+      $upgrade
       proxy_set_header Host \$host;
       # Appends the address nginx saw, as Cloud Run's front end does.
       proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;

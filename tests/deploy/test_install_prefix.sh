@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# deploy.test_install_prefix: `cmake --install` into a temporary prefix gives
+# a pkg-config file that points into that prefix (issue 6 item 5: it pointed
+# at /usr/local), and examples/hp_pair.c builds through pkg-config alone and
+# runs against the installed library. Two prefixes, and the tree moved
+# afterwards, to show the .pc is relocatable. Local files only.
+set -euo pipefail
+B=${HP_BUILD_DIR:?HP_BUILD_DIR not set}
+S=${HP_SOURCE_DIR:?HP_SOURCE_DIR not set}
+tmp=$(mktemp -d "/tmp/hp-install-$$-XXXX")
+trap 'rm -rf "$tmp"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+command -v pkg-config >/dev/null || fail "pkg-config is not installed (scripts/deps.sh)"
+CC=${CC:-cc}
+
+# check PREFIX: the installed tree at PREFIX builds and runs the example.
+check() {
+  local p=$1 pcdir flags libdir out rc=0
+  pcdir=$(dirname "$(find "$p" -name holepunch.pc -print -quit)")
+  [[ -f $pcdir/holepunch.pc ]] || fail "no holepunch.pc under $p"
+  ! grep -q '/usr/local' "$pcdir/holepunch.pc" || fail "holepunch.pc names /usr/local: $(cat "$pcdir/holepunch.pc")"
+  flags=$(PKG_CONFIG_PATH=$pcdir pkg-config --cflags --libs holepunch) || fail "pkg-config failed for $p"
+  [[ $flags == *"-I$p/"* || $flags == *"-I$pcdir/"* ]] || fail "cflags do not point into $p: $flags"
+  libdir=$(PKG_CONFIG_PATH=$pcdir pkg-config --variable=libdir holepunch)
+  [[ -e $libdir/libholepunch.so ]] || fail "libdir $libdir has no libholepunch.so"
+  # shellcheck disable=SC2086 # flags are words
+  "$CC" -o "$tmp/hp_pair" "$S/examples/hp_pair.c" $flags || fail "examples/hp_pair.c does not build with: $flags"
+  out=$(LD_LIBRARY_PATH=$libdir "$tmp/hp_pair" 2>&1) || rc=$?
+  if ((rc != 2)) || [[ $out != *usage:* ]]; then
+    fail "hp_pair against $libdir: exit $rc, $out"
+  fi
+  LD_LIBRARY_PATH=$libdir ldd "$tmp/hp_pair" | grep -q "$(readlink -f "$libdir")/libholepunch.so\|$libdir/libholepunch.so" ||
+    fail "hp_pair does not load the installed library: $(LD_LIBRARY_PATH=$libdir ldd "$tmp/hp_pair" | grep holepunch)"
+  echo "ok   $p: pkg-config --cflags --libs holepunch = $flags; hp_pair builds and runs"
+}
+
+cmake --install "$B" --prefix "$tmp/p1" >/dev/null
+check "$tmp/p1"
+cmake --install "$B" --prefix "$tmp/p2/deeper" >/dev/null
+check "$tmp/p2/deeper"
+mv "$tmp/p1" "$tmp/moved"
+check "$tmp/moved"
+echo PASS
