@@ -19,7 +19,7 @@ esac
 pkgs=(
   build-essential cmake pkg-config
   libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libjansson-dev libssl-dev
-  libcurl4-openssl-dev ca-certificates
+  libcurl4-openssl-dev ca-certificates libwslay-dev libhttp-parser-dev
 )
 ((build_only)) || pkgs+=(
   libcmocka-dev

@@ -262,21 +262,29 @@ async def main_async(args):
             raise Mismatch(f"upgrade on /other answered {status} {body!r}, expected 404 not_found")
 
     async def dup_id():
+        # Ids are unique per room (issue 6 item 1): the same id in the same
+        # room is refused, in another room it is another worker.
         room, wid = uniq("dup"), uniq("w")
         first = await connect(ws_url)
+        other = await connect(ws_url)
         try:
             await first.send(hello(room, wid))
             w = await recv_json(first)
             if w.get("type") != "welcome" or w.get("id") != wid:
                 raise Mismatch(f"first worker not welcomed: {w}")
-            await expect_error(ws_url, [hello(uniq("dup"), wid)], "duplicate_id")
+            await expect_error(ws_url, [hello(room, wid)], "duplicate_id")
+            await other.send(hello(uniq("dup"), wid))
+            w = await recv_json(other)
+            if w.get("type") != "welcome" or w.get("id") != wid:
+                raise Mismatch(f"the same id in another room was not welcomed: {w}")
             # The first owner of the id is untouched and still served.
             await first.send(hello(room, wid))
             m = await recv_json(first)
-            if m.get("code") != "bad_message":
+            if m.get("code") != "unexpected_message":
                 raise Mismatch(f"second hello on the first connection: {m}")
         finally:
             await first.close()
+            await other.close()
 
     async def forwarded_for():
         loop = asyncio.get_running_loop()
@@ -358,7 +366,7 @@ async def main_async(args):
          expect_error(ws_url, ['{"type": "error", "code": "bad_message", "message": "no"}'],
                       "unexpected_message")),
         ("second hello", expect_error(ws_url, [hello(uniq("r")), hello(uniq("r"))],
-                                      "bad_message", skip=1)),
+                                      "unexpected_message", skip=1)),
         ("binary frame", expect_error(ws_url, [b"\x00\x01binary"], "unsupported_data",
                                       UNSUPPORTED_DATA)),
         ("too large (one frame)",
