@@ -326,6 +326,28 @@ async def main_async(args):
                 pa["peer"].get("observed") != wb["observed"]:
             raise Mismatch(f"observed of a client without X-Forwarded-For: {wb} {pa}")
 
+    async def no_candidates():
+        # A waiting worker that sent no candidates (allowed) is paired: its
+        # peer gets a peer message without candidates. (The lws version read
+        # a NULL candidate list here: UBSan aborted the service.)
+        room = uniq("nocand")
+        a = await connect(ws_url)
+        b = await connect(ws_url)
+        try:
+            await a.send(json.dumps({"type": "hello", "v": 1, "room": room}))
+            wa = await recv_json(a)
+            await b.send(hello(room))
+            wb = await recv_json(b)
+            pa, pb = await recv_json(a), await recv_json(b)
+        finally:
+            await a.close()
+            await b.close()
+        if (wa.get("type"), wb.get("type"), pa.get("type"), pb.get("type")) != \
+                ("welcome", "welcome", "peer", "peer"):
+            raise Mismatch(f"expected welcome, welcome, peer, peer: {wa} {wb} {pa} {pb}")
+        if pb["peer"].get("candidates", []) != [] or not pa["peer"].get("candidates"):
+            raise Mismatch(f"candidates not passed on as sent: {pa} {pb}")
+
     async def survivors():
         wa, wb, pa, pb = await pair(ws_url, result="direct")
         status, body = http_get(host, port, "/healthz")
@@ -379,6 +401,7 @@ async def main_async(args):
                       "unexpected_message", skip=1)),
         ("upgrade on another path", wrong_path()),
         ("duplicate id", dup_id()),
+        ("waiting worker without candidates", no_candidates()),
         ("X-Forwarded-For " + ("right-most entry" if args.trust_proxy else "ignored"),
          forwarded_for()),
     ]
