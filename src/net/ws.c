@@ -588,7 +588,9 @@ hp__ws_state hp__ws_feed(hp__ws *ws, const uint8_t *data, size_t len) {
   }
   ws->in = NULL;
   ws->inlen = 0;
-  if (ws->rx && ((!ws->in_frame && !ws->pending) || ws->desync || !reading(ws)))
+  /* A refused endpoint keeps its context (the frame sync) so that the
+   * peer's close can be read once the owner has sent its own. */
+  if (ws->rx && ((!ws->in_frame && !ws->pending) || ws->desync || ws->state == HP_WS_CLOSED))
     rx_release(ws);
   return (hp__ws_state)ws->state;
 }
