@@ -519,6 +519,9 @@ void hp__rdv_conn_accepted(void *arg, hp__stream *st, const struct sockaddr_stor
   s->m.tcp_connections++;
   c->t0 = c->last_rx = now_ms(c);
   c->http = hp__http1_create(&lim);
+  /* Small messages that answer the client (101, welcome, peer) must not
+   * wait for its delayed ACK (Nagle): one setsockopt per connection. */
+  (void)uv_tcp_nodelay(&c->s.tcp, 1);
   if (!c->http || hp__stream_read(&c->s, 1) < 0) {
     hp__stream_close(&c->s);
     return;
