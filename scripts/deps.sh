@@ -26,7 +26,7 @@ pkgs=(
   nftables iproute2 procps psmisc curl python3 python3-websockets python3-prometheus-client
   nginx-light
   debootstrap
-  shellcheck clang-format cppcheck
+  shellcheck clang-format cppcheck strace
   python3-yaml
 )
 if [[ "${HP_DEPS_EXTRA:-}" != "" ]]; then
