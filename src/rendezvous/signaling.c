@@ -103,9 +103,11 @@ static int keep_cands(rdv_conn *c, const hp__cands *cands) {
   return 0;
 }
 
-/* b waits again after its pairing with a broken peer was undone. */
-static void requeue(rdv_conn *b, const hp__cands *b_cands) {
-  if (hp__rooms_requeue(b->srv->rooms, &b->m) < 0 || keep_cands(b, b_cands) < 0) {
+/* b waits again after its pairing was undone (its peer could not be told,
+ * or went away). cands: b's candidates to keep, or NULL when b still holds
+ * its own (it was the one that waited). */
+static void requeue(rdv_conn *b, const hp__cands *cands) {
+  if (hp__rooms_requeue(b->srv->rooms, &b->m) < 0 || (cands && keep_cands(b, cands) < 0)) {
     hp__rooms_leave(b->srv->rooms, &b->m);
     b->sig = RDV_SIG_NEW; /* not registered: fail_internal's leave holds nothing */
     fail_internal(b, "find you a peer");
@@ -216,7 +218,7 @@ static void join_done(rdv_conn *c, int rc, hp__rooms_member *w, const hp__cands 
     if (rc >= 0)
       hp__rooms_leave(s->rooms, &c->m);
     if (rc == 1)
-      requeue(conn_of_member(w), &(hp__cands){0});
+      requeue(conn_of_member(w), NULL);
     goto out;
   }
   if (rc == -EEXIST) {
@@ -244,7 +246,7 @@ static void join_done(rdv_conn *c, int rc, hp__rooms_member *w, const hp__cands 
     free(text);
     hp__rooms_leave(s->rooms, &c->m);
     if (rc == 1)
-      requeue(conn_of_member(w), &(hp__cands){0});
+      requeue(conn_of_member(w), NULL);
     c->sig = RDV_SIG_NEW;
     fail_internal(c, "send the welcome message");
     goto out;
