@@ -232,6 +232,11 @@ int hp__rdv_http_route(rdv_conn *c, const hp__http1_req *req) {
     return 0;
   }
   if (req->upgrade) {
+    if (s->draining) {
+      s->m.errors[HP_RDV_ERR_SERVER_FULL]++;
+      hp__rdv_http_error(c, 503, "server_full", "The service is shutting down; try again.", 0);
+      return 0;
+    }
     if (r != HP_RDV_ROUTE_WS) {
       hp__rdv_http_error(c, 404, "not_found", "WebSocket upgrades are only accepted on /ws.", 0);
       return 0;
