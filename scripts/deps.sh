@@ -19,7 +19,7 @@ esac
 pkgs=(
   build-essential cmake pkg-config
   libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libjansson-dev libssl-dev
-  libcurl4-openssl-dev ca-certificates
+  libcurl4-openssl-dev ca-certificates libwslay-dev libhttp-parser-dev
   libminiupnpc-dev libnatpmp-dev zlib1g-dev
 )
 ((build_only)) || pkgs+=(
@@ -28,7 +28,7 @@ pkgs=(
   nginx-light
   coturn miniupnpd-nftables
   debootstrap
-  shellcheck clang-format cppcheck
+  shellcheck clang-format cppcheck strace
   python3-yaml
 )
 if [[ "${HP_DEPS_EXTRA:-}" != "" ]]; then

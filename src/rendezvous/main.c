@@ -22,7 +22,7 @@
 
 #define PROG "holepunch-rendezvous"
 #define COMP "rendezvous"
-#define FD_RESERVE 64     /* listener, loop internals, stdio, log */
+#define FD_RESERVE 128    /* listener, loop internals, stdio, refused connections being answered */
 #define DRAIN_SECONDS 2.0 /* bound of the last loop run, after the server stopped */
 
 typedef struct rdv_config {
@@ -32,9 +32,13 @@ typedef struct rdv_config {
   int log_format; /* index into format_choices */
   const char *bind;
   int max_connections;
+  int max_connections_per_ip;
+  int max_hellos_per_minute;
   int max_message_bytes;
+  int input_buffer_budget;
   double hello_timeout;
   double http_timeout;
+  double request_line_timeout;
   double ping_interval;
   double idle_timeout;
   double shutdown_timeout;
@@ -59,12 +63,25 @@ static const hp__cfg_spec specs[] = {
      "json (one object per line), text, or auto: text on a terminal, else json"},
     {"MAX_CONNECTIONS", "max-connections", HP_CFG_INT, "100000", 1, 10000000, NULL,
      F(max_connections), "client connections (HTTP and WebSocket) served at once"},
+    {"MAX_CONNECTIONS_PER_IP", "max-connections-per-ip", HP_CFG_INT, "256", 1, 10000000, NULL,
+     F(max_connections_per_ip),
+     "client connections from one address at once (the X-Forwarded-For client with "
+     "TRUST_PROXY=1)"},
+    {"MAX_HELLOS_PER_MINUTE", "max-hellos-per-minute", HP_CFG_INT, "60", 1, 10000000, NULL,
+     F(max_hellos_per_minute), "hellos accepted from one client address per minute (and burst)"},
     {"MAX_MESSAGE_BYTES", "max-message-bytes", HP_CFG_INT, "65536", 1024, HP_MSG_MAX, NULL,
      F(max_message_bytes), "largest signaling message accepted, in bytes"},
+    {"INPUT_BUFFER_BUDGET", "input-buffer-budget", HP_CFG_INT, "67108864", 65536, 2147483647, NULL,
+     F(input_buffer_budget),
+     "bytes of unfinished WebSocket input all connections may hold together"},
     {"HELLO_TIMEOUT", "hello-timeout", HP_CFG_SECONDS, "10", 0.1, 3600, NULL, F(hello_timeout),
      "s for a new WebSocket to send its hello"},
     {"HTTP_TIMEOUT", "http-timeout", HP_CFG_SECONDS, "10", 1, 3600, NULL, F(http_timeout),
-     "s for a client to send a complete HTTP request (and keep-alive idle time)"},
+     "s for a client to send a complete HTTP request, body included (and keep-alive idle "
+     "time)"},
+    {"REQUEST_LINE_TIMEOUT", "request-line-timeout", HP_CFG_SECONDS, "3", 0.1, 3600, NULL,
+     F(request_line_timeout),
+     "s for a new connection to send its request line (at most HTTP_TIMEOUT)"},
     {"PING_INTERVAL", "ping-interval", HP_CFG_SECONDS, "30", 1, 3600, NULL, F(ping_interval),
      "s of WebSocket silence before the server sends a ping"},
     {"IDLE_TIMEOUT", "idle-timeout", HP_CFG_SECONDS, "90", 2, 7200, NULL, F(idle_timeout),
@@ -103,7 +120,7 @@ static void on_drain_deadline(uv_timer_t *t) {
 
 /*
  * Run the loop until it has nothing left to do, for at most seconds, so that
- * a handle lws leaves open (e.g. after a failed start) cannot hang the exit.
+ * a handle left open (e.g. after a failed start) cannot hang the exit.
  * Returns 0 when the loop is dry, else -EBUSY.
  */
 static int drain_loop(uv_loop_t *loop, double seconds) {
@@ -144,10 +161,9 @@ static int check_config(const rdv_config *c) {
 
 /*
  * One descriptor per connection: set the soft RLIMIT_NOFILE to what
- * MAX_CONNECTIONS needs. Raising it makes the limit reachable (the usual
- * soft default is 1024); lowering it matters too, because lws sizes its fd
- * table from this limit and its Debian build scans that table on every
- * accept and close.
+ * MAX_CONNECTIONS needs, so that the limit is reachable (the usual soft
+ * default is 1024) and the service refuses over MAX_CONNECTIONS by its own
+ * count, with a 503, before the kernel refuses with EMFILE.
  */
 static void size_fd_limit(int max_connections) {
   struct rlimit rl;
@@ -221,9 +237,13 @@ int main(int argc, char **argv) {
   o.port = cfg.port;
   o.trust_proxy = cfg.trust_proxy;
   o.max_connections = cfg.max_connections;
+  o.max_connections_per_ip = cfg.max_connections_per_ip;
+  o.max_hellos_per_minute = cfg.max_hellos_per_minute;
   o.max_message_bytes = (size_t)cfg.max_message_bytes;
+  o.input_budget = (size_t)cfg.input_buffer_budget;
   o.hello_timeout = cfg.hello_timeout;
   o.http_timeout = cfg.http_timeout;
+  o.request_line_timeout = cfg.request_line_timeout;
   o.ping_interval = cfg.ping_interval;
   o.idle_timeout = cfg.idle_timeout;
   rc = hp__rdv_create(&a.loop, &o, &a.srv);
@@ -242,8 +262,8 @@ int main(int argc, char **argv) {
   uv_run(&a.loop, UV_RUN_DEFAULT);
 
 out:
-  /* Whatever lws or a failed start left to close is closed in this last,
-   * bounded run; only then may the server be freed and the loop closed. */
+  /* Whatever a failed start left to close is closed in this last, bounded
+   * run; only then may the server be freed and the loop closed. */
   if (drain_loop(&a.loop, DRAIN_SECONDS) < 0 || hp__rdv_destroy(a.srv) < 0 ||
       drain_loop(&a.loop, DRAIN_SECONDS) < 0) {
     HP_ERROR(COMP, NULL, "event loop still busy %g s after the server stopped; exiting anyway",

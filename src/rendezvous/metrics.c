@@ -21,6 +21,7 @@ static const char *const err_names[HP_RDV_ERR_COUNT] = {
     [HP_RDV_ERR_HELLO_TIMEOUT] = "hello_timeout",
     [HP_RDV_ERR_SERVER_FULL] = "server_full",
     [HP_RDV_ERR_INTERNAL_ERROR] = "internal_error",
+    [HP_RDV_ERR_RATE_LIMITED] = "rate_limited",
 };
 
 static const char *const route_names[HP_RDV_ROUTE_COUNT] = {

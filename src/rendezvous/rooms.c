@@ -1,7 +1,7 @@
 /*
  * rooms.c - pairing core: two intrusive chained hash tables, one keyed by
- * member id (every registered member), one keyed by room name (members that
- * wait). A room never holds more than one waiting member, because the second
+ * (room, member id) (every registered member), one keyed by room name
+ * (members that wait). A room never holds more than one waiting member, because the second
  * arrival is paired at once.
  */
 #include "rooms.h"
@@ -47,8 +47,13 @@ static uint32_t hash_of(const hp__rooms_member *m, table_kind k) {
   return k == BY_ID ? m->id_hash : m->room_hash;
 }
 
-static const char *key_of(const hp__rooms_member *m, table_kind k) {
-  return k == BY_ID ? m->id : m->room;
+/* The id table is keyed by (room, id): ids are unique per room. */
+static uint32_t id_hash(uint32_t seed, const char *room, const char *id) {
+  return name_hash(name_hash(seed, room), id);
+}
+
+static int same_key(const hp__rooms_member *m, table_kind k, const char *room, const char *id) {
+  return !strcmp(m->room, room) && (k == BY_ROOM || !strcmp(m->id, id));
 }
 
 /* Double the bucket array. Failure to grow is not an error: chains just get
@@ -73,11 +78,12 @@ static void table_grow(table *t, table_kind k) {
   t->nb = nb;
 }
 
-static hp__rooms_member *table_find(const table *t, table_kind k, uint32_t h, const char *key) {
+static hp__rooms_member *table_find(const table *t, table_kind k, uint32_t h, const char *room,
+                                    const char *id) {
   if (!t->nb)
     return NULL;
   for (hp__rooms_member *m = t->b[h & (t->nb - 1)]; m; m = *next_of(m, k))
-    if (hash_of(m, k) == h && !strcmp(key_of(m, k), key))
+    if (hash_of(m, k) == h && same_key(m, k, room, id))
       return m;
   return NULL;
 }
@@ -123,8 +129,8 @@ void hp__rooms_destroy(hp__rooms *r) {
   free(r);
 }
 
-int hp__rooms_id_taken(const hp__rooms *r, const char *id) {
-  return table_find(&r->t[BY_ID], BY_ID, name_hash(r->seed, id), id) != NULL;
+int hp__rooms_id_taken(const hp__rooms *r, const char *room, const char *id) {
+  return table_find(&r->t[BY_ID], BY_ID, id_hash(r->seed, room, id), room, id) != NULL;
 }
 
 int hp__rooms_join(hp__rooms *r, hp__rooms_member *m, hp__rooms_member **peer) {
@@ -133,12 +139,12 @@ int hp__rooms_join(hp__rooms *r, hp__rooms_member *m, hp__rooms_member **peer) {
   *peer = NULL;
   if (m->state != HP_MEMBER_NONE || !m->id[0] || !m->room[0])
     return -EINVAL;
-  m->id_hash = name_hash(r->seed, m->id);
+  m->id_hash = id_hash(r->seed, m->room, m->id);
   m->room_hash = name_hash(r->seed, m->room);
-  if (table_find(&r->t[BY_ID], BY_ID, m->id_hash, m->id))
+  if (table_find(&r->t[BY_ID], BY_ID, m->id_hash, m->room, m->id))
     return -EEXIST;
 
-  w = table_find(&r->t[BY_ROOM], BY_ROOM, m->room_hash, m->room);
+  w = table_find(&r->t[BY_ROOM], BY_ROOM, m->room_hash, m->room, NULL);
   if (w) {
     /* Inserting into the id table can only fail before any bucket exists,
      * and a waiting member means one does. */
@@ -167,6 +173,17 @@ void hp__rooms_leave(hp__rooms *r, hp__rooms_member *m) {
     table_remove(&r->t[BY_ROOM], BY_ROOM, m);
   table_remove(&r->t[BY_ID], BY_ID, m);
   m->state = HP_MEMBER_NONE;
+}
+
+int hp__rooms_requeue(hp__rooms *r, hp__rooms_member *m) {
+  if (m->state != HP_MEMBER_PAIRED)
+    return -EINVAL;
+  if (table_find(&r->t[BY_ROOM], BY_ROOM, m->room_hash, m->room, NULL))
+    return -EBUSY;
+  if (table_insert(&r->t[BY_ROOM], BY_ROOM, m) < 0)
+    return -ENOMEM;
+  m->state = HP_MEMBER_WAITING;
+  return 0;
 }
 
 size_t hp__rooms_waiting(const hp__rooms *r) {

@@ -1,8 +1,9 @@
 /*
  * rooms.h - pairing core of the rendezvous service. No I/O.
  *
- * A worker that said hello is a member: its id is unique among connected
- * members, and it either waits alone in its room or has been paired. The
+ * A worker that said hello is a member: its id is unique among the
+ * connected members of its room (two rooms may each have a worker "a"), and
+ * it either waits alone in its room or has been paired. The
  * first two members of a room are paired; the room is then empty again and
  * free for the next two. Members are intrusive (embedded in the caller's
  * per-connection state), so joining allocates nothing per worker; the only
@@ -42,17 +43,22 @@ hp__rooms *hp__rooms_create(uint32_t seed);
 /** Free the tables. Members are the caller's; destroy(NULL) is a no-op. */
 void hp__rooms_destroy(hp__rooms *r);
 
-/** 1 if a connected member already uses this id. */
-int hp__rooms_id_taken(const hp__rooms *r, const char *id);
+/** 1 if a connected member of room already uses this id. */
+int hp__rooms_id_taken(const hp__rooms *r, const char *room, const char *id);
 
 /**
  * Register m, whose id and room are filled in (valid names) and whose state is
  * HP_MEMBER_NONE. Returns 0: m now waits in its room; 1: m was paired with
  * *peer, the member that had waited (role "a"; m is "b"), and the room is
- * empty again; -EEXIST: the id is taken (m is left unregistered); -EINVAL: m
- * is already registered or its names are empty.
+ * empty again; -EEXIST: the id is taken in that room (m is left
+ * unregistered); -EINVAL: m is already registered or its names are empty.
  */
 int hp__rooms_join(hp__rooms *r, hp__rooms_member *m, hp__rooms_member **peer);
+
+/** Undo a pairing for one side: the paired member m waits in its room
+ * again (its peer could not be told). 0, -EBUSY (someone else waits there
+ * now), -EINVAL (m is not paired), -ENOMEM. */
+int hp__rooms_requeue(hp__rooms *r, hp__rooms_member *m);
 
 /** Forget m: out of its room if waiting, id free again. Idempotent. */
 void hp__rooms_leave(hp__rooms *r, hp__rooms_member *m);

@@ -272,10 +272,22 @@ check "runtime list: libcurl4 in the worker image only" \
   all_lines "$tmp/pk.worker" '^libcurl4$'
 check "runtime list: no libcurl4 in the rendezvous image" \
   test -z "$(grep -x libcurl4 "$tmp/pk.rendezvous" || true)"
-check "runtime list: both images have the lws libuv plugin" \
-  all_lines "$tmp/pk.rendezvous" '^libwebsockets-evlib-uv$' '^libwebsockets17$' '^libuv1$' '^libjansson4$'
-check "runtime list: the worker image has all the rendezvous image has" \
-  test -z "$(comm -23 "$tmp/pk.rendezvous" "$tmp/pk.worker")"
+# The rendezvous has its own HTTP/WebSocket stack (wslay, http-parser); only
+# the worker uses libwebsockets, which dlopen()s its libuv plugin.
+rdv_stack() {
+  all_lines "$tmp/pk.rendezvous" '^libwslay1$' '^libhttp-parser2\.9$' '^libuv1$' '^libjansson4$' &&
+    ! grep -q '^libwebsockets' "$tmp/pk.rendezvous"
+}
+both_common() {
+  local f
+  for f in "$tmp/pk.rendezvous" "$tmp/pk.worker"; do
+    all_lines "$f" '^libuv1$' '^libjansson4$' '^libssl3$' '^ca-certificates$' || return 1
+  done
+}
+check "runtime list: the worker image has the lws libuv plugin" \
+  all_lines "$tmp/pk.worker" '^libwebsockets-evlib-uv$' '^libwebsockets17$' '^libuv1$' '^libjansson4$'
+check "runtime list: the rendezvous image has wslay and http-parser, no libwebsockets" rdv_stack
+check "runtime list: both images have the loop, JSON and TLS libraries" both_common
 
 # compose.yaml: the rendezvous and two workers, same room, different ports,
 # the workers pointed at the rendezvous service by name.

@@ -14,7 +14,8 @@
  * 127 (many wait at once); id or room byte 255 gives an empty name. Contract checked after every
  * operation:
  * - join's result is what the model says: -EINVAL for a registered member or
- *   an empty name, -EEXIST for an id in use (the member stays unregistered),
+ *   an empty name, -EEXIST for an id in use in that room (ids are unique per
+ *   room; the member stays unregistered),
  *   1 with the waiting member of that room as peer (both now paired, the
  *   room empty), else 0 (now waiting);
  * - leave is idempotent and frees the id; a paired member's leaving does
@@ -46,11 +47,13 @@ static void set_names(hp__rooms_member *m, uint8_t id, uint8_t room) {
  * test writes to. */
 static uint8_t model_state[POOL];
 
-static int model_id_owner(const hp__rooms_member *pool, const char *id) {
+/* Ids are unique per room. */
+static int model_id_owner(const hp__rooms_member *pool, const char *room, const char *id) {
   int i;
 
   for (i = 0; i < POOL; i++)
-    if (model_state[i] != HP_MEMBER_NONE && strcmp(pool[i].id, id) == 0)
+    if (model_state[i] != HP_MEMBER_NONE && strcmp(pool[i].id, id) == 0 &&
+        strcmp(pool[i].room, room) == 0)
       return i;
   return -1;
 }
@@ -72,7 +75,7 @@ static void check_invariants(const hp__rooms *r, const hp__rooms_member *pool) {
     FUZZ_CHECK(pool[i].state == model_state[i]);
     if (model_state[i] != HP_MEMBER_NONE) {
       members++;
-      FUZZ_CHECK(hp__rooms_id_taken(r, pool[i].id));
+      FUZZ_CHECK(hp__rooms_id_taken(r, pool[i].room, pool[i].id));
     }
     if (model_state[i] == HP_MEMBER_WAITING) {
       waiting++;
@@ -93,7 +96,7 @@ static void do_join(hp__rooms *r, hp__rooms_member *pool, int i) {
 
   if (model_state[i] != HP_MEMBER_NONE || m->id[0] == '\0' || m->room[0] == '\0') {
     want = -EINVAL;
-  } else if (model_id_owner(pool, m->id) >= 0) {
+  } else if (model_id_owner(pool, m->room, m->id) >= 0) {
     want = -EEXIST;
   } else {
     w = model_waiting_in(pool, m->room);
@@ -137,7 +140,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     uint8_t op = data[off], id = data[off + 2], room = data[off + 3];
     int mi = data[off + 1] % POOL;
     hp__rooms_member *m = &pool[mi];
-    char probe[HP_ID_MAX + 1];
+    char probe[HP_ID_MAX + 1], probe_room[HP_ID_MAX + 1];
 
     switch (op % 4) {
     case 0: /* names may only change while unregistered */
@@ -151,12 +154,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     case 2:
       hp__rooms_leave(r, m);
       model_state[mi] = HP_MEMBER_NONE;
-      FUZZ_CHECK(m->id[0] == '\0' || model_id_owner(pool, m->id) >= 0 ||
-                 !hp__rooms_id_taken(r, m->id));
+      FUZZ_CHECK(m->id[0] == '\0' || model_id_owner(pool, m->room, m->id) >= 0 ||
+                 !hp__rooms_id_taken(r, m->room, m->id));
       break;
     case 3:
       snprintf(probe, sizeof(probe), "m%u", (unsigned)(id % IDS));
-      FUZZ_CHECK(hp__rooms_id_taken(r, probe) == (model_id_owner(pool, probe) >= 0));
+      snprintf(probe_room, sizeof(probe_room), "r%u", (unsigned)(room < 128 ? room % 12 : room));
+      FUZZ_CHECK(hp__rooms_id_taken(r, probe_room, probe) ==
+                 (model_id_owner(pool, probe_room, probe) >= 0));
       break;
     }
     check_invariants(r, pool);

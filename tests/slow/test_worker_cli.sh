@@ -118,7 +118,8 @@ else
   rport=$LO_RDV_PORT
   expect 4 '.' "${W[@]}" --rendezvous-url "http://127.0.0.1:$rport" --port 0 \
     --internal-tcp-port "$(lo_free_port)" --room "cli-$$" --ws-recv-timeout 1
-  # A duplicate id is refused by the service: exit 3 with its error code.
+  # A duplicate id (in the same room: ids are unique per room) is refused
+  # by the service: exit 3 with its error code.
   "${W[@]}" --rendezvous-url "http://127.0.0.1:$rport" --port 0 --internal-tcp-port "$(lo_free_port)" \
     --room "cli2-$$" --worker-id twin --ws-recv-timeout 10 >/dev/null 2>&1 &
   twin=$!
@@ -127,7 +128,7 @@ else
     sleep 0.05
   done
   expect 3 'duplicate_id' "${W[@]}" --rendezvous-url "http://127.0.0.1:$rport" --port 0 \
-    --internal-tcp-port "$(lo_free_port)" --room "cli3-$$" --worker-id twin --ws-recv-timeout 5
+    --internal-tcp-port "$(lo_free_port)" --room "cli2-$$" --worker-id twin --ws-recv-timeout 5
   kill "$twin" 2>/dev/null || true
   # A URL ending in /ws: the 404 of /ws/whoami comes with the hint.
   expect 3 'answered HTTP 404 \(want 200\); give the rendezvous. base URL' "${W[@]}" \

@@ -262,21 +262,29 @@ async def main_async(args):
             raise Mismatch(f"upgrade on /other answered {status} {body!r}, expected 404 not_found")
 
     async def dup_id():
+        # Ids are unique per room (issue 6 item 1): the same id in the same
+        # room is refused, in another room it is another worker.
         room, wid = uniq("dup"), uniq("w")
         first = await connect(ws_url)
+        other = await connect(ws_url)
         try:
             await first.send(hello(room, wid))
             w = await recv_json(first)
             if w.get("type") != "welcome" or w.get("id") != wid:
                 raise Mismatch(f"first worker not welcomed: {w}")
-            await expect_error(ws_url, [hello(uniq("dup"), wid)], "duplicate_id")
+            await expect_error(ws_url, [hello(room, wid)], "duplicate_id")
+            await other.send(hello(uniq("dup"), wid))
+            w = await recv_json(other)
+            if w.get("type") != "welcome" or w.get("id") != wid:
+                raise Mismatch(f"the same id in another room was not welcomed: {w}")
             # The first owner of the id is untouched and still served.
             await first.send(hello(room, wid))
             m = await recv_json(first)
-            if m.get("code") != "bad_message":
+            if m.get("code") != "unexpected_message":
                 raise Mismatch(f"second hello on the first connection: {m}")
         finally:
             await first.close()
+            await other.close()
 
     async def forwarded_for():
         loop = asyncio.get_running_loop()
@@ -318,6 +326,28 @@ async def main_async(args):
                 pa["peer"].get("observed") != wb["observed"]:
             raise Mismatch(f"observed of a client without X-Forwarded-For: {wb} {pa}")
 
+    async def no_candidates():
+        # A waiting worker that sent no candidates (allowed) is paired: its
+        # peer gets a peer message without candidates. (The lws version read
+        # a NULL candidate list here: UBSan aborted the service.)
+        room = uniq("nocand")
+        a = await connect(ws_url)
+        b = await connect(ws_url)
+        try:
+            await a.send(json.dumps({"type": "hello", "v": 1, "room": room}))
+            wa = await recv_json(a)
+            await b.send(hello(room))
+            wb = await recv_json(b)
+            pa, pb = await recv_json(a), await recv_json(b)
+        finally:
+            await a.close()
+            await b.close()
+        if (wa.get("type"), wb.get("type"), pa.get("type"), pb.get("type")) != \
+                ("welcome", "welcome", "peer", "peer"):
+            raise Mismatch(f"expected welcome, welcome, peer, peer: {wa} {wb} {pa} {pb}")
+        if pb["peer"].get("candidates", []) != [] or not pa["peer"].get("candidates"):
+            raise Mismatch(f"candidates not passed on as sent: {pa} {pb}")
+
     async def survivors():
         wa, wb, pa, pb = await pair(ws_url, result="direct")
         status, body = http_get(host, port, "/healthz")
@@ -358,7 +388,7 @@ async def main_async(args):
          expect_error(ws_url, ['{"type": "error", "code": "bad_message", "message": "no"}'],
                       "unexpected_message")),
         ("second hello", expect_error(ws_url, [hello(uniq("r")), hello(uniq("r"))],
-                                      "bad_message", skip=1)),
+                                      "unexpected_message", skip=1)),
         ("binary frame", expect_error(ws_url, [b"\x00\x01binary"], "unsupported_data",
                                       UNSUPPORTED_DATA)),
         ("too large (one frame)",
@@ -371,6 +401,7 @@ async def main_async(args):
                       "unexpected_message", skip=1)),
         ("upgrade on another path", wrong_path()),
         ("duplicate id", dup_id()),
+        ("waiting worker without candidates", no_candidates()),
         ("X-Forwarded-For " + ("right-most entry" if args.trust_proxy else "ignored"),
          forwarded_for()),
     ]

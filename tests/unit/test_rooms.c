@@ -95,7 +95,7 @@ static void test_leave_while_waiting(void **state) {
   hp__rooms_leave(r, &a);
   assert_int_equal(a.state, HP_MEMBER_NONE);
   assert_int_equal(hp__rooms_waiting(r), 0);
-  assert_false(hp__rooms_id_taken(r, "a"));
+  assert_false(hp__rooms_id_taken(r, "lobby", "a"));
   hp__rooms_leave(r, &a); /* idempotent */
 
   /* The one who left is forgotten: b waits instead of pairing with a. */
@@ -115,25 +115,30 @@ static void test_duplicate_id(void **state) {
   member_init(&a2, "same", "r1");
   member_init(&a3, "same", "other-room");
   assert_int_equal(hp__rooms_join(r, &a, &peer), 0);
-  assert_true(hp__rooms_id_taken(r, "same"));
-  /* Ids are unique across all rooms, and a refused member is not paired. */
+  assert_true(hp__rooms_id_taken(r, "r1", "same"));
+  assert_false(hp__rooms_id_taken(r, "other-room", "same"));
+  /* Ids are unique per room (issue 6 item 1), and a refused member is not
+   * paired. */
   assert_int_equal(hp__rooms_join(r, &a2, &peer), -EEXIST);
   assert_null(peer);
   assert_int_equal(a2.state, HP_MEMBER_NONE);
-  assert_int_equal(hp__rooms_join(r, &a3, &peer), -EEXIST);
+  /* The same id in another room is another worker: it waits there. */
+  assert_int_equal(hp__rooms_join(r, &a3, &peer), 0);
+  assert_null(peer);
   assert_int_equal(a.state, HP_MEMBER_WAITING);
-  assert_int_equal(hp__rooms_waiting(r), 1);
-  assert_int_equal(hp__rooms_members(r), 1);
+  assert_int_equal(hp__rooms_waiting(r), 2);
+  assert_int_equal(hp__rooms_members(r), 2);
 
   /* Leaving the refused one must not unregister the real owner. */
   hp__rooms_leave(r, &a2);
-  assert_true(hp__rooms_id_taken(r, "same"));
+  assert_true(hp__rooms_id_taken(r, "r1", "same"));
 
-  /* A paired member keeps its id while connected. */
+  /* A paired member keeps its id in its room while connected. */
   hp__rooms_member b, b2;
   member_init(&b, "other", "r1");
   assert_int_equal(hp__rooms_join(r, &b, &peer), 1);
-  member_init(&b2, "same", "r2");
+  assert_ptr_equal(peer, &a);
+  member_init(&b2, "same", "r1");
   assert_int_equal(hp__rooms_join(r, &b2, &peer), -EEXIST);
 
   /* Once it leaves, the id is free again. */
@@ -141,6 +146,36 @@ static void test_duplicate_id(void **state) {
   assert_int_equal(hp__rooms_join(r, &b2, &peer), 0);
   hp__rooms_leave(r, &b);
   hp__rooms_leave(r, &b2);
+  hp__rooms_leave(r, &a3);
+  assert_int_equal(hp__rooms_members(r), 0);
+}
+
+/* A pairing undone for one side (its peer could not be told): it waits in
+ * its room again, and only if nobody else waits there now. */
+static void test_requeue(void **state) {
+  hp__rooms *r = *state;
+  hp__rooms_member a, b, c, *peer;
+
+  member_init(&a, "a", "rq");
+  member_init(&b, "b", "rq");
+  member_init(&c, "c", "rq");
+  assert_int_equal(hp__rooms_requeue(r, &a), -EINVAL); /* not paired */
+  assert_int_equal(hp__rooms_join(r, &a, &peer), 0);
+  assert_int_equal(hp__rooms_join(r, &b, &peer), 1);
+  hp__rooms_leave(r, &b);
+  assert_int_equal(hp__rooms_requeue(r, &a), 0);
+  assert_int_equal(a.state, HP_MEMBER_WAITING);
+  assert_int_equal(hp__rooms_waiting(r), 1);
+  /* The next one pairs with it. */
+  assert_int_equal(hp__rooms_join(r, &c, &peer), 1);
+  assert_ptr_equal(peer, &a);
+  /* Someone waits in the room: a requeue is refused. */
+  hp__rooms_leave(r, &c);
+  member_init(&b, "b", "rq");
+  assert_int_equal(hp__rooms_join(r, &b, &peer), 0);
+  assert_int_equal(hp__rooms_requeue(r, &a), -EBUSY);
+  hp__rooms_leave(r, &a);
+  hp__rooms_leave(r, &b);
   assert_int_equal(hp__rooms_members(r), 0);
 }
 
@@ -232,6 +267,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_room_isolation, setup, teardown),
       cmocka_unit_test_setup_teardown(test_leave_while_waiting, setup, teardown),
       cmocka_unit_test_setup_teardown(test_duplicate_id, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_requeue, setup, teardown),
       cmocka_unit_test_setup_teardown(test_bad_join, setup, teardown),
       cmocka_unit_test_setup_teardown(test_many_rooms, setup, teardown),
       cmocka_unit_test_setup_teardown(test_room_free_after_pairing, setup, teardown),

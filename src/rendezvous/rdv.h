@@ -1,0 +1,166 @@
+/*
+ * rdv.h - internals shared by the files of the rendezvous service: the
+ * server object, the per-connection object and the functions each file
+ * offers the others. Not a public interface (server.h is the one main.c
+ * uses).
+ *
+ *   server.c       lifecycle: create, graceful shutdown (close 1001), destroy
+ *   conn.c         one client connection: HTTP, then maybe WebSocket; timers,
+ *                  limits, the orderly close
+ *   http_routes.c  /healthz /whoami /metrics /ws and the error responses
+ *   client_addr.c  the client's address: TCP peer or X-Forwarded-For
+ *   signaling.c    hello / welcome / peer / result / error, pairing
+ */
+#ifndef HP_RDV_INTERNAL_H
+#define HP_RDV_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+#include "addr.h"
+#include "http1.h"
+#include "iptable.h"
+#include "listener.h"
+#include "metrics.h"
+#include "rooms.h"
+#include "server.h"
+#include "stream.h"
+#include "wire.h"
+#include "ws.h"
+
+#define RDV_COMP "rendezvous"
+
+/* Transport state of a connection. */
+typedef enum rdv_conn_state {
+  RDV_NEW = 0, /* allocated, not accepted yet */
+  RDV_HTTP,    /* reading HTTP requests */
+  RDV_WS,      /* WebSocket open */
+  RDV_CLOSING, /* last words sent (close frame or a final response): finishing */
+  RDV_REFUSED, /* over a limit at accept: a 503, then finishing */
+  RDV_CLOSED   /* the stream is closed; the timer is closing */
+} rdv_conn_state;
+
+/* What the listener decided: admitted connections hold a slot (global and
+ * per address) until they close; refused ones are being answered. */
+typedef enum rdv_admission { RDV_ADM_NONE = 0, RDV_ADM_ADMITTED, RDV_ADM_REFUSED } rdv_admission;
+
+/* Signaling state of a WebSocket connection. A room operation may complete
+ * in a later loop turn (a remote room store): RDV_SIG_JOINING holds a
+ * reference on the connection until the answer arrives, and the answer is
+ * undone if the connection closed meanwhile. */
+typedef enum rdv_sig_state {
+  RDV_SIG_NEW = 0,  /* before hello */
+  RDV_SIG_JOINING,  /* hello accepted, the room operation is in flight */
+  RDV_SIG_WAITING,  /* alone in its room */
+  RDV_SIG_PAIRED,   /* got peer: may send one result */
+  RDV_SIG_REPORTED, /* sent its result */
+  RDV_SIG_GONE      /* left (failed, closed) */
+} rdv_sig_state;
+
+typedef struct rdv_conn {
+  hp__stream s; /* first member: the listener hands out &s */
+  uv_timer_t timer;
+  struct hp__rdv *srv;
+  struct rdv_conn *prev, *next; /* every connection, for the shutdown */
+  hp__ipent *ent;               /* TCP peer's entry (per-IP slot), or NULL */
+  hp__ipent *fwd_ent;           /* forwarded client's entry (TRUST_PROXY), or NULL */
+  hp__http1 *http;              /* while reading HTTP */
+  hp__ws *ws;                   /* once upgraded */
+  uint64_t t0;                  /* ms: accept, or the end of the last response */
+  uint64_t last_rx;             /* ms: last byte received */
+  uint64_t frames_seen;         /* ws frames already charged to the bucket */
+  double frame_tokens;          /* per-connection frame rate bucket */
+  uint64_t frame_refill_ms;
+  uint8_t state;     /* rdv_conn_state */
+  uint8_t admission; /* rdv_admission */
+  uint16_t requests; /* HTTP requests answered on this connection */
+  uint8_t sig;       /* rdv_sig_state */
+  uint8_t handles;   /* open uv handles (stream, timer) */
+  uint8_t refs;      /* pending asynchronous operations */
+  uint8_t ping_sent;
+  uint8_t observed_full; /* observed is "ip:port", not a bare forwarded ip */
+  uint8_t ncands;
+  hp__cand *cands;              /* a waiting worker's candidates, else NULL */
+  struct sockaddr_storage peer; /* TCP peer */
+  char observed[HP_ADDR_STRLEN];
+  char peer_id[HP_ID_MAX + 1]; /* id of the worker it was paired with */
+  hp__rooms_member m;
+} rdv_conn;
+
+struct hp__rdv {
+  uv_loop_t *loop;
+  hp__rdv_opts o;
+  char bind[48];
+  hp__listener *lis;
+  hp__iptable *ips;
+  hp__ws_env *wsenv;
+  hp__rooms *rooms;
+  rdv_conn *conns;    /* every open connection */
+  unsigned lingering; /* refused connections being answered */
+  hp__rdv_metrics m;
+  uint64_t id_key, id_counter;
+  uv_timer_t timer; /* the shutdown deadline */
+  int timer_init;
+  int draining;
+  int destroying;
+  void (*done)(void *arg);
+  void *done_arg;
+};
+
+/* conn.c */
+hp__stream *hp__rdv_conn_alloc(void *arg);
+void hp__rdv_conn_accepted(void *arg, hp__stream *s, const struct sockaddr_storage *peer,
+                           hp__ipent *ent);
+void hp__rdv_conn_refused(void *arg, hp__stream *s, hp__refusal why);
+/** Send a text message on an open WebSocket. 0 or -errno. */
+int hp__rdv_conn_send_text(rdv_conn *c, const char *text, size_t len);
+/** Send an error message, then close the WebSocket with status. */
+void hp__rdv_conn_fail(rdv_conn *c, hp__rdv_err code, uint16_t status, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/** Close the WebSocket with status (after what was sent). */
+void hp__rdv_conn_close_ws(rdv_conn *c, uint16_t status);
+/** 1 if a message can be queued on c now. */
+int hp__rdv_conn_writable(const rdv_conn *c);
+/** Make the larger message cap apply (after hello). */
+void hp__rdv_conn_registered(rdv_conn *c);
+/** The shutdown: close c (1001 on a WebSocket). */
+void hp__rdv_conn_shutdown(rdv_conn *c);
+/** The last response is queued: flush, FIN, close (bounded). */
+void hp__rdv_conn_finish(rdv_conn *c);
+/** Switch to the WebSocket (after the 101 is queued). 0 or -ENOMEM. */
+int hp__rdv_conn_upgrade(rdv_conn *c);
+/** Drop a reference taken for an asynchronous operation. */
+void hp__rdv_conn_unref(rdv_conn *c);
+
+/* http_routes.c */
+/** Answer one complete request. Returns 1: keep reading requests on the
+ * connection; 0: the connection is closing or was upgraded. */
+int hp__rdv_http_route(rdv_conn *c, const hp__http1_req *req);
+/** A JSON response {"error":code,"message":message}; keep: keep-alive. */
+void hp__rdv_http_error(rdv_conn *c, int status, const char *code, const char *message, int keep);
+/** The raw 503 for a connection refused at accept (no request read). */
+void hp__rdv_http_refuse(rdv_conn *c);
+
+/* client_addr.c */
+/** The client IP behind a trusted proxy (right-most X-Forwarded-For
+ * entry): 1 and ip filled, or 0 (no usable header: use the TCP peer). */
+int hp__rdv_forwarded_ip(const hp__rdv *s, const hp__http1_req *req, char *ip, size_t iplen);
+/** c->observed: "ip:port" of the TCP peer, or the forwarded ip alone;
+ * sets c->observed_full. */
+void hp__rdv_observe(rdv_conn *c, const hp__http1_req *req);
+/** ip text and port of the TCP peer. 0 or -errno. */
+int hp__rdv_peer_ip_port(const struct sockaddr_storage *ss, char *ip, size_t iplen, int *port);
+
+/* signaling.c */
+void hp__rdv_sig_message(rdv_conn *c, int binary, const uint8_t *data, size_t len);
+/** The connection is going away: leave the room, forget the candidates. */
+void hp__rdv_sig_leave(rdv_conn *c);
+/** The address entry whose hello bucket counts this client. */
+hp__ipent *hp__rdv_sig_client_entry(rdv_conn *c);
+
+/* server.c */
+void hp__rdv_conn_gone(hp__rdv *s, rdv_conn *c);
+
+#endif
