@@ -19,12 +19,12 @@ esac
 pkgs=(
   build-essential cmake pkg-config
   libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libjansson-dev libssl-dev
-  libcurl4-openssl-dev ca-certificates
+  libcurl4-openssl-dev ca-certificates libhiredis-dev
 )
 ((build_only)) || pkgs+=(
   libcmocka-dev
   nftables iproute2 procps psmisc curl python3 python3-websockets python3-prometheus-client
-  nginx-light
+  nginx-light redis-server
   debootstrap
   shellcheck clang-format cppcheck
   python3-yaml
@@ -47,8 +47,9 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 echo "deps: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
-# The tests run nginx themselves, inside a lab namespace; installing the
-# package must not start a system nginx on port 80. policy-rc.d exit 101
+# The tests run nginx and redis-server themselves (in a lab namespace, on a
+# temporary unix socket or loopback port); installing the packages must not
+# start a system nginx on port 80 or a system redis on 6379. policy-rc.d exit 101
 # tells Debian's maintainer scripts not to start services, for this install
 # only (an existing policy file is left as it is).
 policy=/usr/sbin/policy-rc.d
@@ -57,5 +58,8 @@ if [[ ! -e $policy ]]; then
   chmod 755 "$policy"
   trap 'rm -f "$policy"' EXIT
 fi
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Others may run apt on this machine at the same time: wait for their lock
+# (bounded) instead of failing at once.
+lock=(-o DPkg::Lock::Timeout=600)
+apt-get "${lock[@]}" update -qq
+apt-get "${lock[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
