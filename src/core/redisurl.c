@@ -105,15 +105,15 @@ static int parse_userinfo(const char *s, size_t n, hp__redis_url *u, char *err, 
 
 /* host[:port] from s[0..n). */
 static int parse_hostport(const char *s, size_t n, hp__redis_url *u, char *err, size_t errlen) {
-  const char *host = s, *port = NULL, *end = s + n;
+  const char *port = NULL, *end = s + n;
   size_t hlen;
 
   if (n > 0 && s[0] == '[') {
     const char *close = memchr(s, ']', n);
+    const char *host = s + 1;
     unsigned char tmp[16];
     if (close == NULL)
       return fail(err, errlen, "an IPv6 address has no closing ']'");
-    host = s + 1;
     hlen = (size_t)(close - host);
     if (hlen == 0 || hlen >= sizeof(u->host))
       return fail(err, errlen, "the IPv6 address in [] is empty or too long");

@@ -56,7 +56,8 @@ static inline void rec_fill(ev *e, const hp__store_pairing *p) {
   memcpy(e->peer_id, p->peer_id, sizeof(e->peer_id));
   memcpy(e->peer_instance, p->peer_instance, sizeof(e->peer_instance));
   n = p->peer_payload_len < sizeof(e->payload) - 1 ? p->peer_payload_len : sizeof(e->payload) - 1;
-  memcpy(e->payload, p->peer_payload, n);
+  if (n)
+    memcpy(e->payload, p->peer_payload, n);
   e->payload[n] = '\0';
 }
 
@@ -166,8 +167,7 @@ static inline void on_store_closed(void *arg) {
   (*(int *)arg)++;
 }
 
-/* Close stores (NULL entries skipped) and run until they are freed; then
- * the loop must close with nothing left on it. */
+/* Close stores (NULL entries skipped) and run until they are freed. */
 static inline int close_stores(uv_loop_t *loop, hp__store **st, int n) {
   int closed = 0, want = 0;
   for (int i = 0; i < n; i++)
@@ -178,7 +178,7 @@ static inline int close_stores(uv_loop_t *loop, hp__store **st, int n) {
     }
   for (int i = 0; i < 1000 && closed < want; i++)
     uv_run(loop, UV_RUN_ONCE);
-  uv_run(loop, UV_RUN_DEFAULT);
+  uv_run(loop, UV_RUN_NOWAIT); /* close callbacks of hiredis' poll handles */
   return closed == want ? 0 : -1;
 }
 

@@ -29,6 +29,7 @@ static int setup(void **state) {
 static int teardown(void **state) {
   fx *f = *state;
   assert_int_equal(close_stores(&f->loop, &f->st, 1), 0);
+  uv_run(&f->loop, UV_RUN_DEFAULT); /* nothing may be left on the loop */
   assert_int_equal(uv_loop_close(&f->loop), 0);
   rec_free(&f->r);
   free(f);
