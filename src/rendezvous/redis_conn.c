@@ -213,11 +213,14 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata) {
   if (q->cb) {
     q->cb(q->arg, r);
   } else if (r && r->type == REDIS_REPLY_ERROR && c->state == R_UP) {
-    /* AUTH or SELECT refused: nothing will work on this connection. */
+    /* AUTH or SELECT refused: nothing will work on this connection. The
+     * same refusal on every retry is logged once. */
     char why[256];
     snprintf(why, sizeof(why), "%s refused by Redis: %.*s", q->what,
              (int)(r->len > 200 ? 200 : r->len), r->str);
-    HP_ERROR(COMP, json_pack("{s:s}", "conn", c->o.name), "%s", why);
+    HP_LOG(strcmp(why, c->last_refusal) ? HP_LOG_ERROR : HP_LOG_DEBUG, COMP,
+           json_pack("{s:s}", "conn", c->o.name), "%s", why);
+    snprintf(c->last_refusal, sizeof(c->last_refusal), "%s", why);
     hp__rconn_drop(c, why);
   }
   free(q);

@@ -279,6 +279,29 @@ static void test_lost_notification_recovered(void **state) {
   assert_int_equal(n, 1);
 }
 
+/* Redis forgot the scripts (SCRIPT FLUSH, a failover to a replica): the
+ * EVALSHA that meets NOSCRIPT is sent again as EVAL and the scripts are
+ * loaded again; join, renewal and leave keep working. */
+static void test_noscript_fallback(void **state) {
+  fx *f = *state;
+  hp__store_mid a, b;
+
+  assert_int_equal(hp_test_redis_int(&f->redis, "SCRIPT FLUSH"), 1);
+  assert_int_equal(join_verdict(f, 0, 1, "ns", "wa", &a), HP_STORE_WAITING);
+  assert_int_equal(hp_test_redis_int(&f->redis, "SCRIPT FLUSH"), 1);
+  hp__store_refresh(f->st[0]); /* meets NOSCRIPT too, reloads */
+  run_for(&f->loop, 100);
+  assert_int_equal(hp_test_redis_int(&f->redis, "SCRIPT FLUSH"), 1);
+  assert_int_equal(join_verdict(f, 1, 2, "ns", "wb", &b), HP_STORE_PAIRED);
+  assert_non_null(wait_event(f, &f->r[0], EV_PAIRED, 1));
+  assert_int_equal(hp_test_redis_int(&f->redis, "SCRIPT FLUSH"), 1);
+  hp__store_leave(f->st[0], a);
+  hp__store_leave(f->st[1], b);
+  run_for(&f->loop, 100);
+  assert_int_equal(hp_test_redis_int(&f->redis, "EXISTS hp:{ns}:m:wa hp:{ns}:m:wb"), 0);
+  assert_true(f->r[0].available && f->r[1].available);
+}
+
 /* Redis crashes and comes back empty: the instances say so, refuse joins at
  * once, reconnect by themselves, and the waiters that Redis forgot join
  * again and can be paired. */
@@ -491,6 +514,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_dead_instance_ttl, setup, teardown),
       cmocka_unit_test_setup_teardown(test_lease_renewed, setup, teardown),
       cmocka_unit_test_setup_teardown(test_lost_notification_recovered, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_noscript_fallback, setup, teardown),
       cmocka_unit_test_setup_teardown(test_redis_restart, setup, teardown),
       cmocka_unit_test_setup_teardown(test_redis_hangs, setup, teardown),
       cmocka_unit_test_setup_teardown(test_thousand_pairings, setup, teardown),
