@@ -172,7 +172,8 @@ static void on_timer_closed(uv_handle_t *h) {
 static void maybe_finish(hp__rconn *c) {
   if (c->state != R_CLOSED || c->ac || c->head)
     return;
-  if (c->handles_open == 2) {
+  if (!uv_is_closing((uv_handle_t *)&c->watchdog)) {
+    /* Once: maybe_finish runs again from each late answer. */
     uv_close((uv_handle_t *)&c->watchdog, on_timer_closed);
     uv_close((uv_handle_t *)&c->kick, on_timer_closed);
     return;

@@ -28,86 +28,17 @@
 #include <hiredis/hiredis.h>
 
 #include "log.h"
-#include "redis_conn.h"
+#include "rooms_redis_int.h"
 #include "rooms_redis_lua.h"
 
-#define COMP "redis"
-#define KEY_MAX 256
-#define REFRESH_BATCH 128   /* members per refresh script call */
-#define GRAVEYARD_MAX 10000 /* leaves kept while Redis is unreachable */
-#define TOKEN_LEN 16
+static void send_leave(rstore *s, const grave *g, int eval);
 
-enum { S_JOIN = 0, S_LEAVE, S_REFRESH, S_COUNT };
 static const char *const script_text[S_COUNT] = {lua_join, lua_leave, lua_refresh};
 static const char *const script_name[S_COUNT] = {"join", "leave", "refresh"};
 
-typedef enum mstate {
-  M_JOINING = 0,  /* join script in flight */
-  M_JOINING_LEFT, /* ... and the connection closed: leave when it answers */
-  M_WAITING,      /* alone in its room */
-  M_REJOINING,    /* Redis forgot it; join script in flight again */
-  M_PAIRED        /* has its peer; keeps its id until it leaves */
-} mstate;
-
-typedef struct rmember {
-  hp__store_ref ref;
-  hp__store_mid mid;
-  mstate state;
-  char tok[TOKEN_LEN + 1];
-  char id[HP_ID_MAX + 1];
-  char room[HP_ID_MAX + 1];
-  void *payload; /* while joining or waiting: a rejoin needs it */
-  size_t len;
-} rmember;
-
-typedef struct grave {
-  char tok[TOKEN_LEN + 1];
-  char id[HP_ID_MAX + 1];
-  char room[HP_ID_MAX + 1];
-} grave;
-
-typedef struct rstore {
-  hp__store base; /* first */
-  uv_loop_t *loop;
-  hp__redis_url url;
-  char prefix[HP_STORE_REDIS_PREFIX_MAX + 1];
-  char channel[HP_STORE_REDIS_PREFIX_MAX + HP_STORE_INSTANCE_MAX + 8];
-  uint32_t ttl_ms;
-  hp__rconn *cmd, *sub;
-  int scripts_loaded; /* bit per script */
-  char sha[S_COUNT][41];
-  int subscribed;
-  int available;
-  int closing;
-  int open_conns; /* rconns not yet closed */
-  uv_timer_t refresh;
-  int refresh_open;
-  hp__slots slots;
-  uint64_t waiting;
-  grave *graves;
-  size_t ngraves;
-  hp__store_stats stats;   /* round trips are counted here by redis_conn.c */
-  char (*keybuf)[KEY_MAX]; /* 2 * REFRESH_BATCH keys of one renewal call */
-  void (*done)(void *arg);
-  void *done_arg;
-} rstore;
-
-/* The argument of a command's answer. */
-typedef struct rcall {
-  rstore *s;
-  int script;
-  hp__store_mid mid; /* join */
-  grave g;           /* leave */
-  size_t n;          /* refresh: members in the batch */
-  hp__store_mid mids[];
-} rcall;
-
-static int send_join(rstore *s, rmember *m, int eval);
-static void send_leave(rstore *s, const grave *g, int eval);
-
 /* ---- members ---- */
 
-static void set_mstate(rstore *s, rmember *m, mstate st) {
+void hp__rr_set_mstate(rstore *s, rmember *m, mstate st) {
   if (m->state == M_WAITING)
     s->waiting--;
   if (st == M_WAITING)
@@ -115,18 +46,18 @@ static void set_mstate(rstore *s, rmember *m, mstate st) {
   m->state = st;
 }
 
-static void member_free(rstore *s, rmember *m) {
-  set_mstate(s, m, M_JOINING); /* leaves the waiting count */
+void hp__rr_member_free(rstore *s, rmember *m) {
+  hp__rr_set_mstate(s, m, M_JOINING); /* leaves the waiting count */
   hp__slots_del(&s->slots, m->mid);
   free(m->payload);
   free(m);
 }
 
-static rmember *member_get(rstore *s, hp__store_mid mid) {
+rmember *hp__rr_member_get(rstore *s, hp__store_mid mid) {
   return hp__slots_get(&s->slots, mid);
 }
 
-static int keys_of(const rstore *s, const char *room, const char *id, char *wk, char *mk,
+int hp__rr_keys_of(const rstore *s, const char *room, const char *id, char *wk, char *mk,
                    char *mprefix) {
   int a = snprintf(wk, KEY_MAX, "%s{%s}:w", s->prefix, room);
   int b = snprintf(mk, KEY_MAX, "%s{%s}:m:%s", s->prefix, room, id);
@@ -136,7 +67,7 @@ static int keys_of(const rstore *s, const char *room, const char *id, char *wk, 
 
 /* ---- availability ---- */
 
-static void update_available(rstore *s, const char *why) {
+void hp__rr_update_available(rstore *s, const char *why) {
   int now = !s->closing && s->scripts_loaded == (1 << S_COUNT) - 1 && s->subscribed &&
             hp__rconn_up(s->cmd) && hp__rconn_up(s->sub);
 
@@ -155,7 +86,7 @@ static void update_available(rstore *s, const char *why) {
 
 /* ---- sending ---- */
 
-static rcall *call_new(rstore *s, int script, size_t n) {
+rcall *hp__rr_call_new(rstore *s, int script, size_t n) {
   rcall *c = calloc(1, sizeof(*c) + n * sizeof(c->mids[0]));
   if (c) {
     c->s = s;
@@ -165,7 +96,7 @@ static rcall *call_new(rstore *s, int script, size_t n) {
 }
 
 /* EVALSHA sha (or EVAL text) numkeys keys... args... */
-static int send_script(rstore *s, int script, int eval, hp__rconn_reply_cb cb, rcall *call,
+int hp__rr_send_script(rstore *s, int script, int eval, hp__rconn_reply_cb cb, rcall *call,
                        int nkeys, int nargs, const char **kv, const size_t *kvlen) {
   const char *argv[3 + 2 * REFRESH_BATCH + 2 + 3 * REFRESH_BATCH];
   size_t len[sizeof(argv) / sizeof(argv[0])];
@@ -187,15 +118,13 @@ static int send_script(rstore *s, int script, int eval, hp__rconn_reply_cb cb, r
   return hp__rconn_cmd(s->cmd, cb, call, argc, argv, len);
 }
 
-static int is_noscript(const redisReply *r) {
+int hp__rr_is_noscript(const redisReply *r) {
   return r && r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "NOSCRIPT", 8);
 }
 
-static void load_scripts(rstore *s);
-
 /* ---- join ---- */
 
-static int elem_str(const redisReply *r, size_t i, const char **p, size_t *n) {
+int hp__rr_elem_str(const redisReply *r, size_t i, const char **p, size_t *n) {
   if (!r || r->type != REDIS_REPLY_ARRAY || i >= r->elements ||
       r->element[i]->type != REDIS_REPLY_STRING)
     return -1;
@@ -222,7 +151,7 @@ static int valid_session(const char *p, size_t n) {
 }
 
 /* A pairing from the reply's fields: peer id, peer instance, payload, session. */
-static int pairing_from(hp__store_pairing *p, char role, const char *pid, size_t pidn,
+int hp__rr_pairing_from(hp__store_pairing *p, char role, const char *pid, size_t pidn,
                         const char *pinst, size_t pinstn, const void *pl, size_t pln,
                         const char *ses, size_t sesn) {
   memset(p, 0, sizeof(*p));
@@ -238,7 +167,7 @@ static int pairing_from(hp__store_pairing *p, char role, const char *pid, size_t
   return 0;
 }
 
-static hp__store_mid mid_of_token(const char *p, size_t n) {
+hp__store_mid hp__rr_mid_of_token(const char *p, size_t n) {
   hp__store_mid v = 0;
 
   if (n != TOKEN_LEN)
@@ -255,11 +184,11 @@ static hp__store_mid mid_of_token(const char *p, size_t n) {
 }
 
 /* Our waiting member (by token) was paired: tell the caller, role "a". */
-static void deliver_paired(rstore *s, rmember *m, const hp__store_pairing *p, int remote) {
+void hp__rr_deliver_paired(rstore *s, rmember *m, const hp__store_pairing *p, int remote) {
   hp__store_ref ref = m->ref;
   hp__store_mid mid = m->mid;
 
-  set_mstate(s, m, M_PAIRED);
+  hp__rr_set_mstate(s, m, M_PAIRED);
   free(m->payload);
   m->payload = NULL;
   m->len = 0;
@@ -274,7 +203,7 @@ static void lost(rstore *s, rmember *m) {
 
   HP_WARN(COMP, json_pack("{s:s,s:s}", "room", m->room, "peer", m->id),
           "worker %s in room %s was lost by Redis and its id is taken now", m->id, m->room);
-  member_free(s, m);
+  hp__rr_member_free(s, m);
   s->stats.lost++;
   if (s->base.cb.on_lost)
     s->base.cb.on_lost(s->base.ctx, ref, mid);
@@ -290,13 +219,13 @@ static void join_no_answer(rstore *s, rmember *m) {
   grave g;
 
   if (was == M_REJOINING) {
-    set_mstate(s, m, M_WAITING);
+    hp__rr_set_mstate(s, m, M_WAITING);
     return;
   }
   memcpy(g.tok, m->tok, sizeof(g.tok));
   memcpy(g.id, m->id, sizeof(g.id));
   memcpy(g.room, m->room, sizeof(g.room));
-  member_free(s, m);
+  hp__rr_member_free(s, m);
   send_leave(s, &g, 0);
   if (was == M_JOINING)
     s->base.cb.on_join(s->base.ctx, ref, mid, HP_STORE_UNAVAILABLE, NULL);
@@ -305,7 +234,7 @@ static void join_no_answer(rstore *s, rmember *m) {
 static void on_join_reply(void *arg, redisReply *r) {
   rcall *call = arg;
   rstore *s = call->s;
-  rmember *m = s->closing ? NULL : member_get(s, call->mid);
+  rmember *m = s->closing ? NULL : hp__rr_member_get(s, call->mid);
   const char *v = NULL;
   size_t vn = 0;
   hp__store_ref ref;
@@ -313,15 +242,15 @@ static void on_join_reply(void *arg, redisReply *r) {
 
   if (!m || (m->state != M_JOINING && m->state != M_JOINING_LEFT && m->state != M_REJOINING))
     goto out;
-  if (is_noscript(r)) {
-    load_scripts(s);
-    if (send_join(s, m, 1) < 0)
+  if (hp__rr_is_noscript(r)) {
+    hp__rr_load_scripts(s);
+    if (hp__rr_send_join(s, m, 1) < 0)
       join_no_answer(s, m);
     goto out;
   }
   ref = m->ref;
   mid = m->mid;
-  if (elem_str(r, 0, &v, &vn) < 0) {
+  if (hp__rr_elem_str(r, 0, &v, &vn) < 0) {
     if (r)
       HP_ERROR(COMP, NULL, "redis join: unexpected reply (type %d): %.*s", r->type,
                r->type == REDIS_REPLY_ERROR ? (int)(r->len > 200 ? 200 : r->len) : 0,
@@ -334,7 +263,7 @@ static void on_join_reply(void *arg, redisReply *r) {
     memcpy(g.tok, m->tok, sizeof(g.tok));
     memcpy(g.id, m->id, sizeof(g.id));
     memcpy(g.room, m->room, sizeof(g.room));
-    member_free(s, m);
+    hp__rr_member_free(s, m);
     if (vn != 3 || memcmp(v, "dup", 3))
       send_leave(s, &g, 0);
     goto out;
@@ -344,11 +273,11 @@ static void on_join_reply(void *arg, redisReply *r) {
       lost(s, m);
       goto out;
     }
-    member_free(s, m);
+    hp__rr_member_free(s, m);
     s->base.cb.on_join(s->base.ctx, ref, mid, HP_STORE_DUPLICATE, NULL);
   } else if (vn == 7 && !memcmp(v, "waiting", 7)) {
     int rejoin = m->state == M_REJOINING;
-    set_mstate(s, m, M_WAITING);
+    hp__rr_set_mstate(s, m, M_WAITING);
     if (!rejoin)
       s->base.cb.on_join(s->base.ctx, ref, mid, HP_STORE_WAITING, NULL);
   } else if (vn == 6 && !memcmp(v, "paired", 6)) {
@@ -358,12 +287,12 @@ static void on_join_reply(void *arg, redisReply *r) {
     rmember *a = NULL;
     int rejoin = m->state == M_REJOINING;
 
-    if (elem_str(r, 1, &pid, &pidn) < 0 || elem_str(r, 2, &pl, &pln) < 0 ||
-        elem_str(r, 3, &ses, &sesn) < 0 || elem_str(r, 4, &pinst, &pinstn) < 0 ||
-        elem_str(r, 5, &ptok, &ptokn) < 0 ||
-        pairing_from(&pb, 'b', pid, pidn, pinst, pinstn, pl, pln, ses, sesn) < 0) {
+    if (hp__rr_elem_str(r, 1, &pid, &pidn) < 0 || hp__rr_elem_str(r, 2, &pl, &pln) < 0 ||
+        hp__rr_elem_str(r, 3, &ses, &sesn) < 0 || hp__rr_elem_str(r, 4, &pinst, &pinstn) < 0 ||
+        hp__rr_elem_str(r, 5, &ptok, &ptokn) < 0 ||
+        hp__rr_pairing_from(&pb, 'b', pid, pidn, pinst, pinstn, pl, pln, ses, sesn) < 0) {
       HP_ERROR(COMP, NULL, "redis join: a pairing reply with bad fields; worker dropped");
-      member_free(s, m);
+      hp__rr_member_free(s, m);
       if (!rejoin)
         s->base.cb.on_join(s->base.ctx, ref, mid, HP_STORE_UNAVAILABLE, NULL);
       goto out;
@@ -372,7 +301,7 @@ static void on_join_reply(void *arg, redisReply *r) {
     /* The peer waited on this instance: both learn it in this loop turn;
      * the notification that follows on our channel finds it paired. */
     if (pinstn == strlen(s->base.instance) && !memcmp(pinst, s->base.instance, pinstn)) {
-      a = member_get(s, mid_of_token(ptok, ptokn));
+      a = hp__rr_member_get(s, hp__rr_mid_of_token(ptok, ptokn));
       if (a && a->state != M_WAITING && a->state != M_REJOINING)
         a = NULL;
     }
@@ -390,11 +319,11 @@ static void on_join_reply(void *arg, redisReply *r) {
       void *mp = m->payload;
       m->payload = NULL;
       m->len = 0;
-      set_mstate(s, m, M_PAIRED);
+      hp__rr_set_mstate(s, m, M_PAIRED);
       if (a)
-        deliver_paired(s, a, &pa, 0);
+        hp__rr_deliver_paired(s, a, &pa, 0);
       /* a's callback may have made m leave: then m hears nothing. */
-      if (member_get(s, mid)) {
+      if (hp__rr_member_get(s, mid)) {
         if (rejoin)
           s->base.cb.on_paired(s->base.ctx, ref, mid, &pb);
         else
@@ -405,7 +334,7 @@ static void on_join_reply(void *arg, redisReply *r) {
   } else {
     int rejoin = m->state == M_REJOINING;
     HP_ERROR(COMP, NULL, "redis join: unknown verdict \"%.*s\"", (int)(vn > 32 ? 32 : vn), v);
-    member_free(s, m);
+    hp__rr_member_free(s, m);
     if (!rejoin)
       s->base.cb.on_join(s->base.ctx, ref, mid, HP_STORE_UNAVAILABLE, NULL);
   }
@@ -413,14 +342,14 @@ out:
   free(call);
 }
 
-static int send_join(rstore *s, rmember *m, int eval) {
+int hp__rr_send_join(rstore *s, rmember *m, int eval) {
   char wk[KEY_MAX], mk[KEY_MAX], mp[KEY_MAX], ttl[16], ses[HP_SESSION_HEX + 1], chp[KEY_MAX];
   const char *kv[10];
   size_t kvlen[10];
   rcall *call;
   int rc;
 
-  if (keys_of(s, m->room, m->id, wk, mk, mp) < 0)
+  if (hp__rr_keys_of(s, m->room, m->id, wk, mk, mp) < 0)
     return -ENAMETOOLONG;
   if (hp__store_new_session(&s->base, ses) < 0)
     return -EIO;
@@ -438,11 +367,11 @@ static int send_join(rstore *s, rmember *m, int eval) {
   kv[9] = chp;
   for (int i = 0; i < 10; i++)
     kvlen[i] = i == 5 ? m->len : strlen(kv[i]);
-  call = call_new(s, S_JOIN, 0);
+  call = hp__rr_call_new(s, S_JOIN, 0);
   if (!call)
     return -ENOMEM;
   call->mid = m->mid;
-  rc = send_script(s, S_JOIN, eval, on_join_reply, call, 2, 8, kv, kvlen);
+  rc = hp__rr_send_script(s, S_JOIN, eval, on_join_reply, call, 2, 8, kv, kvlen);
   if (rc < 0)
     free(call);
   return rc;
@@ -455,8 +384,8 @@ static void on_leave_reply(void *arg, redisReply *r) {
   rstore *s = call->s;
 
   if (!s->closing) {
-    if (is_noscript(r)) {
-      load_scripts(s);
+    if (hp__rr_is_noscript(r)) {
+      hp__rr_load_scripts(s);
       send_leave(s, &call->g, 1);
     } else if (!r) {
       send_leave(s, &call->g, 0); /* into the graveyard while Redis is away */
@@ -481,13 +410,13 @@ static void send_leave(rstore *s, const grave *g, int eval) {
   const char *kv[5];
   rcall *call;
 
-  if (s->closing || keys_of(s, g->room, g->id, wk, mk, NULL) < 0)
+  if (s->closing || hp__rr_keys_of(s, g->room, g->id, wk, mk, NULL) < 0)
     return;
   if (!hp__rconn_up(s->cmd) || s->scripts_loaded != (1 << S_COUNT) - 1) {
     bury(s, g);
     return;
   }
-  call = call_new(s, S_LEAVE, 0);
+  call = hp__rr_call_new(s, S_LEAVE, 0);
   if (!call)
     return;
   call->g = *g;
@@ -496,7 +425,7 @@ static void send_leave(rstore *s, const grave *g, int eval) {
   kv[2] = g->id;
   kv[3] = s->base.instance;
   kv[4] = g->tok;
-  if (send_script(s, S_LEAVE, eval, on_leave_reply, call, 2, 3, kv, NULL) < 0) {
+  if (hp__rr_send_script(s, S_LEAVE, eval, on_leave_reply, call, 2, 3, kv, NULL) < 0) {
     free(call);
     bury(s, g);
   }
@@ -508,159 +437,6 @@ static void flush_graves(rstore *s) {
   s->ngraves = 0;
   for (size_t i = 0; i < n; i++)
     send_leave(s, &s->graves[i], 0);
-}
-
-/* ---- refresh ---- */
-
-static void on_refresh_reply(void *arg, redisReply *r) {
-  rcall *call = arg;
-  rstore *s = call->s;
-
-  if (s->closing || !r)
-    goto out;
-  if (is_noscript(r)) {
-    load_scripts(s); /* the next refresh runs with the script back */
-    goto out;
-  }
-  if (r->type != REDIS_REPLY_ARRAY)
-    goto out;
-  for (size_t i = 0; i < r->elements; i++) {
-    const redisReply *e = r->element[i];
-    const char *v, *role, *pid, *pinst, *pl, *ses;
-    size_t vn, rn, pidn, pinstn, pln, sesn;
-    hp__store_pairing p;
-    rmember *m;
-    long long j;
-
-    if (e->type != REDIS_REPLY_ARRAY || e->elements < 2 ||
-        e->element[0]->type != REDIS_REPLY_INTEGER || elem_str(e, 1, &v, &vn) < 0)
-      continue;
-    j = e->element[0]->integer;
-    if (j < 1 || (size_t)j > call->n)
-      continue;
-    m = member_get(s, call->mids[j - 1]);
-    if (!m)
-      continue;
-    if (vn == 4 && !memcmp(v, "gone", 4)) {
-      if (m->state == M_WAITING) {
-        /* Redis forgot it (restarted without its data, or the lease ran
-         * out during a long outage): it joins again, as it was. */
-        HP_INFO(COMP, json_pack("{s:s,s:s}", "room", m->room, "peer", m->id),
-                "worker %s in room %s was forgotten by Redis: joining again", m->id, m->room);
-        set_mstate(s, m, M_REJOINING);
-        if (send_join(s, m, 0) < 0)
-          set_mstate(s, m, M_WAITING);
-      }
-      /* A paired member only kept its id: nothing to take back. */
-    } else if (vn == 6 && !memcmp(v, "paired", 6) && m->state == M_WAITING &&
-               elem_str(e, 2, &role, &rn) == 0 && elem_str(e, 3, &pid, &pidn) == 0 &&
-               elem_str(e, 4, &pinst, &pinstn) == 0 && elem_str(e, 5, &pl, &pln) == 0 &&
-               elem_str(e, 6, &ses, &sesn) == 0 &&
-               pairing_from(&p, rn == 1 && role[0] == 'b' ? 'b' : 'a', pid, pidn, pinst, pinstn, pl,
-                            pln, ses, sesn) == 0) {
-      HP_INFO(COMP, json_pack("{s:s,s:s}", "room", m->room, "peer", m->id),
-              "worker %s in room %s: pairing recovered by the lease renewal (its notification "
-              "was lost)",
-              m->id, m->room);
-      deliver_paired(s, m, &p, 1);
-    }
-  }
-out:
-  free(call);
-}
-
-static void refresh_all(rstore *s) {
-  const char *kv[2 * REFRESH_BATCH + 2 + 3 * REFRESH_BATCH];
-  char(*keys)[KEY_MAX] = s->keybuf;
-  char ttl[16];
-  uint32_t i = 0;
-
-  if (!s->available)
-    return;
-  snprintf(ttl, sizeof(ttl), "%u", s->ttl_ms);
-  while (i < s->slots.n) {
-    rcall *call = call_new(s, S_REFRESH, REFRESH_BATCH);
-    const char *args[2 + 3 * REFRESH_BATCH];
-    size_t n = 0;
-
-    if (!call)
-      return;
-    args[0] = ttl;
-    args[1] = s->base.instance;
-    for (; i < s->slots.n && n < REFRESH_BATCH; i++) {
-      rmember *m = s->slots.s[i].p;
-      if (!m || (m->state != M_WAITING && m->state != M_PAIRED))
-        continue;
-      if (keys_of(s, m->room, m->id, keys[2 * n], keys[2 * n + 1], NULL) < 0)
-        continue;
-      args[2 + 3 * n] = m->id;
-      args[3 + 3 * n] = m->tok;
-      args[4 + 3 * n] = m->state == M_WAITING ? "w" : "p";
-      call->mids[n++] = m->mid;
-    }
-    if (!n) {
-      free(call);
-      break;
-    }
-    call->n = n;
-    for (size_t k = 0; k < 2 * n; k++)
-      kv[k] = keys[k];
-    for (size_t k = 0; k < 2 + 3 * n; k++)
-      kv[2 * n + k] = args[k];
-    if (send_script(s, S_REFRESH, 0, on_refresh_reply, call, (int)(2 * n), (int)(2 + 3 * n), kv,
-                    NULL) < 0) {
-      free(call);
-      return;
-    }
-  }
-}
-
-static void on_refresh_timer(uv_timer_t *t) {
-  refresh_all(t->data);
-}
-
-/* ---- pub/sub ---- */
-
-/* "token peer_id session peer_instance payload" */
-static void on_notification(rstore *s, const char *msg, size_t n) {
-  const char *f[4], *p = msg, *end = msg + n;
-  size_t fl[4];
-  hp__store_pairing pa;
-  rmember *m;
-
-  for (int i = 0; i < 4; i++) {
-    const char *sp = memchr(p, ' ', (size_t)(end - p));
-    if (!sp)
-      return;
-    f[i] = p;
-    fl[i] = (size_t)(sp - p);
-    p = sp + 1;
-  }
-  m = member_get(s, mid_of_token(f[0], fl[0]));
-  if (!m || m->state != M_WAITING)
-    return; /* left, or already paired (by this instance's own join) */
-  if (pairing_from(&pa, 'a', f[1], fl[1], f[3], fl[3], p, (size_t)(end - p), f[2], fl[2]) < 0) {
-    HP_ERROR(COMP, NULL, "redis: a malformed pairing notification was ignored");
-    return;
-  }
-  deliver_paired(s, m, &pa, 1);
-}
-
-static void on_sub_push(void *arg, redisReply *r) {
-  rstore *s = arg;
-
-  if (s->closing || !r || r->type != REDIS_REPLY_ARRAY || r->elements < 3 ||
-      r->element[0]->type != REDIS_REPLY_STRING)
-    return;
-  if (!strcmp(r->element[0]->str, "subscribe")) {
-    s->subscribed = 1;
-    update_available(s, "");
-    /* What was published while we were not subscribed is in the members'
-     * records: a renewal now recovers it. */
-    refresh_all(s);
-  } else if (!strcmp(r->element[0]->str, "message") && r->element[2]->type == REDIS_REPLY_STRING) {
-    on_notification(s, r->element[2]->str, r->element[2]->len);
-  }
 }
 
 /* ---- connections ---- */
@@ -688,16 +464,16 @@ static void on_script_loaded(void *arg, redisReply *r) {
   s->sha[i][40] = '\0';
   s->scripts_loaded |= 1 << i;
   if (s->scripts_loaded == (1 << S_COUNT) - 1) {
-    update_available(s, "");
+    hp__rr_update_available(s, "");
     flush_graves(s);
-    refresh_all(s);
+    hp__rr_refresh_all(s);
   }
 }
 
-static void load_scripts(rstore *s) {
+void hp__rr_load_scripts(rstore *s) {
   for (int i = 0; i < S_COUNT; i++) {
     const char *argv[3] = {"SCRIPT", "LOAD", script_text[i]};
-    rcall *call = call_new(s, i, 0);
+    rcall *call = hp__rr_call_new(s, i, 0);
     if (!call)
       return;
     if (hp__rconn_cmd(s->cmd, on_script_loaded, call, 3, argv, NULL) < 0)
@@ -709,8 +485,8 @@ static void on_up(void *owner, hp__rconn *c) {
   rstore *s = owner;
 
   if (c == s->cmd) {
-    load_scripts(s);
-  } else if (hp__rconn_subscribe(c, s->channel, on_sub_push, s) < 0) {
+    hp__rr_load_scripts(s);
+  } else if (hp__rconn_subscribe(c, s->channel, hp__rr_on_sub_push, s) < 0) {
     hp__rconn_drop(c, "cannot send SUBSCRIBE");
   }
 }
@@ -722,7 +498,7 @@ static void on_down(void *owner, const hp__rconn *c, const char *why) {
     s->scripts_loaded = 0;
   else
     s->subscribed = 0;
-  update_available(s, why);
+  hp__rr_update_available(s, why);
 }
 
 /* ---- the function table ---- */
@@ -764,9 +540,9 @@ static int r_join(hp__store *st, hp__store_ref ref, const char *room, const char
     return -ENOMEM;
   }
   snprintf(m->tok, sizeof(m->tok), "%016llx", (unsigned long long)m->mid);
-  rc = send_join(s, m, 0);
+  rc = hp__rr_send_join(s, m, 0);
   if (rc < 0) {
-    member_free(s, m);
+    hp__rr_member_free(s, m);
     return rc == -ENOMEM ? -ENOMEM : -EAGAIN;
   }
   *mid = m->mid;
@@ -775,19 +551,19 @@ static int r_join(hp__store *st, hp__store_ref ref, const char *room, const char
 
 static void r_leave(hp__store *st, hp__store_mid mid) {
   rstore *s = (rstore *)st;
-  rmember *m = member_get(s, mid);
+  rmember *m = hp__rr_member_get(s, mid);
   grave g;
 
   if (!m)
     return;
   switch (m->state) {
   case M_JOINING:
-    set_mstate(s, m, M_JOINING_LEFT); /* the answer frees it, then leaves */
+    hp__rr_set_mstate(s, m, M_JOINING_LEFT); /* the answer frees it, then leaves */
     return;
   case M_JOINING_LEFT:
     return;
   case M_REJOINING:
-    set_mstate(s, m, M_JOINING_LEFT);
+    hp__rr_set_mstate(s, m, M_JOINING_LEFT);
     return;
   default:
     break;
@@ -795,12 +571,12 @@ static void r_leave(hp__store *st, hp__store_mid mid) {
   memcpy(g.tok, m->tok, sizeof(g.tok));
   memcpy(g.id, m->id, sizeof(g.id));
   memcpy(g.room, m->room, sizeof(g.room));
-  member_free(s, m);
+  hp__rr_member_free(s, m);
   send_leave(s, &g, 0);
 }
 
 static void r_refresh(hp__store *st) {
-  refresh_all((rstore *)st);
+  hp__rr_refresh_all((rstore *)st);
 }
 
 static void r_stats(const hp__store *st, hp__store_stats *out) {
@@ -899,7 +675,7 @@ int hp__store_redis_create(uv_loop_t *loop, const hp__store_redis_opts *o, const
   uv_timer_init(loop, &s->refresh);
   s->refresh.data = s;
   s->refresh_open = 1;
-  uv_timer_start(&s->refresh, on_refresh_timer, s->ttl_ms / 3, s->ttl_ms / 3);
+  uv_timer_start(&s->refresh, hp__rr_on_refresh_timer, s->ttl_ms / 3, s->ttl_ms / 3);
 
   memset(&co, 0, sizeof(co));
   co.url = &s->url;
