@@ -190,7 +190,9 @@ int hp__store_stats_format(const hp__store_stats *s, const char *backend, char *
            "# HELP holepunch_redis_rtt_seconds round-trip time of answered Redis commands\n"
            "# TYPE holepunch_redis_rtt_seconds histogram\n",
            (unsigned long long)s->requests, (unsigned long long)s->timeouts,
-           (unsigned long long)(s->errors - s->timeouts), (unsigned long long)s->reconnects);
+           /* a timeout is counted a loop turn before its command fails */
+           (unsigned long long)(s->errors > s->timeouts ? s->errors - s->timeouts : 0),
+           (unsigned long long)s->reconnects);
   for (int i = 0; i < HP_STORE_RTT_BUCKETS; i++) {
     cum += s->rtt_bucket[i];
     r |= add(buf, cap, &o, "holepunch_redis_rtt_seconds_bucket{le=\"%g\"} %llu\n",

@@ -167,6 +167,11 @@ static void test_metrics_text(void **state) {
   assert_non_null(strstr(buf, "holepunch_redis_errors_total{kind=\"timeout\"} 1\n"));
   assert_non_null(strstr(buf, "holepunch_redis_errors_total{kind=\"other\"} 2\n"));
   assert_int_equal(hp__store_stats_format(&s, "redis", buf, 100), -ENOSPC);
+  /* a scrape between a timeout and its failed command: never negative */
+  s.errors = 0;
+  s.timeouts = 1;
+  assert_true(hp__store_stats_format(&s, "redis", buf, sizeof(buf)) > 0);
+  assert_non_null(strstr(buf, "holepunch_redis_errors_total{kind=\"other\"} 0\n"));
 }
 
 int main(void) {
