@@ -20,11 +20,13 @@ pkgs=(
   build-essential cmake pkg-config
   libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libjansson-dev libssl-dev
   libcurl4-openssl-dev ca-certificates libhiredis-dev
+  libminiupnpc-dev libnatpmp-dev zlib1g-dev
 )
 ((build_only)) || pkgs+=(
   libcmocka-dev
   nftables iproute2 procps psmisc curl python3 python3-websockets python3-prometheus-client
   nginx-light redis-server
+  coturn miniupnpd-nftables
   debootstrap
   shellcheck clang-format cppcheck
   python3-yaml
@@ -47,9 +49,9 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 echo "deps: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
-# The tests run nginx and redis-server themselves (in a lab namespace, on a
-# temporary unix socket or loopback port); installing the packages must not
-# start a system nginx on port 80 or a system redis on 6379. policy-rc.d exit 101
+# The tests run nginx, coturn (turnserver) and miniupnpd themselves, inside
+# lab namespaces; installing the packages must not start a system nginx on
+# port 80, a system STUN/TURN server on 3478 or a UPnP daemon. policy-rc.d exit 101
 # tells Debian's maintainer scripts not to start services, for this install
 # only (an existing policy file is left as it is).
 policy=/usr/sbin/policy-rc.d

@@ -13,8 +13,9 @@
 #
 # Use:
 #   source "$HP_SOURCE_DIR/tests/e2e/lib/lab.sh"
-#   lab_create                        # root check, core routers, rdv host, trap
+#   lab_create [--rdv-link 40/30]     # root check, core routers, rdv host, trap
 #   lab_add_nat nata changing         # preserving | changing | random
+#     [r1|r2] [--wan 10/2/1] [--filter drop|reject]
 #   lab_add_worker_host a nata        # host 10.0.N.x behind that NAT
 #   lab_start_rendezvous
 #   lab_run_worker a a room1          # process name, host, room [VAR=VAL ...]
@@ -41,6 +42,8 @@ declare -A LAB_NSNAME=()   # short name -> namespace
 declare -A LAB_IP=()       # host / NAT name -> its address (NAT: WAN address)
 declare -A LAB_NAT_TYPE=() # NAT name -> preserving | changing | random
 declare -A LAB_NAT_IDX=()  # NAT name -> N (its LAN is 10.0.N.0/24)
+declare -A LAB_NAT_FILTER=() # NAT name -> drop | reject (unsolicited inbound)
+declare -A LAB_LINK=()     # node name -> link spec of its emulated uplink ("" = veth)
 declare -A LAB_NAT_HOSTS=() # NAT name -> number of LAN hosts so far
 declare -A LAB_HOST_NAT=() # host name -> NAT name ("" for a public host)
 declare -A LAB_PID=()      # process name -> pid
@@ -110,6 +113,7 @@ _lab_add_ns() {
     sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
     sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
     sysctl -qw net.ipv4.ip_forward=0' >/dev/null 2>&1 || true
+  if ((${LAB_V6:-0})); then _lab_v6_on "$short"; fi
 }
 
 # _lab_link NODE1 IF1 ADDR1/LEN NODE2 IF2 ADDR2/LEN: a veth pair between
@@ -125,6 +129,54 @@ _lab_link() {
   ip -n "$n2" link set "$5" up
 }
 
+# _lab_parse_link SPEC: "DELAY[/JITTER[/LOSS]]" (ms, ms, %) -> the linkemu
+# arguments on stdout; fails on anything else.
+_lab_parse_link() {
+  local spec=$1 d j l
+  [[ $spec =~ ^([0-9]+(\.[0-9]+)?)(/([0-9]+(\.[0-9]+)?))?(/([0-9]+(\.[0-9]+)?))?$ ]] ||
+    lab_fail "bad link spec '$spec': want DELAY_MS[/JITTER_MS[/LOSS_PCT]], e.g. 20 or 40/30 or 5/0/2"
+  d=${BASH_REMATCH[1]} j=${BASH_REMATCH[4]:-0} l=${BASH_REMATCH[7]:-0}
+  echo "--delay $d --jitter $j --loss $l"
+}
+
+# _lab_link_emulated NODE1 IF1 ADDR1/LEN NODE2 IF2 ADDR2/LEN SPEC: like
+# _lab_link, but a point-to-point link through the link emulator
+# (tests/e2e/lib/linkemu.c, build/linkemu): two TUN devices, SPEC's one-way
+# delay, jitter and loss in each direction, packets kept in order. linkemu
+# runs as lab process "link-NODE1-NODE2" (in NODE1's namespace) and stops by
+# itself after LAB_LINK_DURATION s (default 900); its TUN devices vanish
+# with it.
+_lab_link_emulated() {
+  local proc="link-$1-$4" args n
+  [[ -x "${HP_BUILD_DIR:-}/linkemu" ]] ||
+    lab_fail "link emulator ${HP_BUILD_DIR:-\$HP_BUILD_DIR}/linkemu is missing; build first (scripts/build.sh)"
+  args=$(_lab_parse_link "$7")
+  # shellcheck disable=SC2086 # args is a list of words
+  lab_run "$proc" "$1" "$HP_BUILD_DIR/linkemu" --a ".:$2" --b "$(lab_ns "$4"):$5" $args \
+    --duration "${LAB_LINK_DURATION:-900}"
+  n=50
+  until grep -q '^ready' "$LAB_DIR/$proc.out" 2>/dev/null; do
+    if ((n-- <= 0)) || ! _lab_alive "${LAB_PID[$proc]}"; then
+      lab_fail "link emulator $1:$2 <-> $4:$5 did not start: $(cat "$LAB_DIR/$proc.err" 2>/dev/null)"
+    fi
+    sleep 0.1
+  done
+  [[ -n "$3" ]] && lab_exec "$1" ip addr add "$3" dev "$2"
+  [[ -n "$6" ]] && lab_exec "$4" ip addr add "$6" dev "$5"
+  lab_exec "$1" ip link set "$2" up
+  lab_exec "$4" ip link set "$5" up
+}
+
+# _lab_uplink NODE1 IF1 ADDR1 NODE2 IF2 ADDR2 SPEC: a veth pair when SPEC is
+# empty, an emulated link otherwise.
+_lab_uplink() {
+  if [[ -n "${7:-}" ]]; then
+    _lab_link_emulated "$@"
+  else
+    _lab_link "$1" "$2" "$3" "$4" "$5" "$6"
+  fi
+}
+
 _lab_forwarding() { ip netns exec "$(lab_ns "$1")" sysctl -qw net.ipv4.ip_forward=1 >/dev/null; }
 
 # lab_create: root check, temp dir, trap, the internet core and the rendezvous host.
@@ -133,7 +185,19 @@ _lab_forwarding() { ip netns exec "$(lab_ns "$1")" sysctl -qw net.ipv4.ip_forwar
 #   r1 <-> NAT k       198.51.100.4k/30  (r1 .4k+1, NAT .4k+2)
 #   r2 <-> NAT k       203.0.113.4k/30   (r2 .4k+1, NAT .4k+2)
 #   r2 <-> public k    203.0.113.(128+4k)/30 (r2 .+1, host .+2)
+#
+# --rdv-link SPEC (default $LAB_RDV_LINK, else none): the r1 <-> rdv link goes
+# through the link emulator with SPEC = DELAY_MS[/JITTER_MS[/LOSS_PCT]]
+# (one way, each direction), e.g. 40/30: 40-70 ms each way.
+# shellcheck disable=SC2120 # arguments are optional
 lab_create() {
+  local rdv_link=${LAB_RDV_LINK:-}
+  while (($#)); do
+    case $1 in
+      --rdv-link) rdv_link=${2:?lab_create: --rdv-link needs a spec}; shift 2 ;;
+      *) echo "FAIL: lab_create: unknown option '$1'" >&2; exit 1 ;;
+    esac
+  done
   lab_require_root
   LAB_DIR=$(mktemp -d "/tmp/hp-lab.$$.XXXXXX") || lab_fail "mktemp failed"
   trap lab_cleanup EXIT
@@ -147,25 +211,33 @@ lab_create() {
   _lab_forwarding r1
   _lab_forwarding r2
   _lab_link r1 r2 198.51.100.253/30 r2 r1 198.51.100.254/30
-  _lab_link r1 rdv 198.51.100.97/29 rdv eth0 $LAB_RDV_IP/29
+  _lab_uplink r1 rdv 198.51.100.97/29 rdv eth0 $LAB_RDV_IP/29 "$rdv_link"
+  LAB_LINK[rdv]=$rdv_link
   lab_exec rdv ip route add default via 198.51.100.97
   lab_exec r1 ip route add 203.0.113.0/24 via 198.51.100.254
   lab_exec r2 ip route add 198.51.100.0/24 via 198.51.100.253
   # nftables must work here; check once, loudly.
   lab_exec r1 nft list tables >/dev/null 2>&1 || lab_fail "nft does not work in a network namespace"
-  LAB_DESC+=("rendezvous host  rdv   $LAB_RDV_IP (behind core router r1)")
+  LAB_DESC+=("rendezvous host  rdv   $LAB_RDV_IP (behind core router r1)${rdv_link:+, emulated link $rdv_link (ms/ms/%)}")
   LAB_DESC+=("core routers     r1 198.51.100.253 <-> r2 198.51.100.254")
 }
 
-# The nft ruleset of a NAT router. $2 = preserving | changing | random.
+# The nft ruleset of a NAT router. $2 = preserving | changing | random,
+# $3 = drop | reject (what unsolicited inbound gets).
 _lab_nat_rules() {
-  local mode=$2 masq
+  local mode=$2 filter=${3:-drop} masq unsolicited
   case $mode in
     preserving) masq="masquerade" ;;
     changing) masq="meta l4proto { tcp, udp } masquerade to :20000-30000
     oifname \"wan\" masquerade" ;;
     random) masq="masquerade random,fully-random" ;;
     *) lab_fail "unknown NAT type '$mode'" ;;
+  esac
+  case $filter in
+    drop) unsolicited='iifname "wan" drop' ;;
+    reject) unsolicited='iifname "wan" meta l4proto tcp counter reject with tcp reset
+    iifname "wan" drop' ;;
+    *) lab_fail "unknown NAT filter '$filter' (drop or reject)" ;;
   esac
   cat <<EOF
 table ip hpnat {
@@ -183,7 +255,7 @@ table ip hpnat {
   chain input {
     type filter hook input priority filter; policy accept;
     iifname "wan" ct state established,related accept
-    iifname "wan" drop
+    $unsolicited
   }
 }
 EOF
@@ -193,8 +265,26 @@ EOF
 # (default: alternately r1, r2) and a LAN bridge 10.0.N.1/24.
 # TYPE: preserving (masquerade), changing (masquerade to :20000-30000),
 # random (masquerade random,fully-random: endpoint-dependent, "symmetric").
+# Options after TYPE (and the optional side):
+#   --wan SPEC     the WAN link goes through the link emulator, SPEC =
+#                  DELAY_MS[/JITTER_MS[/LOSS_PCT]] (default $LAB_WAN_LINK)
+#   --filter MODE  unsolicited inbound TCP is dropped silently (drop, the
+#                  default) or answered with a reset (reject)
 lab_add_nat() {
-  local name=$1 type=$2 side=${3:-} k wan gw ns n
+  local name=$1 type=$2 side="" k wan gw ns n link=${LAB_WAN_LINK:-} filter=drop
+  shift 2
+  if [[ "${1:-}" == r1 || "${1:-}" == r2 ]]; then
+    side=$1
+    shift
+  fi
+  while (($#)); do
+    case $1 in
+      --wan) link=${2:?lab_add_nat: --wan needs a spec}; shift 2 ;;
+      --filter) filter=${2:?lab_add_nat: --filter needs drop or reject}; shift 2 ;;
+      "") shift ;;
+      *) lab_fail "lab_add_nat: unknown option '$1'" ;;
+    esac
+  done
   case $type in
     port-preserving) type=preserving ;;
     port-changing) type=changing ;;
@@ -213,21 +303,24 @@ lab_add_nat() {
   _lab_add_ns "$name"
   ns=$(lab_ns "$name")
   _lab_forwarding "$name"
-  _lab_link "$side" "nat$n" "$gw/30" "$name" wan "$wan/30"
+  _lab_uplink "$side" "nat$n" "$gw/30" "$name" wan "$wan/30" "$link"
   ip -n "$ns" route add default via "$gw"
   ip -n "$ns" link add lan type bridge || lab_fail "cannot create a bridge in $ns"
   ip -n "$ns" addr add "10.0.$n.1/24" dev lan
   ip -n "$ns" link set lan up
   # LAN-to-LAN traffic is bridged; keep it out of the ip filter hooks.
   ip netns exec "$ns" sysctl -qw net.bridge.bridge-nf-call-iptables=0 >/dev/null 2>&1 || true
-  _lab_nat_rules "$name" "$type" >"$LAB_DIR/nft-$name.nft"
+  _lab_nat_rules "$name" "$type" "$filter" >"$LAB_DIR/nft-$name.nft"
   ip netns exec "$ns" nft -f "$LAB_DIR/nft-$name.nft" ||
     lab_fail "nft rejected the NAT ruleset of $name (see $LAB_DIR/nft-$name.nft)"
   LAB_IP[$name]=$wan
   LAB_NAT_TYPE[$name]=$type
   LAB_NAT_IDX[$name]=$n
   LAB_NAT_HOSTS[$name]=0
-  LAB_DESC+=("NAT router       $name  WAN $wan (via $side), LAN 10.0.$n.0/24, $type")
+  LAB_NAT_FILTER[$name]=$filter
+  LAB_LINK[$name]=$link
+  if ((LAB_V6)); then _lab_nat_v6 "$name" "$n" "$side"; fi
+  LAB_DESC+=("NAT router       $name  WAN $wan (via $side${link:+, emulated link $link ms/ms/%}), LAN 10.0.$n.0/24, $type, unsolicited inbound: $filter")
 }
 
 # lab_nat_loss NAME PCT: the NAT's forward chain drops PCT % of all packets
@@ -262,6 +355,101 @@ lab_nat_counter() {
   lab_exec "$1" nft list chain ip hpnat forward | grep -- "$2" | sed -n 's/.*counter packets \([0-9]*\).*/\1/p' | head -n 1
 }
 
+# lab_nat_resets NAME: resets NAME sent to unsolicited inbound TCP (filter
+# reject; 0 for drop).
+lab_nat_resets() {
+  local n
+  n=$(lab_exec "$1" nft list chain ip hpnat input | sed -n 's/.*counter packets \([0-9]*\).*reject.*/\1/p' | head -n 1)
+  echo "${n:-0}"
+}
+
+# lab_nat_upnp NAME: run Debian's miniupnpd (nftables backend) on the NAT
+# router NAME, serving UPnP-IGD and NAT-PMP on its LAN. Its rules live in
+# their own table (inet hpupnp: the chains miniupnpd fills, hooked into
+# forward, prerouting and postrouting); the NAT's own forward chain lets
+# DNATed connections through ("ct status dnat accept", as routers with
+# port forwarding do). miniupnpd refuses to map when its WAN address is
+# "reserved", which the lab's documentation ranges are, unless a STUN check
+# says the address is public: a minimal UDP STUN responder on the rdv host
+# (standin.py stun-udp, port 3478) answers it, and it is right, the WAN
+# address is on the emulated internet (the router's own packets are not
+# masqueraded, see below). Process "upnp-NAME" (log
+# $LAB_DIR/upnp-NAME.err), stopped by the lab's cleanup or after 300 s.
+lab_nat_upnp() {
+  local nat=$1 conf="$LAB_DIR/miniupnpd-$1.conf" n tries
+  command -v miniupnpd >/dev/null || lab_fail "miniupnpd is not installed (miniupnpd-nftables; run scripts/deps.sh)"
+  n=${LAB_NAT_IDX[$nat]:?lab: unknown NAT $nat}
+  lab_exec "$nat" nft insert rule ip hpnat forward ct status dnat accept ||
+    lab_fail "cannot let DNATed connections through $nat"
+  # The router's own traffic (miniupnpd's STUN check) leaves un-NATed, as
+  # on a real router: masquerading it (fully-random on a random NAT) would
+  # make the router look like it sits behind a symmetric NAT itself.
+  lab_exec "$nat" nft insert rule ip hpnat postrouting oifname wan ip saddr "${LAB_IP[$nat]}" accept ||
+    lab_fail "cannot exempt $nat's own traffic from NAT"
+  lab_exec "$nat" nft -f - <<EOF || lab_fail "cannot create the miniupnpd table on $nat"
+table inet hpupnp {
+  chain forward {
+    type filter hook forward priority filter; policy accept;
+    jump miniupnpd
+  }
+  chain miniupnpd {
+  }
+  chain prerouting {
+    type nat hook prerouting priority dstnat; policy accept;
+    jump prerouting_miniupnpd
+  }
+  chain prerouting_miniupnpd {
+  }
+  chain postrouting {
+    type nat hook postrouting priority srcnat; policy accept;
+    jump postrouting_miniupnpd
+  }
+  chain postrouting_miniupnpd {
+  }
+}
+EOF
+  if [[ -z "${LAB_PID[stun-udp]:-}" ]]; then
+    lab_run stun-udp rdv "$LAB_PY" "$LAB_LIB_DIR/standin.py" stun-udp --bind "$LAB_RDV_IP" --port 3478 --duration 300
+    tries=50
+    until [[ -n "$(lab_exec rdv ss -Hlun 'sport = :3478' 2>/dev/null)" ]]; do
+      ((tries-- > 0)) || lab_fail "the STUN responder for miniupnpd did not start"
+      sleep 0.1
+    done
+  fi
+  cat >"$conf" <<EOF
+ext_ifname=wan
+listening_ip=lan
+http_port=0
+enable_natpmp=yes
+enable_upnp=yes
+secure_mode=yes
+system_uptime=yes
+notify_interval=60
+clean_ruleset_interval=0
+uuid=3d3cec3a-8cf0-11e0-98ee-00000000$(printf '%04x' "$n")
+ext_perform_stun=yes
+ext_stun_host=$LAB_RDV_IP
+ext_stun_port=3478
+upnp_table_name=hpupnp
+upnp_nat_table_name=hpupnp
+upnp_forward_chain=miniupnpd
+upnp_nat_chain=prerouting_miniupnpd
+upnp_nat_postrouting_chain=postrouting_miniupnpd
+allow 1024-65535 10.0.$n.0/24 1024-65535
+deny 0-65535 0.0.0.0/0 0-65535
+EOF
+  lab_run "upnp-$nat" "$nat" timeout 300 miniupnpd -f "$conf" -d -P "$LAB_DIR/miniupnpd-$nat.pid"
+  # Ready when the STUN check has enabled port forwarding.
+  lab_wait_log "upnp-$nat" 'Port forwarding is now enabled' 10 ||
+    lab_fail "miniupnpd on $nat did not enable port forwarding (see $LAB_DIR/upnp-$nat.err)"
+  LAB_DESC+=("  miniupnpd (UPnP-IGD + NAT-PMP) on $nat")
+}
+
+# lab_upnp_rules NAME: miniupnpd's current DNAT rules on NAME, one per line.
+lab_upnp_rules() {
+  lab_exec "$1" nft list chain inet hpupnp prerouting_miniupnpd | grep -E 'dnat' || true
+}
+
 # lab_add_worker_host NAME NAT: a host in that NAT's LAN, 10.0.N.(10+i).
 lab_add_worker_host() {
   local name=$1 nat=$2 n i ip
@@ -273,9 +461,14 @@ lab_add_worker_host() {
   _lab_link "$name" eth0 "$ip/24" "$nat" "h$i" ""
   lab_exec "$nat" ip link set "h$i" master lan
   lab_exec "$name" ip route add default via "10.0.$n.1"
+  if ((LAB_V6)); then
+    _lab_addr6 "$name" eth0 "2001:db8:$n::$((9 + i))/64"
+    lab_exec "$name" ip -6 route add default via "2001:db8:$n::1"
+    LAB_IP6[$name]="2001:db8:$n::$((9 + i))"
+  fi
   LAB_IP[$name]=$ip
   LAB_HOST_NAT[$name]=$nat
-  LAB_DESC+=("worker host      $name  $ip behind $nat")
+  LAB_DESC+=("worker host      $name  $ip${LAB_IP6[$name]:+ [${LAB_IP6[$name]}]} behind $nat")
 }
 
 # lab_add_public_host NAME: a host with a public address behind r2, no NAT,
@@ -288,9 +481,16 @@ lab_add_public_host() {
   _lab_add_ns "$name"
   _lab_link r2 "pub$LAB_PUBS" "$gw/30" "$name" eth0 "$ip/30"
   lab_exec "$name" ip route add default via "$gw"
+  if ((LAB_V6)); then
+    _lab_addr6 r2 "pub$LAB_PUBS" "2001:db8:e:$LAB_PUBS::1/64"
+    _lab_addr6 "$name" eth0 "2001:db8:e:$LAB_PUBS::2/64"
+    lab_exec "$name" ip -6 route add default via "2001:db8:e:$LAB_PUBS::1"
+    _lab_route6_other r2 "2001:db8:e:$LAB_PUBS::/64"
+    LAB_IP6[$name]="2001:db8:e:$LAB_PUBS::2"
+  fi
   LAB_IP[$name]=$ip
   LAB_HOST_NAT[$name]=""
-  LAB_DESC+=("public host      $name  $ip (via r2, no NAT)")
+  LAB_DESC+=("public host      $name  $ip${LAB_IP6[$name]:+ [${LAB_IP6[$name]}]} (via r2, no NAT)")
 }
 
 lab_describe() {
@@ -433,6 +633,108 @@ lab_stop() {
   return 0
 }
 
+# --- IPv6 (optional) -------------------------------------------------------
+# lab_enable_ipv6: dual stack for the rest of the lab, with documentation
+# addresses (2001:db8::/32) only inside the lab's namespaces. Call it right
+# after lab_create, before adding NATs and hosts. No NAT for IPv6: each NAT
+# router is also a stateful IPv6 firewall (table ip6 hpfw6, same filter
+# mode as its IPv4 side); hosts get global addresses in their LAN's /64.
+#   r1 <-> r2       2001:db8:0:fe::1 / ::2
+#   r1 <-> rdv      2001:db8:0:1::1 / rdv 2001:db8:0:1::100
+#   core <-> NAT N  2001:db8:f:N::1 / NAT ::2      LAN N  2001:db8:N::/64 (router ::1, hosts ::10+i)
+#   r2 <-> pub k    2001:db8:e:k::1 / host ::2
+# Static addresses (nodad), no router advertisements, static routes: each
+# core router routes the prefixes behind the other one through it.
+LAB_V6=0
+LAB_RDV_IP6=2001:db8:0:1::100
+declare -A LAB_IP6=() # host / NAT name -> its IPv6 address (NAT: WAN)
+
+_lab_v6_on() {
+  # shellcheck disable=SC2016 # expanded by the inner shell
+  lab_exec "$1" sh -c 'for k in all default; do
+      sysctl -qw net.ipv6.conf.$k.disable_ipv6=0 net.ipv6.conf.$k.accept_ra=0 \
+        net.ipv6.conf.$k.accept_dad=0 net.ipv6.conf.$k.autoconf=0
+    done
+    for d in /proc/sys/net/ipv6/conf/*/disable_ipv6; do echo 0 >"$d"; done' >/dev/null 2>&1 ||
+    lab_fail "cannot enable IPv6 in $1"
+  [[ "${2:-}" == forward ]] && lab_exec "$1" sysctl -qw net.ipv6.conf.all.forwarding=1 >/dev/null
+  return 0
+}
+
+_lab_addr6() { lab_exec "$1" ip -6 addr add "$3" dev "$2" nodad || lab_fail "cannot add $3 to $1:$2"; }
+
+# _lab_route6_other SIDE PREFIX: the core router that is not SIDE routes
+# PREFIX through SIDE.
+_lab_route6_other() {
+  if [[ $1 == r1 ]]; then
+    lab_exec r2 ip -6 route add "$2" via 2001:db8:0:fe::1
+  else
+    lab_exec r1 ip -6 route add "$2" via 2001:db8:0:fe::2
+  fi
+}
+
+lab_enable_ipv6() {
+  [[ -n "$LAB_DIR" ]] || lab_fail "lab_enable_ipv6 comes after lab_create"
+  ((LAB_NATS == 0 && LAB_PUBS == 0)) || lab_fail "lab_enable_ipv6 comes before adding NATs and hosts"
+  LAB_V6=1
+  _lab_v6_on r1 forward
+  _lab_v6_on r2 forward
+  _lab_v6_on rdv
+  _lab_addr6 r1 r2 2001:db8:0:fe::1/64
+  _lab_addr6 r2 r1 2001:db8:0:fe::2/64
+  _lab_addr6 r1 rdv 2001:db8:0:1::1/64
+  _lab_addr6 rdv eth0 "$LAB_RDV_IP6/64"
+  lab_exec rdv ip -6 route add default via 2001:db8:0:1::1
+  _lab_route6_other r1 2001:db8:0:1::/64
+  LAB_DESC+=("IPv6             on: rdv $LAB_RDV_IP6, r1 2001:db8:0:fe::1 <-> r2 ::2")
+}
+
+# The IPv6 firewall of a NAT router (no NAT): $1 = drop | reject.
+_lab_fw6_rules() {
+  local unsolicited='' input='iifname "wan" drop'
+  if [[ $1 == reject ]]; then
+    unsolicited='iifname "wan" meta l4proto tcp counter reject with tcp reset'
+    input='iifname "wan" meta l4proto tcp counter reject with tcp reset
+    iifname "wan" drop'
+  fi
+  cat <<EOF
+table ip6 hpfw6 {
+  chain forward {
+    type filter hook forward priority filter; policy drop;
+    ct state established,related accept
+    ct state invalid counter drop
+    iifname "lan" oifname "wan" accept
+    iifname "lan" oifname "lan" accept
+    $unsolicited
+  }
+  chain input {
+    type filter hook input priority filter; policy accept;
+    iifname "wan" ct state established,related accept
+    iifname "wan" icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept
+    $input
+  }
+}
+EOF
+}
+
+# _lab_nat_v6 NAME N SIDE: IPv6 for NAT router NAME (index N, on SIDE).
+_lab_nat_v6() {
+  local nat=$1 n=$2 side=$3
+  _lab_v6_on "$nat" forward
+  _lab_addr6 "$side" "nat$n" "2001:db8:f:$n::1/64"
+  _lab_addr6 "$nat" wan "2001:db8:f:$n::2/64"
+  _lab_addr6 "$nat" lan "2001:db8:$n::1/64"
+  lab_exec "$nat" ip -6 route add default via "2001:db8:f:$n::1"
+  lab_exec "$side" ip -6 route add "2001:db8:$n::/64" via "2001:db8:f:$n::2"
+  _lab_route6_other "$side" "2001:db8:f:$n::/64"
+  _lab_route6_other "$side" "2001:db8:$n::/64"
+  _lab_fw6_rules "${LAB_NAT_FILTER[$nat]}" >"$LAB_DIR/nft6-$nat.nft"
+  lab_exec "$nat" nft -f "$LAB_DIR/nft6-$nat.nft" ||
+    lab_fail "nft rejected the IPv6 firewall of $nat (see $LAB_DIR/nft6-$nat.nft)"
+  LAB_IP6[$nat]="2001:db8:f:$n::2"
+  LAB_DESC+=("  IPv6 on $nat: WAN 2001:db8:f:$n::2, LAN 2001:db8:$n::/64, stateful firewall (${LAB_NAT_FILTER[$nat]}), no NAT")
+}
+
 # --- assertions -----------------------------------------------------------
 
 # lab_expect_rc PROC RC: PROC exited with code RC.
@@ -534,6 +836,30 @@ EOF
   ) || lab_fail "$proc's give-up summary: ${out:-see above}"
   lab_log "ok: $proc's give-up summary: $out"
 }
+
+# lab_expect_pair_outcome A B: the two workers of one pairing agree and
+# each outcome is explained: both exit 0 with a direct connection to the
+# other's mapping, or both exit 5 (no direct connection) with a give-up
+# summary that lists the attempts to the other's mapping. Anything else
+# (one connected and the other not, a hang, another exit code) fails. Sets
+# LAB_OUTCOME to "direct" or "gave-up".
+lab_expect_pair_outcome() {
+  local a=$1 b=$2
+  if [[ ${LAB_RC[$a]:-} == 0 && ${LAB_RC[$b]:-} == 0 ]]; then
+    lab_expect_direct "$a" "$b" "$(lab_worker_mapping "$b")"
+    lab_expect_direct "$b" "$a" "$(lab_worker_mapping "$a")"
+    LAB_OUTCOME=direct
+  elif [[ ${LAB_RC[$a]:-} == 5 && ${LAB_RC[$b]:-} == 5 ]]; then
+    lab_expect_give_up_details "$a" "$b"
+    lab_expect_give_up_details "$b" "$a"
+    lab_expect_no_grep "$LAB_DIR/$a.out" . "$a printed nothing on stdout"
+    lab_expect_no_grep "$LAB_DIR/$b.out" . "$b printed nothing on stdout"
+    LAB_OUTCOME=gave-up
+  else
+    lab_fail "the workers disagree or failed otherwise: $a exit ${LAB_RC[$a]:-none}, $b exit ${LAB_RC[$b]:-none} (expected 0/0 or 5/5)"
+  fi
+}
+LAB_OUTCOME=""
 
 # lab_json_count_field PROC MESSAGE_EREGEX FIELD VALUE: number of JSON log
 # lines of PROC whose message matches and whose FIELD equals VALUE.

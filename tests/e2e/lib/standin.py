@@ -21,6 +21,18 @@ It proves the lab's NAT behaviours independently of the C binaries:
       no connection was made within S s (the worker's exit code for that).
   probe    --to IP:PORT [--timeout S]
       Try one TCP connect; print "connected", "refused" or "timeout".
+  rtt      --to IP:PORT [--count N] [--interval S] [--timeout S]
+      N TCP connects, one after the other; prints one "rtt MS" line per
+      connect that was answered (accepted or refused: both take one round
+      trip) and "lost" for one that timed out. Used to measure the link
+      emulator's delay (a closed port answers with a reset, no server needed).
+  stun-udp --bind IP --port N --duration S
+      A minimal STUN Binding responder over UDP: answers every Binding
+      request from the address it came to, with MAPPED-ADDRESS and
+      XOR-MAPPED-ADDRESS of the sender, ignoring CHANGE-REQUEST. It only
+      serves miniupnpd's start-up check on a lab NAT router (whose WAN
+      address is in a documentation range that miniupnpd otherwise takes for
+      a private one); our own STUN client is tested against coturn.
   garbage  --to IP:PORT --data TEXT [--timeout S]
       Connect, send TEXT (with backslash escapes), wait until the far end
       closes or S s pass; print "closed after receiving N bytes" or "open
@@ -42,21 +54,34 @@ def log(msg):
 
 
 def parse_addr(text):
+    """"ip:port" or "[v6]:port" -> (ip, port)."""
     host, _, port = text.rpartition(":")
-    return host, int(port)
+    return host.strip("[]"), int(port)
 
 
-def reuse_socket(port):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+def family_of(host):
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def fmt_addr(host, port):
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def reuse_socket(port, family=socket.AF_INET):
+    s = socket.socket(family, socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    s.bind(("0.0.0.0", port))
+    if family == socket.AF_INET6:
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    s.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", port))
     return s
 
 
 def cmd_reflect(args):
-    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv = socket.socket(family_of(args.bind), socket.SOCK_STREAM)
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if family_of(args.bind) == socket.AF_INET6:
+        srv.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
     srv.bind((args.bind, args.port))
     srv.listen(64)
     deadline = time.monotonic() + args.duration
@@ -72,14 +97,14 @@ def cmd_reflect(args):
         with conn:
             conn.settimeout(2)
             try:
-                conn.sendall(f"{peer[0]}:{peer[1]}\n".encode())
+                conn.sendall(f"{fmt_addr(peer[0], peer[1])}\n".encode())
             except OSError:
                 pass
-            log(f"reflected {peer[0]}:{peer[1]}")
+            log(f"reflected {fmt_addr(peer[0], peer[1])}")
 
 
 def ask_reflector(port, reflector, timeout=5.0):
-    s = reuse_socket(port)
+    s = reuse_socket(port, family_of(parse_addr(reflector)[0]))
     try:
         s.settimeout(timeout)
         s.connect(parse_addr(reflector))
@@ -115,7 +140,8 @@ def read_line(sock, timeout):
 def cmd_punch(args):
     start = time.monotonic()
     deadline = start + args.timeout
-    lst = reuse_socket(args.port)
+    fam = family_of(parse_addr(args.reflector)[0])
+    lst = reuse_socket(args.port, fam)
     lst.listen(8)
     lst.setblocking(False)
     observed = ask_reflector(args.port, args.reflector)
@@ -147,7 +173,7 @@ def cmd_punch(args):
     while conn is None and time.monotonic() < deadline:
         now = time.monotonic()
         if csock is None:
-            csock = reuse_socket(args.port)
+            csock = reuse_socket(args.port, fam)
             csock.setblocking(False)
             attempts += 1
             err = csock.connect_ex(parse_addr(peer))
@@ -162,7 +188,7 @@ def cmd_punch(args):
         if lst in r:
             try:
                 conn, addr = lst.accept()
-                how = f"accepted from {addr[0]}:{addr[1]}"
+                how = f"accepted from {fmt_addr(addr[0], addr[1])}"
                 break
             except BlockingIOError:
                 pass
@@ -201,8 +227,54 @@ def cmd_punch(args):
     return 0 if line.startswith("HELLO from ") else 6
 
 
+def cmd_rtt(args):
+    for _ in range(args.count):
+        s = socket.socket(family_of(parse_addr(args.to)[0]), socket.SOCK_STREAM)
+        s.settimeout(args.timeout)
+        t0 = time.monotonic()
+        try:
+            s.connect(parse_addr(args.to))
+            answered = True
+        except ConnectionRefusedError:
+            answered = True
+        except (socket.timeout, TimeoutError, OSError):
+            answered = False
+        dt = (time.monotonic() - t0) * 1000.0
+        # SO_LINGER 0: close with a reset, no FIN exchange to delay the next one.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        s.close()
+        print(f"rtt {dt:.3f}" if answered else "lost", flush=True)
+        time.sleep(args.interval)
+    return 0
+
+
+def cmd_stun_udp(args):
+    import struct
+    srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    srv.bind((args.bind, args.port))
+    deadline = time.monotonic() + args.duration
+    log(f"stun-udp on {args.bind}:{args.port} for {args.duration}s")
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return 0
+        r, _, _ = select.select([srv], [], [], min(left, 0.5))
+        if not r:
+            continue
+        data, peer = srv.recvfrom(2048)
+        if len(data) < 20 or data[0:2] != b"\x00\x01" or data[4:8] != b"\x21\x12\xa4\x42":
+            continue
+        ip = socket.inet_aton(peer[0])
+        mapped = struct.pack(">HHBBH", 0x0001, 8, 0, 1, peer[1]) + ip
+        xip = bytes(a ^ b for a, b in zip(ip, data[4:8]))
+        xor = struct.pack(">HHBBH", 0x0020, 8, 0, 1, peer[1] ^ 0x2112) + xip
+        body = mapped + xor
+        srv.sendto(struct.pack(">HH", 0x0101, len(body)) + data[4:20] + body, peer)
+        log(f"stun-udp: answered {peer[0]}:{peer[1]}")
+
+
 def cmd_probe(args):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s = socket.socket(family_of(parse_addr(args.to)[0]), socket.SOCK_STREAM)
     s.settimeout(args.timeout)
     try:
         s.connect(parse_addr(args.to))
@@ -272,13 +344,23 @@ def main():
     p = sub.add_parser("probe")
     p.add_argument("--to", required=True)
     p.add_argument("--timeout", type=float, default=3)
+    p = sub.add_parser("rtt")
+    p.add_argument("--to", required=True)
+    p.add_argument("--count", type=int, default=10)
+    p.add_argument("--interval", type=float, default=0.05)
+    p.add_argument("--timeout", type=float, default=2)
+    p = sub.add_parser("stun-udp")
+    p.add_argument("--bind", default="0.0.0.0")
+    p.add_argument("--port", type=int, default=3478)
+    p.add_argument("--duration", type=float, default=60)
     p = sub.add_parser("garbage")
     p.add_argument("--to", required=True)
     p.add_argument("--data", required=True)
     p.add_argument("--timeout", type=float, default=3)
     args = ap.parse_args()
     return {"reflect": cmd_reflect, "whoami": cmd_whoami, "punch": cmd_punch,
-            "garbage": cmd_garbage, "probe": cmd_probe}[args.cmd](args)
+            "garbage": cmd_garbage, "probe": cmd_probe, "rtt": cmd_rtt,
+            "stun-udp": cmd_stun_udp}[args.cmd](args)
 
 
 if __name__ == "__main__":

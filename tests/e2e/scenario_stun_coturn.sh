@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# e2e.stun_coturn: our STUN-over-TCP client (src/lib/discover/stun_tcp.c,
+# through tests/tools/hp_stun_probe.c) against a STUN server nobody here
+# wrote: Debian's coturn (turnserver, --stun-only), three instances on the
+# emulated internet (rdv host :3478 and :3479, public host :3478). From one
+# local port behind each NAT type:
+#  - changing NAT: every server reports the mapping the python reflector
+#    saw from the same port (the NAT's mapping, in 20000-30000), and the
+#    verdict (src/core/nat_classify.c) is endpoint-independent, certain,
+#    port not preserved;
+#  - preserving NAT: every server reports NAT WAN address:8084; verdict
+#    endpoint-independent, port preserved;
+#  - random NAT: three different mappings; verdict address-and-port-dependent.
+set -euo pipefail
+# shellcheck source=lib/lab.sh
+source "$(dirname "$0")/lib/lab.sh"
+
+command -v turnserver >/dev/null || lab_fail "turnserver is not installed (coturn; run scripts/deps.sh)"
+lab_create
+lab_require_binaries
+[[ -x "$HP_BUILD_DIR/hp_stun_probe" ]] || lab_fail "$HP_BUILD_DIR/hp_stun_probe is missing; build first"
+lab_add_nat natc changing r1
+lab_add_nat natp preserving r2
+lab_add_nat natx random r1
+lab_add_worker_host c natc
+lab_add_worker_host p natp
+lab_add_worker_host x natx
+lab_add_public_host pub
+lab_describe >&2
+
+# start_coturn PROC NODE IP PORT: coturn in STUN-only mode, its files under
+# $LAB_DIR, bounded by timeout (and killed by the lab's cleanup anyway).
+start_coturn() {
+  local proc=$1 node=$2 ip=$3 port=$4 conf="$LAB_DIR/$1.conf"
+  cat >"$conf" <<CONF
+listening-ip=$ip
+listening-port=$port
+stun-only
+no-tls
+no-dtls
+no-cli
+no-udp
+userdb=$LAB_DIR/$proc.db
+pidfile=$LAB_DIR/$proc.pid
+log-file=stdout
+simple-log
+CONF
+  lab_run "$proc" "$node" timeout 60 turnserver -c "$conf"
+  lab_wait_listen "$node" "$port" 10 "$proc" || lab_fail "coturn $proc did not listen on $ip:$port"
+}
+start_coturn stun1 rdv "$LAB_RDV_IP" 3478
+start_coturn stun2 rdv "$LAB_RDV_IP" 3479
+start_coturn stun3 pub "${LAB_IP[pub]}" 3478
+SERVERS=("$LAB_RDV_IP:3478" "$LAB_RDV_IP:3479" "${LAB_IP[pub]}:3478")
+lab_start_reflector 9000
+S=("$LAB_PY" "$LAB_LIB_DIR/standin.py")
+
+# probe HOST: hp_stun_probe from local port 8084; sets MAPPED (one per
+# server) and VERDICT (JSON).
+probe() {
+  local out
+  out=$(lab_exec "$1" "$HP_BUILD_DIR/hp_stun_probe" --port 8084 --timeout-ms 3000 "${SERVERS[@]}") ||
+    lab_fail "hp_stun_probe on $1 failed: $out"
+  while IFS= read -r l; do echo "  $1: $l" >&2; done <<<"$out"
+  mapfile -t MAPPED < <(grep '"mapped"' <<<"$out" | "$LAB_PY" -c 'import json,sys; [print(json.loads(l)["mapped"]) for l in sys.stdin]')
+  ((${#MAPPED[@]} == 3)) || lab_fail "$1: expected 3 mappings, got ${MAPPED[*]}"
+  VERDICT=$(grep '"verdict"' <<<"$out")
+}
+# vfield NAME: a field of the verdict, as JSON text.
+vfield() { "$LAB_PY" -c 'import json,sys; print(json.dumps(json.loads(sys.argv[1])["verdict"][sys.argv[2]]))' "$VERDICT" "$1"; }
+
+# 1. Changing NAT: the reflector sees the NAT's mapping of port 8084 first.
+truth=$(lab_exec c "${S[@]}" whoami --port 8084 --reflector "$LAB_RDV_IP:9000" | sed -n 's/^observed \([0-9.:]*\) via.*/\1/p')
+[[ $truth == "${LAB_IP[natc]}:"* ]] || lab_fail "reflector saw '$truth' for c, expected ${LAB_IP[natc]}:<port>"
+probe c
+for m in "${MAPPED[@]}"; do
+  [[ $m == "$truth" ]] || lab_fail "changing NAT: a STUN server reported $m, the NAT's mapping is $truth"
+done
+[[ $(vfield mapping) == '"endpoint-independent"' && $(vfield mapping_certain) == true &&
+  $(vfield port_preserved) == false && $(vfield public_addr) == "\"${LAB_IP[natc]}\"" ]] ||
+  lab_fail "changing NAT: wrong verdict $VERDICT"
+lab_log "ok: changing NAT: coturn x3 reported $truth, the NAT's mapping; verdict endpoint-independent, port changed"
+
+# 2. Preserving NAT: the mapping is the WAN address with the same port.
+probe p
+for m in "${MAPPED[@]}"; do
+  [[ $m == "${LAB_IP[natp]}:8084" ]] || lab_fail "preserving NAT: a STUN server reported $m, expected ${LAB_IP[natp]}:8084"
+done
+[[ $(vfield mapping) == '"endpoint-independent"' && $(vfield port_preserved) == true ]] ||
+  lab_fail "preserving NAT: wrong verdict $VERDICT"
+lab_log "ok: preserving NAT: coturn x3 reported ${LAB_IP[natp]}:8084; verdict endpoint-independent, port preserved"
+
+# 3. Random NAT: a new mapping per server.
+probe x
+[[ ${MAPPED[0]} != "${MAPPED[1]}" && ${MAPPED[1]} != "${MAPPED[2]}" ]] ||
+  lab_fail "random NAT: mappings repeat: ${MAPPED[*]}"
+[[ $(vfield mapping) == '"address-and-port-dependent"' && $(vfield mapping_certain) == true ]] ||
+  lab_fail "random NAT: wrong verdict $VERDICT"
+lab_log "ok: random NAT: ${MAPPED[*]}; verdict address-and-port-dependent"
+lab_pass "stun_coturn: STUN over TCP against coturn and the NAT verdict for three NAT types"
