@@ -19,13 +19,13 @@ esac
 pkgs=(
   build-essential cmake pkg-config
   libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libjansson-dev libssl-dev
-  libcurl4-openssl-dev ca-certificates libwslay-dev libhttp-parser-dev
+  libcurl4-openssl-dev ca-certificates libwslay-dev libhttp-parser-dev libhiredis-dev
   libminiupnpc-dev libnatpmp-dev zlib1g-dev
 )
 ((build_only)) || pkgs+=(
   libcmocka-dev
   nftables iproute2 procps psmisc curl python3 python3-websockets python3-prometheus-client
-  nginx-light
+  nginx-light redis-server
   coturn miniupnpd-nftables
   debootstrap
   shellcheck clang-format cppcheck strace
@@ -60,5 +60,8 @@ if [[ ! -e $policy ]]; then
   chmod 755 "$policy"
   trap 'rm -f "$policy"' EXIT
 fi
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Others may run apt on this machine at the same time: wait for their lock
+# (bounded) instead of failing at once.
+lock=(-o DPkg::Lock::Timeout=600)
+apt-get "${lock[@]}" update -qq
+apt-get "${lock[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

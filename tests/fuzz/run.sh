@@ -5,7 +5,7 @@
 #
 # Usage: tests/fuzz/run.sh [SECONDS] [NAME...]
 #   SECONDS  run time per harness (default 30)
-#   NAME     harnesses to run (default: all): wire peerhello url addr config rooms whoami
+#   NAME     harnesses to run (default: all): wire peerhello url addr config rooms whoami stun redisurl
 # Environment: HP_FUZZ_BUILD_DIR (default <top>/build-fuzz).
 #
 # Each harness keeps its growing corpus in build-fuzz/fuzz-out/<name>/corpus
@@ -24,7 +24,7 @@ if ! [[ $secs =~ ^[0-9]+$ ]] || ((secs < 1)); then
 fi
 names=("$@")
 if ((${#names[@]} == 0)); then
-  names=(wire peerhello url addr config rooms whoami)
+  names=(wire peerhello url addr config rooms whoami stun redisurl)
 fi
 build=${HP_FUZZ_BUILD_DIR:-$top/build-fuzz}
 
