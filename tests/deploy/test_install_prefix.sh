@@ -12,6 +12,12 @@ trap 'rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 command -v pkg-config >/dev/null || fail "pkg-config is not installed (scripts/deps.sh)"
 CC=${CC:-cc}
+# A sanitizer build of the library (the suite's ASan pass) needs the
+# program linked with the same runtime, first in the library list.
+san=()
+if grep -q '^HP_SANITIZE:BOOL=ON' "$B/CMakeCache.txt" 2>/dev/null; then
+  san=("-fsanitize=address,undefined")
+fi
 
 # check PREFIX: the installed tree at PREFIX builds and runs the example.
 check() {
@@ -24,7 +30,7 @@ check() {
   libdir=$(PKG_CONFIG_PATH=$pcdir pkg-config --variable=libdir holepunch)
   [[ -e $libdir/libholepunch.so ]] || fail "libdir $libdir has no libholepunch.so"
   # shellcheck disable=SC2086 # flags are words
-  "$CC" -o "$tmp/hp_pair" "$S/examples/hp_pair.c" $flags || fail "examples/hp_pair.c does not build with: $flags"
+  "$CC" "${san[@]}" -o "$tmp/hp_pair" "$S/examples/hp_pair.c" $flags || fail "examples/hp_pair.c does not build with: $flags"
   out=$(LD_LIBRARY_PATH=$libdir "$tmp/hp_pair" 2>&1) || rc=$?
   if ((rc != 2)) || [[ $out != *usage:* ]]; then
     fail "hp_pair against $libdir: exit $rc, $out"
