@@ -5,7 +5,7 @@
 #
 # Usage: tests/fuzz/run.sh [SECONDS] [NAME...]
 #   SECONDS  run time per harness (default 30)
-#   NAME     harnesses to run (default: all): wire peerhello url addr config rooms whoami stun redisurl
+#   NAME     harnesses to run (default: all of HP_FUZZ_NAMES in tests/fuzz/CMakeLists.txt)
 # Environment: HP_FUZZ_BUILD_DIR (default <top>/build-fuzz).
 #
 # Each harness keeps its growing corpus in build-fuzz/fuzz-out/<name>/corpus
@@ -24,7 +24,8 @@ if ! [[ $secs =~ ^[0-9]+$ ]] || ((secs < 1)); then
 fi
 names=("$@")
 if ((${#names[@]} == 0)); then
-  names=(wire peerhello url addr config rooms whoami stun redisurl)
+  # The one list of harnesses is CMake's.
+  read -r -a names < <(sed -n 's/^set(HP_FUZZ_NAMES \(.*\))$/\1/p' "$top/tests/fuzz/CMakeLists.txt")
 fi
 build=${HP_FUZZ_BUILD_DIR:-$top/build-fuzz}
 
