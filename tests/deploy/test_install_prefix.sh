@@ -35,8 +35,11 @@ check() {
   if ((rc != 2)) || [[ $out != *usage:* ]]; then
     fail "hp_pair against $libdir: exit $rc, $out"
   fi
-  LD_LIBRARY_PATH=$libdir ldd "$tmp/hp_pair" | grep -q "$(readlink -f "$libdir")/libholepunch.so\|$libdir/libholepunch.so" ||
-    fail "hp_pair does not load the installed library: $(LD_LIBRARY_PATH=$libdir ldd "$tmp/hp_pair" | grep holepunch)"
+  # ldd's output in a variable first: `ldd | grep -q` fails under pipefail
+  # when grep exits at the first match and ldd gets SIGPIPE.
+  deps=$(LD_LIBRARY_PATH=$libdir ldd "$tmp/hp_pair")
+  grep -q "$(readlink -f "$libdir")/libholepunch.so\|$libdir/libholepunch.so" <<<"$deps" ||
+    fail "hp_pair does not load the installed library: $(grep holepunch <<<"$deps")"
   echo "ok   $p: pkg-config --cflags --libs holepunch = $flags; hp_pair builds and runs"
 }
 
