@@ -209,8 +209,10 @@ static void check_head(hp__wsu *u) {
     refuse(u, HP_WSU_FAIL_HANDSHAKE, "the server answered 101 without \"Upgrade: websocket\"");
     return;
   }
+  /* http-parser's own view too: only when it saw the upgrade does it stop
+   * right after the head (what follows is frames, not a body). */
   if (!u->h[H_CONNECTION].lines || u->h[H_CONNECTION].over ||
-      !has_token(u->h[H_CONNECTION].v, "upgrade")) {
+      !has_token(u->h[H_CONNECTION].v, "upgrade") || !u->p.upgrade) {
     refuse(u, HP_WSU_FAIL_HANDSHAKE, "the server answered 101 without \"Connection: upgrade\"");
     return;
   }
