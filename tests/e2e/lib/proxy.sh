@@ -17,13 +17,18 @@ LAB_PROXY_PORT=$LAB_RDV_PORT  # nginx takes the public address and port
 LAB_PROXY_BACKEND_PORT=18080  # the rendezvous, on 127.0.0.1 only
 LAB_PROXY_UA="hp-lab-check"   # User-Agent of the scenario's own curl checks
 LAB_PROXY_UPGRADE=${LAB_PROXY_UPGRADE:-1} # 0: a proxy that does not pass the WebSocket upgrade
+# TLS on nginx's port (https://, wss://): set all three (lab_proxy_make_ca
+# does) before lab_start_rendezvous_behind_proxy; empty: plain HTTP.
+LAB_PROXY_TLS_CERT=${LAB_PROXY_TLS_CERT:-}
+LAB_PROXY_TLS_KEY=${LAB_PROXY_TLS_KEY:-}
+LAB_PROXY_TLS_CA=${LAB_PROXY_TLS_CA:-}
 LAB_WORKER_UA_PREFIX="holepunch/" # User-Agent of the worker's GET /whoami (src/lib/whoami.c)
 # The worker's warning when /whoami has no port (src/lib/holepunch.c).
 LAB_MSG_NO_PORT='^the rendezvous cannot see our port \(proxy in front of it\); assuming a port-preserving NAT'
 
 # _lab_proxy_conf FILE: nginx's configuration, everything under $LAB_DIR.
 _lab_proxy_conf() {
-  local d="$LAB_DIR/nginx" upgrade=""
+  local d="$LAB_DIR/nginx" upgrade="" ssl="" sslconf=""
   # Without these two lines nginx forwards GET /ws as a plain request
   # (HTTP/1.1, Connection: close, no Upgrade): a proxy without WebSocket
   # support, as users sometimes put in front of the service.
@@ -31,6 +36,11 @@ _lab_proxy_conf() {
     # shellcheck disable=SC2016 # nginx variables, for nginx to expand
     upgrade='proxy_set_header Upgrade $http_upgrade;
       proxy_set_header Connection $connection_upgrade;'
+  fi
+  if [[ -n $LAB_PROXY_TLS_CERT ]]; then
+    ssl=" ssl"
+    sslconf="ssl_certificate $LAB_PROXY_TLS_CERT;
+    ssl_certificate_key $LAB_PROXY_TLS_KEY;"
   fi
   mkdir -p "$d/tmp" || lab_fail "cannot create $d"
   cat >"$1" <<EOF
@@ -58,7 +68,8 @@ http {
     ''      close;
   }
   server {
-    listen $LAB_RDV_IP:$LAB_PROXY_PORT;
+    listen $LAB_RDV_IP:$LAB_PROXY_PORT$ssl;
+    $sslconf
     location / {
       proxy_pass http://127.0.0.1:$LAB_PROXY_BACKEND_PORT;
       proxy_http_version 1.1;
@@ -94,10 +105,42 @@ lab_start_rendezvous_behind_proxy() {
   lab_run nginx rdv nginx -e stderr -p "$LAB_DIR/nginx/" -c "$conf"
   lab_wait_listen rdv "$LAB_PROXY_PORT" 10 nginx ||
     lab_fail "nginx did not listen on $LAB_RDV_IP:$LAB_PROXY_PORT within 10 s"
-  lab_wait_http rdv "$LAB_RDV_URL/healthz" 10 rendezvous ||
-    lab_fail "GET $LAB_RDV_URL/healthz through nginx did not answer 200 within 10 s"
-  LAB_DESC+=("reverse proxy    nginx $LAB_RDV_IP:$LAB_PROXY_PORT -> rendezvous 127.0.0.1:$LAB_PROXY_BACKEND_PORT (--trust-proxy 1)")
+  if [[ -n $LAB_PROXY_TLS_CERT ]]; then
+    local n=100
+    until lab_exec rdv curl -fsS -m 1 --cacert "$LAB_PROXY_TLS_CA" -o /dev/null "$LAB_RDV_URL/healthz" 2>/dev/null; do
+      ((--n > 0)) || lab_fail "GET $LAB_RDV_URL/healthz through nginx (TLS, test CA) did not answer 200 within 10 s"
+      sleep 0.1
+    done
+  else
+    lab_wait_http rdv "$LAB_RDV_URL/healthz" 10 rendezvous ||
+      lab_fail "GET $LAB_RDV_URL/healthz through nginx did not answer 200 within 10 s"
+  fi
+  LAB_DESC+=("reverse proxy    nginx $LAB_RDV_IP:$LAB_PROXY_PORT${ssl:+ (TLS)} -> rendezvous 127.0.0.1:$LAB_PROXY_BACKEND_PORT (--trust-proxy 1)")
   lab_log "nginx on $LAB_RDV_URL in front of the rendezvous on 127.0.0.1:$LAB_PROXY_BACKEND_PORT"
+}
+
+# lab_proxy_make_ca: a test CA and a certificate for $LAB_RDV_IP (IP SAN)
+# signed by it, under $LAB_DIR/tls (openssl, P-256, valid one day); sets
+# LAB_PROXY_TLS_CERT, _KEY, _CA. Also an unrelated CA, $LAB_DIR/tls/other-ca.pem,
+# for the wrong-CA checks.
+lab_proxy_make_ca() {
+  local t="$LAB_DIR/tls" out
+  mkdir -p "$t" || lab_fail "cannot create $t"
+  out=$({
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+      -subj "/CN=holepunch lab CA $LAB_ID" -keyout "$t/ca.key" -out "$t/ca.pem" &&
+      openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+        -subj "/CN=holepunch other CA $LAB_ID" -keyout "$t/other-ca.key" -out "$t/other-ca.pem" &&
+      openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -subj "/CN=$LAB_RDV_IP" -keyout "$t/server.key" -out "$t/server.csr" &&
+      printf 'subjectAltName=IP:%s\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' \
+        "$LAB_RDV_IP" >"$t/server.ext" &&
+      openssl x509 -req -in "$t/server.csr" -CA "$t/ca.pem" -CAkey "$t/ca.key" -CAcreateserial \
+        -days 1 -extfile "$t/server.ext" -out "$t/server.pem"
+  } 2>&1) || lab_fail "openssl could not make the test CA: $out"
+  LAB_PROXY_TLS_CERT=$t/server.pem
+  LAB_PROXY_TLS_KEY=$t/server.key
+  LAB_PROXY_TLS_CA=$t/ca.pem
 }
 
 # lab_expect_proxy_only HOST: from HOST, the rendezvous is reachable only
