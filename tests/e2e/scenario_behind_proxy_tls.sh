@@ -41,8 +41,9 @@ probe=$HP_BUILD_DIR/hp_wsc_probe
 # --- the WebSocket client alone -----------------------------------------------
 out=$(lab_exec c timeout 10 "$probe" "wss://$LAB_RDV_IP:$LAB_RDV_PORT" "$LAB_PROXY_TLS_CA" 2>&1) ||
   lab_fail "hp_wsc_probe wss:// with the test CA failed: $out"
-grep -q '^open$' <<<"$out" && grep -q '^closed: .*(code 1000)$' <<<"$out" ||
+if ! grep -q '^open$' <<<"$out" || ! grep -q '^closed: .*(code 1000)$' <<<"$out"; then
   lab_fail "hp_wsc_probe wss:// did not open and close politely: $out"
+fi
 lab_log "ok: wss:// through nginx with the test CA: $(tr '\n' ' ' <<<"$out")"
 
 rc=0
@@ -54,8 +55,9 @@ lab_log "ok: an unrelated CA is refused: $out"
 
 rc=0
 out=$(lab_exec rdv timeout 10 "$probe" "wss://127.0.0.1:$LAB_PROXY_BACKEND_PORT" "$LAB_PROXY_TLS_CA" 2>&1) || rc=$?
-((rc == 3)) && grep -q 'the server does not speak TLS; use http:// or ws://' <<<"$out" ||
+if ((rc != 3)) || ! grep -q 'the server does not speak TLS; use http:// or ws://' <<<"$out"; then
   lab_fail "hp_wsc_probe wss:// to the plain backend: exit $rc: $out"
+fi
 lab_log "ok: wss:// to a plain-HTTP server: $out"
 
 # --- workers --------------------------------------------------------------------
