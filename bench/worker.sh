@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# bench/worker.sh - what one connect costs the worker (holepunch), printed
+# (no pass/fail: a benchmark, not a test), for two builds side by side in one
+# run: this tree ("new": signaling WebSocket and health server on src/net)
+# and the libwebsockets 4.1.6 worker of main before issue 10 (OLD_COMMIT,
+# built from `git archive` into bench/out/, never committed; building it
+# needs libwebsockets-dev and libwebsockets-evlib-uv, which scripts/deps.sh
+# no longer installs).
+#
+# One connect = two workers of one build meet in a fresh room of one
+# rendezvous (this tree's) on loopback, punch, exchange greetings, and exit
+# 0; the health server is on (PORT), as in a deployment. Per worker process
+# (os.wait4's rusage): peak RSS (ru_maxrss) and CPU time (user + system);
+# ROUNDS rounds, the two builds alternating (which goes first alternates
+# too), so that both see the same machine. Printed: each build's median,
+# min and max, and the mean CPU.
+#
+# As root, everything runs in a private network namespace (only "lo");
+# without root, on 127.0.0.1 of the current namespace.
+#
+# Usage: bench/worker.sh [BUILD_DIR]   (default: build-bench, built if missing)
+# Environment: ROUNDS (20), OLD_COMMIT (13294c1), HP_BENCH_NO_NETNS=1.
+set -euo pipefail
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:-$top/build-bench}
+ROUNDS=${ROUNDS:-20}
+OLD_COMMIT=${OLD_COMMIT:-13294c1}
+
+die() { echo "worker.sh: $*" >&2; exit 1; }
+
+if [[ ! -x $build/holepunch || ! -x $build/holepunch-rendezvous ]]; then
+  echo "building this tree into $build ..."
+  "$top/scripts/build.sh" "$build" -DHP_BUILD_TESTS=OFF >/dev/null
+fi
+oldsrc=$top/bench/out/worker-lws-$OLD_COMMIT
+OLD_W=$oldsrc/build/holepunch
+if [[ ! -x $OLD_W ]]; then
+  echo "building the libwebsockets worker ($OLD_COMMIT) into $oldsrc ..."
+  pkg-config --exists libwebsockets || die "the old build needs libwebsockets-dev (apt-get install libwebsockets-dev libwebsockets-evlib-uv)"
+  rm -rf "$oldsrc"
+  mkdir -p "$oldsrc"
+  git -C "$top" archive "$OLD_COMMIT" | tar -x -C "$oldsrc"
+  cmake -S "$oldsrc" -B "$oldsrc/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHP_BUILD_TESTS=OFF >/dev/null
+  cmake --build "$oldsrc/build" -j2 --target holepunch-worker >/dev/null
+fi
+NEW_W=$build/holepunch
+RDV=$build/holepunch-rendezvous
+
+# As root: a private namespace with only loopback, removed at exit.
+if [[ $(id -u) == 0 && -z ${HP_BENCH_NO_NETNS:-} && -z ${HP_BENCH_IN_NETNS:-} ]]; then
+  ns="hpbw$$"
+  ip netns add "$ns"
+  trap 'ip netns del "$ns" 2>/dev/null || true' EXIT
+  ip -n "$ns" link set lo up
+  HP_BENCH_IN_NETNS=1 ip netns exec "$ns" "$0" "$@"
+  exit $?
+fi
+
+exec /usr/bin/python3 - "$RDV" "$OLD_W" "$NEW_W" "$ROUNDS" "$OLD_COMMIT" <<'EOF'
+import os, socket, statistics, subprocess, sys, time
+
+rdv_bin, old_w, new_w, rounds, old_commit = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+rport = free_port()
+rdv = subprocess.Popen([rdv_bin, "--port", str(rport), "--bind", "127.0.0.1",
+                        "--max-hellos-per-minute", "100000"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+try:
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", rport), 0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    else:
+        sys.exit("worker.sh: the rendezvous did not start")
+
+    def connect(binary, room):
+        """Two workers of one build pair; rusage of each. None on failure."""
+        procs = []
+        for side in ("a", "b"):
+            env = dict(os.environ, RENDEZVOUS_SERVICE_URL=f"http://127.0.0.1:{rport}",
+                       INTERNAL_TCP_PORT=str(free_port()), PORT=str(free_port()), ROOM=room,
+                       WORKER_ID=side, ALLOW_LOOPBACK_CANDIDATES="1", LOG_LEVEL="warning",
+                       WS_RECV_TIMEOUT="10", P2P_CONNECT_TIMEOUT="10", P2P_MSG_TIMEOUT="5")
+            procs.append(subprocess.Popen([binary], env=env, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL))
+        out = []
+        deadline = time.monotonic() + 30
+        for p in procs:
+            while True:
+                pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+                if pid:
+                    break
+                if time.monotonic() > deadline:
+                    p.kill()
+                    pid, status, ru = os.wait4(p.pid, 0)
+                    break
+                time.sleep(0.005)
+            p.returncode = os.waitstatus_to_exitcode(status)
+            out.append((p.returncode, ru.ru_maxrss, (ru.ru_utime + ru.ru_stime) * 1000.0))
+        return None if any(rc != 0 for rc, _, _ in out) else out
+
+    res = {"lws": [], "new": []}
+    fails = {"lws": 0, "new": 0}
+    for i in range(rounds):
+        order = [("lws", old_w), ("new", new_w)] if i % 2 == 0 else [("new", new_w), ("lws", old_w)]
+        for name, binary in order:
+            r = connect(binary, f"bw{os.getpid()}-{name}-{i}")
+            if r is None:
+                fails[name] += 1
+            else:
+                res[name].extend(r)
+finally:
+    rdv.terminate()
+    rdv.wait(10)
+
+print(f"worker cost per connect, {rounds} rounds x 2 workers per build (loopback, health server on)")
+print(f"  lws: {old_w} (commit {old_commit}, libwebsockets 4.1.6)")
+print(f"  new: {new_w} (src/net WebSocket client + health server)")
+print(f"{'figure':34} {'lws':>24} {'new':>24}")
+def row(label, idx, fmt):
+    cells = []
+    for name in ("lws", "new"):
+        v = [x[idx] for x in res[name]]
+        cells.append("-" if not v else
+                     f"{fmt(statistics.median(v))} ({fmt(min(v))}..{fmt(max(v))})")
+    print(f"{label:34} {cells[0]:>24} {cells[1]:>24}")
+row("peak RSS, KiB: median (min..max)", 1, lambda x: f"{x:.0f}")
+row("CPU ms: median (min..max)", 2, lambda x: f"{x:.1f}")
+means = [f"{statistics.mean(x[2] for x in res[n]):.1f}" if res[n] else "-" for n in ("lws", "new")]
+print(f"{'CPU ms: mean':34} {means[0]:>24} {means[1]:>24}")
+print(f"{'failed connects':34} {fails['lws']:>24} {fails['new']:>24}")
+EOF
