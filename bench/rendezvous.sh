@@ -76,6 +76,8 @@ oldsrc=$top/bench/out/lws-$OLD_COMMIT
 OLD_RDV=$oldsrc/build/holepunch-rendezvous
 if [[ $ONLY != new && ! -x $OLD_RDV ]]; then
   echo "building the libwebsockets version ($OLD_COMMIT) into $oldsrc ..."
+  pkg-config --exists libwebsockets ||
+    die "the old build needs libwebsockets-dev (apt-get install libwebsockets-dev libwebsockets-evlib-uv; scripts/deps.sh no longer installs it)"
   rm -rf "$oldsrc"
   mkdir -p "$oldsrc"
   git -C "$top" archive "$OLD_COMMIT" | tar -x -C "$oldsrc"

@@ -29,7 +29,7 @@
 #define ACCEPT_BATCH 32 /* accepts per readiness event, so timers still run */
 #define UNAUTH_MIN 4    /* bounds of the unauthenticated inbound connections held */
 #define UNAUTH_MAX 64
-#define FD_RESERVE 32 /* descriptors left for the loop, lws, curl, our own dials */
+#define FD_RESERVE 32 /* descriptors left for the loop, the WebSocket, curl, our own dials */
 
 static void on_listen(uv_poll_t *h, int status, int events);
 
