@@ -4,7 +4,8 @@
  * server on 127.0.0.1 made of the project's server parts (http1 reader,
  * hp__ws server endpoint): echo and polite close, a refused upgrade, the
  * server's close, the open timeout, a refused connection, a message over
- * the cap, the write-queue bound, and hp__wsc_free from inside a callback.
+ * the cap, the write-queue bound with its drain callback (backpressure),
+ * and hp__wsc_free from inside a callback.
  * Every loop test ends with uv_loop_close() == 0.
  */
 #include <arpa/inet.h>
@@ -119,7 +120,7 @@ static void test_upgrade_cap_and_request(void **state) {
 
 /* ---- an in-process server -------------------------------------------------- */
 
-typedef enum srv_mode { M_ECHO, M_REFUSE, M_CLOSE1001, M_SILENT, M_BIG } srv_mode;
+typedef enum srv_mode { M_ECHO, M_REFUSE, M_CLOSE1001, M_SILENT, M_BIG, M_NOREAD } srv_mode;
 
 typedef struct srv {
   uv_tcp_t lis, conn;
@@ -130,7 +131,16 @@ typedef struct srv {
   hp__ws *ws;
   uint16_t got_close;
   int port;
+  uv_timer_t resume; /* M_NOREAD */
+  size_t dropped;
 } srv;
+
+static void srv_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b);
+static void srv_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b);
+static void srv_resume(uv_timer_t *t) {
+  srv *s = t->data;
+  uv_read_start((uv_stream_t *)&s->conn, srv_alloc, srv_read);
+}
 
 static int srv_writev(void *arg, const struct iovec *iov, int n) {
   srv *s = arg;
@@ -181,6 +191,11 @@ static void srv_answer(srv *s, const hp__http1_req *r) {
   s->ws = hp__ws_create(s->env, HP_WS_SERVER, HP_WS_MESSAGES, &srv_ops, s, 1 << 20, 16);
   if (s->mode == M_CLOSE1001)
     hp__ws_close(s->ws, 1001, "going away");
+  if (s->mode == M_NOREAD) {
+    /* Stop reading: the client's queue fills; a timer resumes (drain). */
+    uv_read_stop((uv_stream_t *)&s->conn);
+    uv_timer_start(&s->resume, srv_resume, 100, 0);
+  }
   if (s->mode == M_BIG) {
     static char big[2000];
     memset(big, 'x', sizeof(big));
@@ -194,6 +209,10 @@ static void srv_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
 
   if (n < 0) {
     uv_close((uv_handle_t *)&s->conn, NULL);
+    return;
+  }
+  if (s->mode == M_NOREAD && s->ws) {
+    s->dropped += (size_t)n; /* read and dropped: only the drain matters */
     return;
   }
   if (s->ws) {
@@ -229,6 +248,8 @@ static void srv_start(uv_loop_t *loop, srv *s, srv_mode mode) {
   s->env = hp__ws_env_create(0);
   uv_tcp_init(loop, &s->lis);
   s->lis.data = s;
+  uv_timer_init(loop, &s->resume);
+  s->resume.data = s;
   uv_ip4_addr("127.0.0.1", 0, &sa);
   assert_int_equal(uv_tcp_bind(&s->lis, (struct sockaddr *)&sa, 0), 0);
   assert_int_equal(uv_listen((uv_stream_t *)&s->lis, 8, srv_conn), 0);
@@ -237,6 +258,8 @@ static void srv_start(uv_loop_t *loop, srv *s, srv_mode mode) {
 }
 
 static void srv_stop(srv *s) {
+  if (!uv_is_closing((uv_handle_t *)&s->resume))
+    uv_close((uv_handle_t *)&s->resume, NULL);
   if (!uv_is_closing((uv_handle_t *)&s->lis))
     uv_close((uv_handle_t *)&s->lis, NULL);
   if (s->has_conn && !uv_is_closing((uv_handle_t *)&s->conn))
@@ -254,7 +277,7 @@ static void srv_free(srv *s) {
 typedef struct cl {
   hp__wsc *c;
   srv *s;
-  int opens, messages, ends, free_in_open;
+  int opens, messages, ends, free_in_open, flood, enobufs, drains;
   char last[64];
   size_t lastlen;
   hp__wsc_end e;
@@ -264,6 +287,22 @@ typedef struct cl {
 static void c_open(void *arg) {
   cl *t = arg;
   t->opens++;
+  if (t->flood) {
+    static char chunk[65536];
+    /* Until the queue bound refuses: the kernel's buffers fill first. */
+    for (int i = 0; i < 4000; i++) {
+      int rc = hp__wsc_send(t->c, 1, chunk, sizeof(chunk));
+      if (rc == -ENOBUFS) {
+        t->enobufs = 1;
+        break;
+      }
+      assert_int_equal(rc, 0);
+    }
+    assert_true(t->enobufs);
+    assert_true(hp__wsc_queued(t->c) > 0);
+    assert_true(hp__wsc_queued(t->c) <= 256 * 1024);
+    return;
+  }
   if (t->free_in_open) {
     hp__wsc_free(t->c);
     t->c = NULL;
@@ -299,10 +338,21 @@ static void c_end(void *arg, const hp__wsc_end *e) {
     srv_stop(t->s);
 }
 
-static const hp__wsc_cbs ccbs = {c_open, c_message, NULL, c_end};
+static void c_drained(void *arg) {
+  cl *t = arg;
+  if (!t->flood)
+    return; /* only the flood fills the queue on purpose */
+  t->drains++;
+  assert_int_equal(hp__wsc_queued(t->c), 0);
+  if (t->drains == 1)
+    hp__wsc_close(t->c, HP_WS_CLOSE_NORMAL, NULL);
+}
+
+static const hp__wsc_cbs ccbs = {c_open, c_message, c_drained, c_end};
 
 static void run(srv_mode mode, int port_override, uint64_t open_ms, size_t max_msg,
                 int free_in_open, cl *t) {
+  int flood = mode == M_NOREAD;
   uv_loop_t loop;
   srv s;
   hp__wsc_opts o;
@@ -313,6 +363,7 @@ static void run(srv_mode mode, int port_override, uint64_t open_ms, size_t max_m
   memset(t, 0, sizeof(*t));
   t->s = &s;
   t->free_in_open = free_in_open;
+  t->flood = flood;
   memset(&o, 0, sizeof(o));
   o.host = "127.0.0.1";
   o.port = port_override ? port_override : s.port;
@@ -320,6 +371,7 @@ static void run(srv_mode mode, int port_override, uint64_t open_ms, size_t max_m
   o.open_timeout_ms = open_ms;
   o.max_message = max_msg;
   o.close_bound_ms = 1000;
+  o.max_queued = flood ? 256 * 1024 : 0;
   if (port_override)
     srv_stop(&s); /* nobody listens there */
   assert_int_equal(hp__wsc_open(&loop, &o, &ccbs, t, &t->c, err, sizeof(err)), 0);
@@ -400,6 +452,15 @@ static void test_message_over_cap(void **state) {
   assert_non_null(strstr(t.reason, "larger than 1000 bytes"));
 }
 
+static void test_backpressure(void **state) {
+  cl t;
+  (void)state;
+  run(M_NOREAD, 0, 0, 0, 0, &t);
+  assert_true(t.enobufs);
+  assert_int_equal(t.drains, 1);
+  assert_int_equal(t.e.kind, HP_WSC_END_CLOSED);
+}
+
 static void test_free_inside_open(void **state) {
   cl t;
   (void)state;
@@ -435,6 +496,7 @@ int main(void) {
       cmocka_unit_test(test_server_close),          cmocka_unit_test(test_open_timeout),
       cmocka_unit_test(test_refused_connection),    cmocka_unit_test(test_message_over_cap),
       cmocka_unit_test(test_free_inside_open),      cmocka_unit_test(test_bad_options),
+      cmocka_unit_test(test_backpressure),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
