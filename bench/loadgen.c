@@ -442,7 +442,7 @@ static void lg_on_end(void *arg, const hp__wsc_end *e) {
   conn_terminal(c, !c->failing && (g->mode == MODE_IDLE ? c->state == S_HELD : c->result_sent));
 }
 
-static const hp__wsc_cbs lg_cbs = {lg_on_open, lg_on_message, NULL, lg_on_end};
+static const hp__wsc_cbs lg_cbs = {.open = lg_on_open, .message = lg_on_message, .end = lg_on_end};
 
 /* Close a conn's client and retry timer for good (at stop). */
 static void conn_shutdown(conn *c) {

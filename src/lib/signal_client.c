@@ -165,7 +165,7 @@ static void on_end(void *arg, const hp__wsc_end *e) {
   }
 }
 
-static const hp__wsc_cbs wsc_cbs = {on_open, on_message, NULL, on_end};
+static const hp__wsc_cbs wsc_cbs = {.open = on_open, .message = on_message, .end = on_end};
 
 int hp__sig_open(uv_loop_t *loop, const hp__url *url, const char *ca_file, const hp__sig_cbs *cbs,
                  void *data, hp__sig **out) {

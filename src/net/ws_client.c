@@ -61,7 +61,7 @@ struct hp__wsc {
   struct addrinfo *ai, *ai_next;
   int last_err;
   /* options */
-  int port, use_tls;
+  int port, use_tls, frames;
   uint64_t open_timeout_ms, close_bound_ms;
   size_t max_message, max_queued;
   unsigned max_fragments;
@@ -194,7 +194,9 @@ static void ws_message(void *arg, int binary, const uint8_t *data, size_t len) {
 }
 
 static void ws_chunk(void *arg, int binary, int first, int fin, const uint8_t *data, size_t len) {
-  (void)arg, (void)binary, (void)first, (void)fin, (void)data, (void)len; /* HP_WS_MESSAGES only */
+  hp__wsc *c = arg;
+  if (c->state == WSC_OPEN && c->cbs.chunk)
+    c->cbs.chunk(c->arg, binary, first, fin, data, len);
 }
 
 static void begin_finishing(hp__wsc *c) {
@@ -243,8 +245,8 @@ static const hp__ws_ops ws_ops = {transport_writev, ws_message, ws_chunk, ws_clo
 /* ---- reading ---- */
 
 static void upgraded(hp__wsc *c, const uint8_t *rest, size_t len) {
-  c->ws = hp__ws_create(c->env, HP_WS_CLIENT, HP_WS_MESSAGES, &ws_ops, c, c->max_message,
-                        c->max_fragments);
+  c->ws = hp__ws_create(c->env, HP_WS_CLIENT, c->frames ? HP_WS_FRAMES : HP_WS_MESSAGES, &ws_ops, c,
+                        c->max_message, c->max_fragments);
   if (!c->ws) {
     open_failed(c, -ENOMEM, "out of memory");
     return;
@@ -550,6 +552,7 @@ int hp__wsc_open(uv_loop_t *loop, const hp__wsc_opts *o, const hp__wsc_cbs *cbs,
   c->arg = arg;
   c->port = o->port;
   c->use_tls = o->tls;
+  c->frames = o->frames && cbs->chunk;
   c->open_timeout_ms = o->open_timeout_ms ? o->open_timeout_ms : DEF_OPEN_TIMEOUT_MS;
   c->close_bound_ms = o->close_bound_ms ? o->close_bound_ms : DEF_CLOSE_BOUND_MS;
   c->max_message = o->max_message ? o->max_message : DEF_MAX_MESSAGE;

@@ -36,7 +36,8 @@
  * Backpressure (a relay): hp__wsc_queued() is the bytes not yet taken by the
  * kernel; cbs->drained fires when that queue empties; hp__wsc_pause() stops
  * reading from the socket (and so the peer, through TCP flow control) until
- * resumed.
+ * resumed. With opts.frames, data arrives as chunks (cbs->chunk) as they are
+ * read, so a relay forwards without holding whole messages.
  */
 #ifndef HP_NET_WS_CLIENT_H
 #define HP_NET_WS_CLIENT_H
@@ -73,6 +74,9 @@ typedef struct hp__wsc_cbs {
   void (*open)(void *arg);
   /** One complete message (text: binary == 0), at most max_message bytes. */
   void (*message)(void *arg, int binary, const uint8_t *data, size_t len);
+  /** opts.frames only, instead of message: a piece of a data message as it
+   * arrives, without reassembly (first: its first piece; fin: its last). */
+  void (*chunk)(void *arg, int binary, int first, int fin, const uint8_t *data, size_t len);
   /** The write queue became empty (optional, for backpressure). */
   void (*drained)(void *arg);
   /** The connection is over (see hp__wsc_end); no callback follows. The
@@ -93,6 +97,7 @@ typedef struct hp__wsc_opts {
   unsigned max_fragments;   /* 0: 64 */
   size_t max_queued;        /* 0: 1 MiB */
   hp__ws_env *env;          /* shared frame contexts (many clients on one loop); NULL: own */
+  int frames;               /* 1: data as chunks (cbs->chunk), no reassembly (a relay) */
 } hp__wsc_opts;
 
 /** Start connecting. 0, or -EINVAL (bad options; the sentence in err) /

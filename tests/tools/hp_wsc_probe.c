@@ -43,7 +43,7 @@ static void on_end(void *arg, const hp__wsc_end *e) {
 }
 
 int main(int argc, char **argv) {
-  static const hp__wsc_cbs cbs = {on_open, on_message, NULL, on_end};
+  static const hp__wsc_cbs cbs = {.open = on_open, .message = on_message, .end = on_end};
   char err[300], path[sizeof(((hp__url *)0)->base) + 4];
   hp__url url;
   hp__wsc_opts o;

@@ -277,7 +277,9 @@ static void srv_free(srv *s) {
 typedef struct cl {
   hp__wsc *c;
   srv *s;
-  int opens, messages, ends, free_in_open, flood, enobufs, drains;
+  int opens, messages, ends, free_in_open, flood, enobufs, drains, chunks;
+  uint8_t acc[64];
+  size_t acclen;
   char last[64];
   size_t lastlen;
   hp__wsc_end e;
@@ -338,6 +340,19 @@ static void c_end(void *arg, const hp__wsc_end *e) {
     srv_stop(t->s);
 }
 
+/* opts.frames: pieces of a message; the whole goes to c_message. */
+static void c_chunk(void *arg, int binary, int first, int fin, const uint8_t *d, size_t len) {
+  cl *t = arg;
+  t->chunks++;
+  if (first)
+    t->acclen = 0;
+  assert_true(t->acclen + len <= sizeof(t->acc));
+  memcpy(t->acc + t->acclen, d, len);
+  t->acclen += len;
+  if (fin)
+    c_message(arg, binary, t->acc, t->acclen);
+}
+
 static void c_drained(void *arg) {
   cl *t = arg;
   if (!t->flood)
@@ -348,7 +363,10 @@ static void c_drained(void *arg) {
     hp__wsc_close(t->c, HP_WS_CLOSE_NORMAL, NULL);
 }
 
-static const hp__wsc_cbs ccbs = {c_open, c_message, c_drained, c_end};
+static const hp__wsc_cbs ccbs = {
+    .open = c_open, .message = c_message, .chunk = c_chunk, .drained = c_drained, .end = c_end};
+
+static int g_frames; /* run() opens the client in frames mode */
 
 static void run(srv_mode mode, int port_override, uint64_t open_ms, size_t max_msg,
                 int free_in_open, cl *t) {
@@ -372,6 +390,7 @@ static void run(srv_mode mode, int port_override, uint64_t open_ms, size_t max_m
   o.max_message = max_msg;
   o.close_bound_ms = 1000;
   o.max_queued = flood ? 256 * 1024 : 0;
+  o.frames = g_frames;
   if (port_override)
     srv_stop(&s); /* nobody listens there */
   assert_int_equal(hp__wsc_open(&loop, &o, &ccbs, t, &t->c, err, sizeof(err)), 0);
@@ -452,6 +471,17 @@ static void test_message_over_cap(void **state) {
   assert_non_null(strstr(t.reason, "larger than 1000 bytes"));
 }
 
+static void test_frames_mode(void **state) {
+  cl t;
+  (void)state;
+  g_frames = 1;
+  run(M_ECHO, 0, 0, 0, 0, &t);
+  g_frames = 0;
+  assert_int_equal(t.messages, 2);
+  assert_true(t.chunks >= 2);
+  assert_int_equal(t.e.kind, HP_WSC_END_CLOSED);
+}
+
 static void test_backpressure(void **state) {
   cl t;
   (void)state;
@@ -496,7 +526,7 @@ int main(void) {
       cmocka_unit_test(test_server_close),          cmocka_unit_test(test_open_timeout),
       cmocka_unit_test(test_refused_connection),    cmocka_unit_test(test_message_over_cap),
       cmocka_unit_test(test_free_inside_open),      cmocka_unit_test(test_bad_options),
-      cmocka_unit_test(test_backpressure),
+      cmocka_unit_test(test_backpressure),          cmocka_unit_test(test_frames_mode),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
