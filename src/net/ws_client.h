@@ -66,7 +66,7 @@ typedef struct hp__wsc_end {
   uint16_t code;       /* PEER_CLOSED: the server's close code (1005: none given) */
   hp__ws_fail ws_fail; /* FAILED by the server's frames: which limit or rule, else 0 */
   int err;             /* DROPPED or a transport failure: -errno (0: orderly EOF) */
-  const char *reason;  /* a sentence, never NULL (names the URL) */
+  const char *reason;  /* a sentence, never NULL (names the URL); valid during end() */
 } hp__wsc_end;
 
 typedef struct hp__wsc_cbs {
