@@ -222,6 +222,8 @@ int hp__relay_table_register(hp__relay_table *t, const char *session, const char
   return 0;
 }
 
+static double burst_of(const hp__relay_table *t);
+
 static int refuse(hp__relay_refusal *why, hp__relay_refusal r) {
   if (why)
     *why = r;
@@ -261,7 +263,7 @@ int hp__relay_table_join(hp__relay_table *t, const char *session, const char *id
   } else {
     s->state = HP_RELAY_RELAYING;
     s->last_data_ms = s->refill_ms = now_ms;
-    s->tokens = 0;
+    s->tokens = burst_of(t); /* a short exchange is never delayed */
   }
   s->end[k] = end;
   *out = s;
