@@ -105,7 +105,7 @@ typedef struct lg {
   pairing *slots;
   unsigned next_pair, pairs_done, pairs_failed;
   unsigned mismatches; /* completed pairings whose two sides disagree */
-  double *lat_ms; /* per completed pairing: start -> both peers received */
+  double *lat_ms;      /* per completed pairing: start -> both peers received */
   unsigned nlat;
 
   /* both */

@@ -285,12 +285,13 @@ static int get_cands(const json_t *obj, const char *path, hp__cands *out, hp__wi
 /* An optional relay URL: a rendezvous base URL (url.h) of at most
  * HP_RELAY_URL_MAX - 1 bytes. */
 static int get_relay_url(const json_t *obj, const char *path, char *dst, hp__wire_err *err) {
-  char name[96], why[160];
+  char why[160];
   hp__url u;
 
   if (get_string(obj, path, "relay_url", 0, dst, HP_RELAY_URL_MAX, err, NULL) < 0)
     return -1;
   if (dst[0] && hp__url_parse(dst, &u, why, sizeof(why)) < 0) {
+    char name[96];
     dst[0] = '\0';
     return fail(err, "bad_message", "\"%s\" is not a URL: %s",
                 field_name(path, "relay_url", name, sizeof(name)), why);
@@ -632,8 +633,7 @@ char *hp__peer_payload_encode(const hp__peer_payload *p, size_t *len) {
   return dump(o, len);
 }
 
-int hp__peer_payload_decode(const char *buf, size_t len, hp__peer_payload *out,
-                            hp__wire_err *err) {
+int hp__peer_payload_decode(const char *buf, size_t len, hp__peer_payload *out, hp__wire_err *err) {
   json_error_t jerr;
   json_t *o;
   int rc = -1;

@@ -137,8 +137,7 @@ char *hp__peer_payload_encode(const hp__peer_payload *p, size_t *len);
 /* Decode len bytes (at most HP_PEER_PAYLOAD_MAX) with the rules of the
  * messages: 0, or -1 with err filled ("bad_message", "too_large"). */
 #define HP_PEER_PAYLOAD_MAX 4096
-int hp__peer_payload_decode(const char *buf, size_t len, hp__peer_payload *out,
-                            hp__wire_err *err);
+int hp__peer_payload_decode(const char *buf, size_t len, hp__peer_payload *out, hp__wire_err *err);
 
 /* 1 if s[0..len) is a valid id/room: 1..64 of [A-Za-z0-9._-]. */
 int hp__wire_valid_name(const char *s, size_t len);

@@ -239,8 +239,8 @@ void hp__rdv_conn_fail(rdv_conn *c, hp__rdv_err code, uint16_t status, const cha
   va_end(ap);
   s->m.errors[code]++;
   HP_WARN(RDV_COMP,
-          json_pack("{s:s,s:s,s:s,s:i}", "code", m.u.error.code, "addr", c->observed, "peer",
-                    c->id, "close", (int)status),
+          json_pack("{s:s,s:s,s:s,s:i}", "code", m.u.error.code, "addr", c->observed, "peer", c->id,
+                    "close", (int)status),
           "error sent to client: %s", m.u.error.message);
   text = hp__msg_encode(&m, &len);
   /* If even the error cannot be written, the close still goes out. */

@@ -45,7 +45,7 @@ typedef struct rdv_config {
   double ping_interval;
   double idle_timeout;
   double shutdown_timeout;
-  const char *redis_url;    /* "none": rooms in memory */
+  const char *redis_url; /* "none": rooms in memory */
   double redis_ttl;
   double redis_timeout;
   const char *instance_id;  /* "random" */
@@ -193,8 +193,7 @@ static int check_config(const rdv_config *c) {
       return -1;
     }
     if (hp__url_parse(c->instance_url, &u, why, sizeof(why)) < 0) {
-      fprintf(stderr, PROG ": INSTANCE_URL=\"%.200s\" is not valid: %s\n", c->instance_url,
-              why);
+      fprintf(stderr, PROG ": INSTANCE_URL=\"%.200s\" is not valid: %s\n", c->instance_url, why);
       return -1;
     }
   }

@@ -81,9 +81,9 @@ typedef struct rdv_conn {
   uint8_t handles;   /* open uv handles (stream, timer) */
   uint8_t refs;      /* pending asynchronous operations */
   uint8_t ping_sent;
-  uint8_t observed_full; /* observed is "ip:port", not a bare forwarded ip */
-  uint8_t id_assigned;   /* the service drew the id (a duplicate draws again) */
-  uint8_t redraws;       /* ids drawn again after a duplicate */
+  uint8_t observed_full;        /* observed is "ip:port", not a bare forwarded ip */
+  uint8_t id_assigned;          /* the service drew the id (a duplicate draws again) */
+  uint8_t redraws;              /* ids drawn again after a duplicate */
   struct sockaddr_storage peer; /* TCP peer */
   char observed[HP_ADDR_STRLEN];
   char peer_id[HP_ID_MAX + 1]; /* id of the worker it was paired with */
@@ -113,9 +113,9 @@ struct hp__rdv {
   hp__listener *lis;
   hp__iptable *ips;
   hp__ws_env *wsenv;
-  hp__store *store;  /* the rooms: memory or Redis */
-  hp__slots refs;    /* WebSocket connections that said hello, by ref */
-  int store_up;      /* the store takes joins (always, in memory) */
+  hp__store *store; /* the rooms: memory or Redis */
+  hp__slots refs;   /* WebSocket connections that said hello, by ref */
+  int store_up;     /* the store takes joins (always, in memory) */
   rdv_sync_join sync;
   char instance_url[HP_RELAY_URL_MAX];
   char instance_id[HP_STORE_INSTANCE_MAX + 1];

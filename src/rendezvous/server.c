@@ -89,7 +89,6 @@ int hp__rdv_create(uv_loop_t *loop, const hp__rdv_opts *opts, hp__rdv **out) {
   s->o.redis = NULL;
   if (rc < 0)
     goto out;
-  rc = -ENOMEM;
   if (uv_timer_init(loop, &s->timer) < 0) {
     rc = -EINVAL;
     goto out;

@@ -33,10 +33,10 @@ typedef struct hp__rdv_opts {
   /* Where the rooms live (docs/ARCHITECTURE.md, "Rooms in Redis"). */
   const struct hp__redis_url *redis; /* NULL: in this process's memory */
   const char *instance_id;           /* this instance's name in Redis; NULL or "": random */
-  const char *instance_url; /* this instance's public base URL, or NULL / "": none; the
-                               waiter's is peer.relay_url */
-  double redis_ttl;         /* s: lease of a worker in Redis */
-  double redis_timeout;     /* s: connect and command timeout */
+  const char *instance_url;          /* this instance's public base URL, or NULL / "": none; the
+                                        waiter's is peer.relay_url */
+  double redis_ttl;                  /* s: lease of a worker in Redis */
+  double redis_timeout;              /* s: connect and command timeout */
 } hp__rdv_opts;
 
 typedef struct hp__rdv hp__rdv;

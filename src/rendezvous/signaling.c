@@ -101,7 +101,8 @@ static int send_welcome(rdv_conn *c) {
   rc = send_msg(c, &m);
   if (!rc) {
     hp__rdv_conn_registered(c);
-    HP_DEBUG(RDV_COMP, json_pack("{s:s,s:s,s:s}", "room", c->room, "peer", c->id, "addr", c->observed),
+    HP_DEBUG(RDV_COMP,
+             json_pack("{s:s,s:s,s:s}", "room", c->room, "peer", c->id, "addr", c->observed),
              "hello");
   }
   return rc;
