@@ -149,13 +149,13 @@ start_server() {
 idle_open() {
   local n=$1 out=$2
   if [[ -n $NS ]]; then
-    ip netns exec "$NS" taskset -c 1 "$LG" --port "$PORT" --timeout 240 --hold 600 --quiet \
+    ip netns exec "$NS" taskset -c 1 "$LG" --port "$PORT" --timeout 600 --hold 900 --quiet \
       idle "$n" >"$out" 2>"$out.err" </dev/null &
   else
-    taskset -c 1 "$LG" --port "$PORT" --timeout 240 --hold 600 --quiet idle "$n" >"$out" 2>"$out.err" </dev/null &
+    taskset -c 1 "$LG" --port "$PORT" --timeout 600 --hold 900 --quiet idle "$n" >"$out" 2>"$out.err" </dev/null &
   fi
   LG_PID=$!
-  for _ in $(seq 2600); do
+  for _ in $(seq 6200); do
     grep -q '^ready\|^timeout' "$out" 2>/dev/null && break
     kill -0 "$LG_PID" 2>/dev/null || break
     sleep 0.1

@@ -115,6 +115,22 @@ sum_metric() {
   echo "$s"
 }
 
+# ---- bad settings stop the start (exit 2, a sentence, no password) ---------
+bad_start() {
+  local want=$1 out rc=0
+  shift
+  out=$(env "$@" PORT=0 BIND=127.0.0.1 timeout 10 "$HP_BUILD_DIR/holepunch-rendezvous" 2>&1) || rc=$?
+  ((rc == 2)) || die "$* : exit $rc, expected 2 ($out)"
+  [[ $out == *"$want"* ]] || die "$* : no \"$want\" in: $out"
+  [[ $out != *sekret* ]] || die "$* : the password is in the message: $out"
+}
+bad_start "REDIS_URL is not valid" REDIS_URL="rediss://:sekret@127.0.0.1:6379"
+bad_start "REDIS_URL is not valid" REDIS_URL="http://127.0.0.1"
+bad_start "INSTANCE_URL=" INSTANCE_URL="ftp://rdv.example"
+bad_start "INSTANCE_ID=" INSTANCE_ID="has space"
+bad_start "REDIS_TTL" REDIS_TTL=1
+say "ok: bad REDIS_URL, INSTANCE_URL, INSTANCE_ID, REDIS_TTL stop the start with exit 2"
+
 # ---- Redis, three instances, nginx ------------------------------------------
 start_redis
 say "redis-server on $SOCK"
