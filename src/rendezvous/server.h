@@ -2,7 +2,8 @@
  * server.h - the rendezvous service on one libuv loop: HTTP/1.1 and
  * WebSocket on our own small stack (src/net: listener, http1 on
  * http-parser, ws on wslay), routes /healthz, /whoami, /metrics, /ws,
- * signaling with pairing through rooms.h, and the metrics.
+ * signaling with pairing through the room store (store.h: memory or Redis), and the
+ * metrics.
  *
  * Lifecycle: create (listens at once) -> the caller runs the loop ->
  * shutdown (stop accepting, close every WebSocket with 1001 "going away",
