@@ -82,7 +82,7 @@ int hp__rdv_create(uv_loop_t *loop, const hp__rdv_opts *opts, hp__rdv **out) {
   s->id_key = (uint64_t)keys[1] << 32 | keys[2];
   s->ips = hp__iptable_create(keys[3]);
   s->wsenv = hp__ws_env_create(opts->input_budget);
-  if (!s->ips || !s->wsenv)
+  if (!s->ips || !s->wsenv || hp__rdv_relay_svc_create(s, keys[0] ^ keys[2]) < 0)
     goto out;
   s->o.redis = opts->redis;
   rc = store_create(s, keys[0]);
@@ -217,6 +217,7 @@ int hp__rdv_destroy(hp__rdv *s) {
     s->lis = NULL;
     return -EBUSY;
   }
+  hp__rdv_relay_svc_destroy(s);
   hp__ws_env_destroy(s->wsenv);
   hp__iptable_destroy(s->ips);
   if (s->store) /* a run that was not shut down */

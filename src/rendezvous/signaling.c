@@ -208,6 +208,9 @@ static void pair_local(rdv_conn *a, rdv_conn *b, const hp__store_pairing *pb) {
     fail_internal(b, "send the peer message");
     return;
   }
+  /* The pair may now meet on /relay of this instance (the waiter's) with
+   * this session (relay.c). */
+  hp__rdv_relay_register(s, pb->session, a->id, b->id);
   s->m.pairings++;
   log_paired(b, pb);
 }
@@ -346,8 +349,13 @@ static void store_on_paired(void *ctx, hp__store_ref ref, hp__store_mid mid,
     return;
   }
   c->sig = RDV_SIG_PAIRED;
-  if (send_peer(c, p) < 0)
+  if (send_peer(c, p) < 0) {
     fail_internal(c, "send the peer message");
+    return;
+  }
+  /* The waiter's instance is the pair's relay (peer.relay_url): the pair
+   * may meet on its /relay with this session (relay.c). */
+  hp__rdv_relay_register(s, p->session, c->id, p->peer_id);
 }
 
 static void store_on_lost(void *ctx, hp__store_ref ref, hp__store_mid mid) {
