@@ -65,6 +65,10 @@ typedef struct conn {
   int result_sent;
   int failing; /* a failure was recorded while the client was alive */
   char room[LG_ROOM_CAP];
+  /* pairs: what this side learned, to check the pairing (right partner,
+   * one session, roles a and b, one relay) */
+  char id[72], peer_id[72], session[40], relay[264];
+  char role;
 } conn;
 
 typedef struct pairing {
@@ -99,7 +103,8 @@ typedef struct lg {
   /* pairs mode */
   pairing *slots;
   unsigned next_pair, pairs_done, pairs_failed;
-  double *lat_ms; /* per completed pairing: start -> both peers received */
+  unsigned mismatches; /* completed pairings whose two sides disagree */
+  double *lat_ms;      /* per completed pairing: start -> both peers received */
   unsigned nlat;
 
   /* both */
@@ -323,6 +328,16 @@ static void pairing_maybe_finish(lg *g, pairing *p) {
     return;
   p->active = 0;
   ok = a->state == S_DONE && b->state == S_DONE;
+  if (ok && (strcmp(a->peer_id, b->id) || strcmp(b->peer_id, a->id) ||
+             strcmp(a->session, b->session) || a->role == b->role || strcmp(a->relay, b->relay))) {
+    /* Both completed, but not with each other (or not in one session). */
+    char detail[400];
+    snprintf(detail, sizeof detail, "%s<->%s peers %s/%s sessions %.8s/%.8s roles %c/%c", a->id,
+             b->id, a->peer_id, b->peer_id, a->session, b->session, a->role, b->role);
+    lg_report_error(g, a, "pairing mismatch", detail);
+    g->mismatches++;
+    ok = 0;
+  }
   if (ok)
     g->pairs_done++;
   else
@@ -361,6 +376,10 @@ static int conn_on_message(conn *c, const char *buf, size_t len) {
       conn_fail_live(c, "welcome for another room", room);
       goto out;
     }
+    {
+      const char *id = json_string_value(json_object_get(m, "id"));
+      snprintf(c->id, sizeof c->id, "%s", id ? id : "");
+    }
     if (g->mode == MODE_IDLE) {
       c->state = S_HELD;
       g->welcomed++;
@@ -380,6 +399,15 @@ static int conn_on_message(conn *c, const char *buf, size_t len) {
     if (!room || strcmp(room, c->room) || !role || !session) {
       conn_fail_live(c, "peer message without room/role/session", NULL);
       goto out;
+    }
+    {
+      json_t *peer = json_object_get(m, "peer");
+      const char *pid = json_string_value(json_object_get(peer, "id"));
+      const char *relay = json_string_value(json_object_get(m, "relay_url"));
+      snprintf(c->peer_id, sizeof c->peer_id, "%s", pid ? pid : "");
+      snprintf(c->session, sizeof c->session, "%s", session);
+      snprintf(c->relay, sizeof c->relay, "%s", relay ? relay : "");
+      c->role = role[0];
     }
     if (++p->peers == 2 && g->nlat < g->n)
       g->lat_ms[g->nlat++] = (double)(uv_hrtime() - p->t0_ns) / 1e6;
@@ -490,9 +518,9 @@ static void print_pairs_summary(lg *g, const char *why) {
     max = g->lat_ms[g->nlat - 1];
   }
   printf("pairs%s%s requested=%u done=%u errors=%u conn_errors=%u retries=%u wall_s=%.3f "
-         "rate_per_s=%.1f lat_ms_p50=%.2f lat_ms_p99=%.2f lat_ms_max=%.2f\n",
+         "rate_per_s=%.1f lat_ms_p50=%.2f lat_ms_p99=%.2f lat_ms_max=%.2f mismatches=%u\n",
          why ? " " : "", why ? why : "", g->n, g->pairs_done, g->pairs_failed, g->conn_errors,
-         g->retries, wall, wall > 0 ? g->pairs_done / wall : 0.0, p50, p99, max);
+         g->retries, wall, wall > 0 ? g->pairs_done / wall : 0.0, p50, p99, max, g->mismatches);
   fflush(stdout);
 }
 

@@ -9,6 +9,8 @@
  */
 #include "wire.h"
 
+#include "url.h"
+
 #include <errno.h>
 #include <jansson.h>
 #include <stdarg.h>
@@ -280,6 +282,23 @@ static int get_cands(const json_t *obj, const char *path, hp__cands *out, hp__wi
   return 0;
 }
 
+/* An optional relay URL: a rendezvous base URL (url.h) of at most
+ * HP_RELAY_URL_MAX - 1 bytes. */
+static int get_relay_url(const json_t *obj, const char *path, char *dst, hp__wire_err *err) {
+  char why[160];
+  hp__url u;
+
+  if (get_string(obj, path, "relay_url", 0, dst, HP_RELAY_URL_MAX, err, NULL) < 0)
+    return -1;
+  if (dst[0] && hp__url_parse(dst, &u, why, sizeof(why)) < 0) {
+    char name[96];
+    dst[0] = '\0';
+    return fail(err, "bad_message", "\"%s\" is not a URL: %s",
+                field_name(path, "relay_url", name, sizeof(name)), why);
+  }
+  return 0;
+}
+
 static int decode_hello(const json_t *o, hp__msg_hello *h, hp__wire_err *err) {
   json_t *v = json_object_get(o, "v");
   int have_room = 0;
@@ -364,7 +383,8 @@ static int decode_peer(const json_t *o, hp__msg_peer *p, hp__wire_err *err) {
     return fail(err, "bad_message", "peer.id \"use\" is reserved: a worker cannot take it");
   if (get_addr(peer, "peer", "observed", 0, p->peer_observed, err) < 0 ||
       get_cands(peer, "peer", &p->peer_cands, err) < 0 ||
-      get_nonneg(o, "", "start_in_ms", 1, HP_START_IN_MS_MAX, &p->start_in_ms, err) < 0)
+      get_nonneg(o, "", "start_in_ms", 1, HP_START_IN_MS_MAX, &p->start_in_ms, err) < 0 ||
+      get_relay_url(o, "", p->relay_url, err) < 0)
     return -1;
   return 0;
 }
@@ -539,6 +559,7 @@ static json_t *msg_json(const hp__msg *m) {
       bad |= json_object_set_new(o, "peer", peer);
     }
     bad |= json_object_set_new(o, "start_in_ms", json_integer(p->start_in_ms));
+    bad |= set_opt_str(o, "relay_url", p->relay_url);
     break;
   }
   case HP_MSG_RESULT: {
@@ -591,4 +612,56 @@ char *hp__cands_encode(const hp__cands *c, size_t *len) {
   if (c == NULL)
     return NULL;
   return dump(cands_json(c), len);
+}
+
+/* ---- the room store's payload ---- */
+
+char *hp__peer_payload_encode(const hp__peer_payload *p, size_t *len) {
+  json_t *o = json_object();
+  int bad = (o == NULL);
+
+  if (bad)
+    return NULL;
+  bad |= set_opt_str(o, "observed", p->observed);
+  if (p->cands.n)
+    bad |= json_object_set_new(o, "candidates", cands_json(&p->cands));
+  bad |= set_opt_str(o, "relay_url", p->relay_url);
+  if (bad) {
+    json_decref(o);
+    return NULL;
+  }
+  return dump(o, len);
+}
+
+int hp__peer_payload_decode(const char *buf, size_t len, hp__peer_payload *out, hp__wire_err *err) {
+  json_error_t jerr;
+  json_t *o;
+  int rc = -1;
+
+  memset(out, 0, sizeof(*out));
+  if (err != NULL) {
+    err->code = NULL;
+    err->message[0] = '\0';
+  }
+  if (buf == NULL && len > 0)
+    return fail(err, "bad_message", "no payload");
+  if (len > HP_PEER_PAYLOAD_MAX)
+    return fail(err, "too_large", "the payload is %zu bytes long; at most %d are allowed", len,
+                HP_PEER_PAYLOAD_MAX);
+  o = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+  if (o == NULL)
+    return fail(err, "bad_message", "the payload is not JSON: %s", jerr.text);
+  if (!json_is_object(o)) {
+    fail(err, "bad_message", "the payload must be an object, not %s", type_name(o));
+    goto out;
+  }
+  if (get_addr(o, "", "observed", 0, out->observed, err) < 0 ||
+      get_cands(o, "", &out->cands, err) < 0 || get_relay_url(o, "", out->relay_url, err) < 0)
+    goto out;
+  rc = 0;
+out:
+  json_decref(o);
+  if (rc < 0)
+    memset(out, 0, sizeof(*out));
+  return rc;
 }

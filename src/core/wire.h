@@ -21,6 +21,7 @@
  * delay is only there to line up the first SYNs of both sides; 10 s is far
  * more than that needs, and a larger value would only eat the punch time. */
 #define HP_START_IN_MS_MAX 10000
+#define HP_RELAY_URL_MAX 256 /* peer.relay_url, with its NUL */
 
 typedef enum hp__msg_type {
   HP_MSG_HELLO = 1,
@@ -63,6 +64,9 @@ typedef struct hp__msg_peer {
   char peer_observed[HP_ADDR_STRLEN]; /* "" when absent */
   hp__cands peer_cands;
   long start_in_ms; /* 0..HP_START_IN_MS_MAX */
+  /* "" when absent: the base URL of the rendezvous instance whose relay
+   * both workers of this pairing use (the waiter's; docs/PROTOCOL.md). */
+  char relay_url[HP_RELAY_URL_MAX];
 } hp__msg_peer;
 
 typedef enum hp__result_status { HP_RESULT_DIRECT = 1, HP_RESULT_FAILED } hp__result_status;
@@ -114,6 +118,26 @@ char *hp__msg_encode(const hp__msg *m, size_t *len);
 
 /* Encode just a candidate list as a JSON array text (malloc). */
 char *hp__cands_encode(const hp__cands *c, size_t *len);
+
+/*
+ * What the rendezvous keeps of a waiting worker for its peer (the room
+ * store's payload, shared by instances through Redis): the observed
+ * address, the candidates and the instance's relay URL, each "" / empty
+ * when absent. Compact JSON {"observed":..,"candidates":[..],"relay_url":..}.
+ */
+typedef struct hp__peer_payload {
+  char observed[HP_ADDR_STRLEN];
+  hp__cands cands;
+  char relay_url[HP_RELAY_URL_MAX];
+} hp__peer_payload;
+
+/* Encode p (malloc'd, NUL-terminated; *len gets strlen). NULL on ENOMEM. */
+char *hp__peer_payload_encode(const hp__peer_payload *p, size_t *len);
+
+/* Decode len bytes (at most HP_PEER_PAYLOAD_MAX) with the rules of the
+ * messages: 0, or -1 with err filled ("bad_message", "too_large"). */
+#define HP_PEER_PAYLOAD_MAX 4096
+int hp__peer_payload_decode(const char *buf, size_t len, hp__peer_payload *out, hp__wire_err *err);
 
 /* 1 if s[0..len) is a valid id/room: 1..64 of [A-Za-z0-9._-]. */
 int hp__wire_valid_name(const char *s, size_t len);

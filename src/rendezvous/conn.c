@@ -81,7 +81,7 @@ static void conn_closed(hp__stream *st) {
     hp__rdv_sig_leave(c);
   if (c->ws) {
     HP_DEBUG(RDV_COMP,
-             json_pack("{s:s,s:s,s:s}", "addr", c->observed, "peer", c->m.id, "room", c->m.room),
+             json_pack("{s:s,s:s,s:s}", "addr", c->observed, "peer", c->id, "room", c->room),
              "websocket closed");
     if (c->sig != RDV_SIG_NONE && s->m.connections)
       s->m.connections--;
@@ -198,7 +198,7 @@ static void on_timer(uv_timer_t *t) {
       rearm(c);
       return;
     }
-    HP_DEBUG(RDV_COMP, json_pack("{s:s,s:s}", "addr", c->observed, "peer", c->m.id),
+    HP_DEBUG(RDV_COMP, json_pack("{s:s,s:s}", "addr", c->observed, "peer", c->id),
              "websocket silent for IDLE_TIMEOUT: hanging up");
     hp__stream_close(&c->s);
     return;
@@ -267,8 +267,8 @@ void hp__rdv_conn_fail(rdv_conn *c, hp__rdv_err code, uint16_t status, const cha
   va_end(ap);
   s->m.errors[code]++;
   HP_WARN(RDV_COMP,
-          json_pack("{s:s,s:s,s:s,s:i}", "code", m.u.error.code, "addr", c->observed, "peer",
-                    c->m.id, "close", (int)status),
+          json_pack("{s:s,s:s,s:s,s:i}", "code", m.u.error.code, "addr", c->observed, "peer", c->id,
+                    "close", (int)status),
           "error sent to client: %s", m.u.error.message);
   text = hp__msg_encode(&m, &len);
   /* If even the error cannot be written, the close still goes out. */
@@ -374,7 +374,7 @@ static void ws_failed(void *arg, hp__ws_fail why, const char *text) {
   case HP_WS_FAIL_PROTOCOL:
   default:
     HP_WARN(RDV_COMP,
-            json_pack("{s:s,s:s,s:i}", "addr", c->observed, "peer", c->m.id, "close",
+            json_pack("{s:s,s:s,s:i}", "addr", c->observed, "peer", c->id, "close",
                       HP_WS_CLOSE_PROTOCOL),
             "WebSocket protocol error from client: %s", text);
     hp__rdv_conn_close_ws(c, HP_WS_CLOSE_PROTOCOL);

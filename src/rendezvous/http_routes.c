@@ -13,7 +13,7 @@
 
 #define HDR_CAP 512
 #define JSON_BODY_CAP 1024
-#define METRICS_CAP 16384
+#define METRICS_CAP 24576 /* the service's ~3 KB, the relay's, the Redis store's ~1.7 KB */
 
 static const char *reason_of(int status) {
   switch (status) {
@@ -139,23 +139,54 @@ static void whoami(rdv_conn *c, const hp__http1_req *req, int keep) {
   respond_json(c, 200, json_pack("{s:s,s:i}", "ip", ip, "port", port), NULL, keep);
 }
 
+/* The store's counters; zeros (and available) while it closes. */
+static void store_stats(const hp__rdv *s, hp__store_stats *st) {
+  if (s->store) {
+    hp__store_stats_get(s->store, st);
+    return;
+  }
+  memset(st, 0, sizeof(*st));
+  st->available = 1;
+}
+
 static void metrics(rdv_conn *c, int keep) {
   hp__rdv *s = c->srv;
+  hp__store_stats st;
   char b[METRICS_CAP];
-  int n;
+  int n, m = 0;
 
-  s->m.waiting = hp__rooms_waiting(s->rooms);
+  store_stats(s, &st);
+  s->m.waiting = st.waiting;
   n = hp__rdv_metrics_format(&s->m, b, sizeof(b));
   if (n >= 0) {
     int r = hp__rdv_relay_metrics(s, b + n, sizeof(b) - (size_t)n);
     n = r < 0 ? r : n + r;
   }
-  if (n < 0) {
+  if (n >= 0)
+    m = hp__store_stats_format(&st, s->store ? s->store->ops->name : "memory", b + n,
+                               sizeof(b) - (size_t)n);
+  if (n < 0 || m < 0) {
     HP_ERROR(RDV_COMP, NULL, "metrics text does not fit in %d bytes", METRICS_CAP);
     hp__rdv_http_error(c, 500, "internal_error", "The metrics could not be formatted.", 0);
     return;
   }
-  respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", b, (size_t)n, NULL, keep);
+  respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", b, (size_t)(n + m), NULL, keep);
+}
+
+/* Liveness: 200 also while the room store is unreachable ("degraded":
+ * restarting the instance would not bring Redis back). */
+static void healthz(rdv_conn *c, int keep) {
+  hp__rdv *s = c->srv;
+  hp__store_stats st;
+  json_t *j;
+
+  store_stats(s, &st);
+  j = json_pack("{s:s,s:I,s:I}", "status", s->store_up ? "ok" : "degraded", "connections",
+                (json_int_t)s->m.connections, "waiting", (json_int_t)st.waiting);
+  /* Only with Redis, so that a memory-mode answer stays what it was. */
+  if (j && s->store && strcmp(s->store->ops->name, "memory"))
+    json_object_set_new(j, "store", json_string(s->store->ops->name));
+  respond_json(c, 200, j, NULL, keep);
 }
 
 /* Behind a trusted proxy every client arrives from the proxy's address, so
@@ -262,11 +293,7 @@ int hp__rdv_http_route(rdv_conn *c, const hp__http1_req *req) {
   }
   switch (r) {
   case HP_RDV_ROUTE_HEALTHZ:
-    respond_json(c, 200,
-                 json_pack("{s:s,s:I,s:I}", "status", "ok", "connections",
-                           (json_int_t)s->m.connections, "waiting",
-                           (json_int_t)hp__rooms_waiting(s->rooms)),
-                 NULL, keep);
+    healthz(c, keep);
     break;
   case HP_RDV_ROUTE_WHOAMI:
     whoami(c, req, keep);

@@ -18,7 +18,10 @@
 
 #include "config.h"
 #include "log.h"
+#include "redisurl.h"
 #include "server.h"
+#include "store.h"
+#include "url.h"
 #include "wire.h"
 
 #define PROG "holepunch-rendezvous"
@@ -43,6 +46,11 @@ typedef struct rdv_config {
   double ping_interval;
   double idle_timeout;
   double shutdown_timeout;
+  const char *redis_url; /* "none": rooms in memory */
+  double redis_ttl;
+  double redis_timeout;
+  const char *instance_id;  /* "random" */
+  const char *instance_url; /* "none" */
   int relay;
   uint64_t relay_rate;
   uint64_t relay_max_bytes;
@@ -95,6 +103,19 @@ static const hp__cfg_spec specs[] = {
      "s of WebSocket silence (no pong either) before the server hangs up"},
     {"SHUTDOWN_TIMEOUT", "shutdown-timeout", HP_CFG_SECONDS, "5", 0, 600, NULL, F(shutdown_timeout),
      "s to wait for clients to close on SIGTERM/SIGINT before exiting"},
+    {"REDIS_URL", "redis-url", HP_CFG_STRING, "none", 0, 0, NULL, F(redis_url),
+     "rooms in Redis, shared by every instance with the same URL: "
+     "redis://[[user]:password@]host[:port][/db] or unix:/path[?password=P&db=N]; none: rooms "
+     "in this process's memory"},
+    {"REDIS_TTL", "redis-ttl", HP_CFG_SECONDS, "30", 3, 3600, NULL, F(redis_ttl),
+     "s a worker stays in Redis after its instance stopped renewing it (dies)"},
+    {"REDIS_TIMEOUT", "redis-timeout", HP_CFG_SECONDS, "1", 0.05, 60, NULL, F(redis_timeout),
+     "s to connect to Redis and for each answer"},
+    {"INSTANCE_ID", "instance-id", HP_CFG_STRING, "random", 0, 0, NULL, F(instance_id),
+     "this instance's name in Redis and its logs: 1-32 of A-Za-z0-9._- (random: drawn at start)"},
+    {"INSTANCE_URL", "instance-url", HP_CFG_STRING, "none", 0, 0, NULL, F(instance_url),
+     "this instance's public base URL (http(s):// or ws(s)://); peer messages carry the waiting "
+     "worker's instance URL as relay_url; none: no relay_url"},
     {"RELAY", "relay", HP_CFG_BOOL, "on", 0, 0, NULL, F(relay),
      "serve the relay (GET /relay) for pairs that cannot connect directly"},
     {"RELAY_RATE", "relay-rate", HP_CFG_BYTES, "10485760", 0, 1e15, NULL, F(relay_rate),
@@ -175,6 +196,26 @@ static int check_config(const rdv_config *c) {
   }
   if (c->ping_interval > 65535 || c->idle_timeout > 65535)
     return -1; /* the ranges of the table already prevent this */
+  if (strcmp(c->instance_id, "random") && !hp__store_valid_instance(c->instance_id)) {
+    fprintf(stderr,
+            PROG ": INSTANCE_ID=\"%.64s\" is not valid: expected 1 to %d of the characters "
+                 "A-Z a-z 0-9 . _ - (or random)\n",
+            c->instance_id, HP_STORE_INSTANCE_MAX);
+    return -1;
+  }
+  if (strcmp(c->instance_url, "none")) {
+    char why[256];
+    hp__url u;
+    if (strlen(c->instance_url) >= HP_RELAY_URL_MAX) {
+      fprintf(stderr, PROG ": INSTANCE_URL is %zu bytes long: at most %d are allowed\n",
+              strlen(c->instance_url), HP_RELAY_URL_MAX - 1);
+      return -1;
+    }
+    if (hp__url_parse(c->instance_url, &u, why, sizeof(why)) < 0) {
+      fprintf(stderr, PROG ": INSTANCE_URL=\"%.200s\" is not valid: %s\n", c->instance_url, why);
+      return -1;
+    }
+  }
   return 0;
 }
 
@@ -210,6 +251,7 @@ int main(int argc, char **argv) {
   rdv_config cfg;
   char err[512];
   hp__rdv_opts o;
+  hp__redis_url redis;
   app a;
   int rc, exit_code = 0;
 
@@ -232,6 +274,12 @@ int main(int argc, char **argv) {
   }
   if (check_config(&cfg) < 0)
     return 2;
+  if (strcmp(cfg.redis_url, "none") &&
+      hp__redis_url_parse(cfg.redis_url, &redis, err, sizeof(err)) < 0) {
+    /* The parser's sentence never repeats the URL: it may hold a password. */
+    fprintf(stderr, PROG ": REDIS_URL is not valid: %s\n", err);
+    return 2;
+  }
 
   if (cfg.log_format == FORMAT_AUTO)
     cfg.log_format = isatty(STDERR_FILENO) ? FORMAT_TEXT : FORMAT_JSON;
@@ -265,6 +313,11 @@ int main(int argc, char **argv) {
   o.request_line_timeout = cfg.request_line_timeout;
   o.ping_interval = cfg.ping_interval;
   o.idle_timeout = cfg.idle_timeout;
+  o.redis = strcmp(cfg.redis_url, "none") ? &redis : NULL;
+  o.redis_ttl = cfg.redis_ttl;
+  o.redis_timeout = cfg.redis_timeout;
+  o.instance_id = strcmp(cfg.instance_id, "random") ? cfg.instance_id : NULL;
+  o.instance_url = strcmp(cfg.instance_url, "none") ? cfg.instance_url : NULL;
   o.relay = cfg.relay;
   o.relay_rate = cfg.relay_rate;
   o.relay_max_bytes = cfg.relay_max_bytes;

@@ -22,6 +22,7 @@ static const char *const err_names[HP_RDV_ERR_COUNT] = {
     [HP_RDV_ERR_SERVER_FULL] = "server_full",
     [HP_RDV_ERR_INTERNAL_ERROR] = "internal_error",
     [HP_RDV_ERR_RATE_LIMITED] = "rate_limited",
+    [HP_RDV_ERR_UNAVAILABLE] = "unavailable",
 };
 
 static const char *const route_names[HP_RDV_ROUTE_COUNT] = {

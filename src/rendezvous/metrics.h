@@ -21,6 +21,7 @@ typedef enum hp__rdv_err {
   HP_RDV_ERR_SERVER_FULL,
   HP_RDV_ERR_INTERNAL_ERROR,
   HP_RDV_ERR_RATE_LIMITED,
+  HP_RDV_ERR_UNAVAILABLE, /* the room store (Redis) cannot be reached */
   HP_RDV_ERR_COUNT
 } hp__rdv_err;
 

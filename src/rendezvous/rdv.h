@@ -25,8 +25,8 @@
 #include "iptable.h"
 #include "listener.h"
 #include "metrics.h"
-#include "rooms.h"
 #include "server.h"
+#include "store.h"
 #include "stream.h"
 #include "wire.h"
 #include "ws.h"
@@ -47,10 +47,11 @@ typedef enum rdv_conn_state {
  * per address) until they close; refused ones are being answered. */
 typedef enum rdv_admission { RDV_ADM_NONE = 0, RDV_ADM_ADMITTED, RDV_ADM_REFUSED } rdv_admission;
 
-/* Signaling state of a WebSocket connection. A room operation may complete
- * in a later loop turn (a remote room store): RDV_SIG_JOINING holds a
- * reference on the connection until the answer arrives, and the answer is
- * undone if the connection closed meanwhile. */
+/* Signaling state of a WebSocket connection. The room store may answer a
+ * join in a later loop turn (Redis): RDV_SIG_JOINING waits for it. The
+ * store names the connection by its ref (a slot of hp__rdv.refs), and a
+ * leave (on every close path) ends its callbacks, so an answer never finds
+ * freed memory. */
 typedef enum rdv_sig_state {
   RDV_SIG_NEW = 0,  /* before hello */
   RDV_SIG_JOINING,  /* hello accepted, the room operation is in flight */
@@ -86,14 +87,30 @@ typedef struct rdv_conn {
   uint8_t handles;   /* open uv handles (stream, timer) */
   uint8_t refs;      /* pending asynchronous operations */
   uint8_t ping_sent;
-  uint8_t observed_full; /* observed is "ip:port", not a bare forwarded ip */
-  uint8_t ncands;
-  hp__cand *cands;              /* a waiting worker's candidates, else NULL */
+  uint8_t observed_full;        /* observed is "ip:port", not a bare forwarded ip */
+  uint8_t id_assigned;          /* the service drew the id (a duplicate draws again) */
+  uint8_t redraws;              /* ids drawn again after a duplicate */
   struct sockaddr_storage peer; /* TCP peer */
   char observed[HP_ADDR_STRLEN];
   char peer_id[HP_ID_MAX + 1]; /* id of the worker it was paired with */
-  hp__rooms_member m;
+  char id[HP_ID_MAX + 1];      /* after hello */
+  char room[HP_ID_MAX + 1];
+  hp__store_ref ref; /* its slot in hp__rdv.refs, 0 before hello */
+  hp__store_mid mid; /* its member in the store, 0 when none */
 } rdv_conn;
+
+/* A pairing the memory store made inside hp__store_join: the waiter's
+ * on_paired is held until the newcomer's on_join, so that both peer
+ * messages are checked and sent together and a side that cannot be told
+ * is taken back (signaling.c). */
+typedef struct rdv_sync_join {
+  int active;          /* inside hp__store_join */
+  rdv_conn *a;         /* the waiter whose on_paired is held, or NULL */
+  hp__store_mid a_mid; /* its mid then */
+  char session[HP_SESSION_HEX + 1];
+  const char *payload; /* the newcomer's payload (its hello), for a requeue */
+  size_t len;
+} rdv_sync_join;
 
 struct hp__rdv {
   uv_loop_t *loop;
@@ -102,7 +119,12 @@ struct hp__rdv {
   hp__listener *lis;
   hp__iptable *ips;
   hp__ws_env *wsenv;
-  hp__rooms *rooms;
+  hp__store *store; /* the rooms: memory or Redis */
+  hp__slots refs;   /* WebSocket connections that said hello, by ref */
+  int store_up;     /* the store takes joins (always, in memory) */
+  rdv_sync_join sync;
+  char instance_url[HP_RELAY_URL_MAX];
+  char instance_id[HP_STORE_INSTANCE_MAX + 1];
   hp__rdv_relay_svc *relay;
   rdv_conn *conns;    /* every open connection */
   unsigned lingering; /* refused connections being answered */
@@ -171,6 +193,8 @@ void hp__rdv_sig_message(rdv_conn *c, int binary, const uint8_t *data, size_t le
 void hp__rdv_sig_leave(rdv_conn *c);
 /** The address entry whose hello bucket counts this client. */
 hp__ipent *hp__rdv_sig_client_entry(rdv_conn *c);
+/** The room store's callbacks (ctx: the hp__rdv). */
+extern const hp__store_cbs hp__rdv_store_cbs;
 
 /* relay.c */
 int hp__rdv_relay_svc_create(hp__rdv *s, uint32_t seed);

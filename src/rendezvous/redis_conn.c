@@ -70,6 +70,8 @@ struct hp__rconn {
   uint64_t gen;         /* connect attempts; a stale resolve is ignored */
   uint64_t state_since; /* uv_hrtime of the last state change */
   uint64_t last_sent;
+  uint64_t last_tick;   /* hrtime of the watchdog's last run */
+  uint64_t grace_until; /* no command timeout before this (after a stall of ours) */
   uint32_t backoff_ms;
   int ever_up;
   rreq *head, *tail;      /* commands in flight, oldest first */
@@ -462,10 +464,20 @@ static void on_watchdog(uv_timer_t *t) {
   uint64_t now = uv_hrtime(), limit = (uint64_t)c->o.timeout_ms * NS_PER_MS;
   char why[128];
 
+  /* Our own loop did not run for half a timeout (a long turn, a busy or
+   * descheduled process): commands queued meanwhile may not even be
+   * written yet (hiredis writes when the loop polls, and libuv runs timers
+   * before it polls), and answers may wait unread. Redis gets a whole
+   * timeout from now before a command counts as unanswered, so that the
+   * timeout measures Redis, not us. */
+  if (now - c->last_tick > limit / 2)
+    c->grace_until = now + limit;
+  c->last_tick = now;
+
   if ((c->state == R_RESOLVING || c->state == R_CONNECTING) && now - c->state_since > limit) {
     snprintf(why, sizeof(why), "could not connect within %u ms", c->o.timeout_ms);
     hp__rconn_drop(c, why);
-  } else if (c->state == R_UP && c->head && now - c->head->sent > limit) {
+  } else if (c->state == R_UP && c->head && now - c->head->sent > limit && now >= c->grace_until) {
     c->o.stats->timeouts++;
     snprintf(why, sizeof(why), "no answer within %u ms", c->o.timeout_ms);
     hp__rconn_drop(c, why);
@@ -508,6 +520,7 @@ int hp__rconn_create(uv_loop_t *loop, const hp__rconn_opts *o, hp__rconn **out) 
    * quarter of it. */
   tick = c->o.timeout_ms / 4;
   tick = tick < 10 ? 10 : tick > 250 ? 250 : tick;
+  c->last_tick = uv_hrtime();
   uv_timer_start(&c->watchdog, on_watchdog, tick, tick);
   start_attempt(c);
   *out = c;

@@ -141,6 +141,31 @@ static void mem_leave(hp__store *st, hp__store_mid mid) {
   member_free(s, m);
 }
 
+static int mem_requeue(hp__store *st, hp__store_mid mid, const void *payload, size_t len) {
+  mem_store *s = (mem_store *)st;
+  mem_member *m = hp__slots_get(&s->slots, mid);
+  void *copy = NULL;
+  int rc;
+
+  if (!m || len > HP_STORE_PAYLOAD_MAX || (len && !payload))
+    return -EINVAL;
+  if (len) {
+    copy = malloc(len);
+    if (!copy)
+      return -ENOMEM;
+    memcpy(copy, payload, len);
+  }
+  rc = hp__rooms_requeue(s->rooms, &m->rm);
+  if (rc < 0) {
+    free(copy);
+    return rc;
+  }
+  free(m->payload);
+  m->payload = copy;
+  m->len = len;
+  return 0;
+}
+
 static void mem_refresh(hp__store *st) {
   (void)st; /* nothing expires in memory: a member lives until it leaves */
 }
@@ -178,6 +203,7 @@ static const hp__store_ops mem_ops = {
     .refresh = mem_refresh,
     .stats = mem_stats,
     .close = mem_close,
+    .requeue = mem_requeue,
 };
 
 int hp__store_mem_create(const hp__store_cbs *cb, void *ctx, uint32_t seed, const char *instance,

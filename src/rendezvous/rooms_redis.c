@@ -50,6 +50,7 @@ void hp__rr_member_free(rstore *s, rmember *m) {
   hp__rr_set_mstate(s, m, M_JOINING); /* leaves the waiting count */
   hp__slots_del(&s->slots, m->mid);
   free(m->payload);
+  free(m->early);
   free(m);
 }
 
@@ -280,6 +281,16 @@ static void on_join_reply(void *arg, redisReply *r) {
     hp__rr_set_mstate(s, m, M_WAITING);
     if (!rejoin)
       s->base.cb.on_join(s->base.ctx, ref, mid, HP_STORE_WAITING, NULL);
+    /* Paired already, by another instance whose notification came first
+     * (and unless the callback made it leave). */
+    m = hp__rr_member_get(s, mid);
+    if (m && m->early) {
+      char *e = m->early;
+      size_t en = m->early_len;
+      m->early = NULL;
+      hp__rr_on_notification(s, e, en);
+      free(e);
+    }
   } else if (vn == 6 && !memcmp(v, "paired", 6)) {
     const char *pid, *pl, *ses, *pinst, *ptok;
     size_t pidn, pln, sesn, pinstn, ptokn;
@@ -595,6 +606,7 @@ static void maybe_done(rstore *s) {
     if (s->slots.s[i].p) {
       rmember *m = s->slots.s[i].p;
       free(m->payload);
+      free(m->early);
       free(m);
     }
   hp__slots_free(&s->slots);

@@ -41,6 +41,11 @@ typedef struct rmember {
   char room[HP_ID_MAX + 1];
   void *payload; /* while joining or waiting: a rejoin needs it */
   size_t len;
+  /* A pairing notification that came before the answer to its join (the
+   * two arrive on two connections, in either order): kept, and handled
+   * once the join's answer made the member wait. */
+  char *early;
+  size_t early_len;
 } rmember;
 
 typedef struct grave {
@@ -109,5 +114,6 @@ int hp__rr_send_join(rstore *s, rmember *m, int eval);
 void hp__rr_refresh_all(rstore *s);
 void hp__rr_on_refresh_timer(uv_timer_t *t);
 void hp__rr_on_sub_push(void *arg, redisReply *r);
+void hp__rr_on_notification(rstore *s, const char *msg, size_t n);
 
 #endif

@@ -123,7 +123,7 @@ void hp__rr_on_refresh_timer(uv_timer_t *t) {
 /* ---- pub/sub ---- */
 
 /* "token peer_id session peer_instance payload" */
-static void on_notification(rstore *s, const char *msg, size_t n) {
+void hp__rr_on_notification(rstore *s, const char *msg, size_t n) {
   const char *f[4], *p = msg, *end = msg + n;
   size_t fl[4];
   hp__store_pairing pa;
@@ -138,6 +138,19 @@ static void on_notification(rstore *s, const char *msg, size_t n) {
     p = sp + 1;
   }
   m = hp__rr_member_get(s, hp__rr_mid_of_token(f[0], fl[0]));
+  if (m && (m->state == M_JOINING || m->state == M_REJOINING)) {
+    /* The answer to its join is still on its way on the other connection:
+     * keep this until it comes (on_join_reply). Without it the pairing
+     * would wait for the next lease renewal (a third of the TTL). */
+    char *e = malloc(n);
+    if (!e)
+      return; /* the renewal recovers it */
+    memcpy(e, msg, n);
+    free(m->early);
+    m->early = e;
+    m->early_len = n;
+    return;
+  }
   if (!m || m->state != M_WAITING)
     return; /* left, or already paired (by this instance's own join) */
   if (hp__rr_pairing_from(&pa, 'a', f[1], fl[1], f[3], fl[3], p, (size_t)(end - p), f[2], fl[2]) <
@@ -161,6 +174,6 @@ void hp__rr_on_sub_push(void *arg, redisReply *r) {
      * records: a renewal now recovers it. */
     hp__rr_refresh_all(s);
   } else if (!strcmp(r->element[0]->str, "message") && r->element[2]->type == REDIS_REPLY_STRING) {
-    on_notification(s, r->element[2]->str, r->element[2]->len);
+    hp__rr_on_notification(s, r->element[2]->str, r->element[2]->len);
   }
 }

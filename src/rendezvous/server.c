@@ -18,6 +18,31 @@
 
 #include "log.h"
 #include "rdv.h"
+#include "rooms_mem.h"
+#include "rooms_redis.h"
+
+/* The rooms: in memory, or in Redis (shared with other instances). A Redis
+ * store starts unavailable and says so when it is ready; hellos get
+ * "unavailable" until then, while everything else is served. */
+static int store_create(hp__rdv *s, uint32_t seed) {
+  const hp__rdv_opts *o = &s->o;
+  hp__store_redis_opts ro;
+  int rc;
+
+  if (!o->redis) {
+    s->store_up = 1;
+    return hp__store_mem_create(&hp__rdv_store_cbs, s, seed, s->instance_id, &s->store);
+  }
+  memset(&ro, 0, sizeof(ro));
+  ro.url = o->redis;
+  ro.instance = s->instance_id;
+  ro.ttl_ms = (uint32_t)(o->redis_ttl * 1000.0);
+  ro.timeout_ms = (uint32_t)(o->redis_timeout * 1000.0);
+  rc = hp__store_redis_create(s->loop, &ro, &hp__rdv_store_cbs, s, &s->store);
+  if (rc < 0)
+    HP_ERROR(RDV_COMP, NULL, "cannot create the Redis room store: %s", strerror(-rc));
+  return rc;
+}
 
 static const hp__listener_ops listener_ops = {hp__rdv_conn_alloc, hp__rdv_conn_accepted,
                                               hp__rdv_conn_refused};
@@ -38,6 +63,13 @@ int hp__rdv_create(uv_loop_t *loop, const hp__rdv_opts *opts, hp__rdv **out) {
   s->o = *opts;
   snprintf(s->bind, sizeof(s->bind), "%s", opts->bind ? opts->bind : "0.0.0.0");
   s->o.bind = s->bind;
+  snprintf(s->instance_url, sizeof(s->instance_url), "%s",
+           opts->instance_url ? opts->instance_url : "");
+  snprintf(s->instance_id, sizeof(s->instance_id), "%s",
+           opts->instance_id ? opts->instance_id : "");
+  s->o.instance_url = s->instance_url;
+  s->o.instance_id = s->instance_id;
+  s->o.redis = NULL; /* the store keeps its copy of the URL */
   /* One draw for the keys of the process: the hash seeds of the rooms and
    * of the address table, and the key of the assigned ids. Without it all
    * stay correct, only less keyed. */
@@ -48,10 +80,14 @@ int hp__rdv_create(uv_loop_t *loop, const hp__rdv_opts *opts, hp__rdv **out) {
     keys[3] = keys[0] ^ keys[1];
   }
   s->id_key = (uint64_t)keys[1] << 32 | keys[2];
-  s->rooms = hp__rooms_create(keys[0]);
   s->ips = hp__iptable_create(keys[3]);
   s->wsenv = hp__ws_env_create(opts->input_budget);
-  if (!s->rooms || !s->ips || !s->wsenv || hp__rdv_relay_svc_create(s, keys[0] ^ keys[2]) < 0)
+  if (!s->ips || !s->wsenv || hp__rdv_relay_svc_create(s, keys[0] ^ keys[2]) < 0)
+    goto out;
+  s->o.redis = opts->redis;
+  rc = store_create(s, keys[0]);
+  s->o.redis = NULL;
+  if (rc < 0)
     goto out;
   if (uv_timer_init(loop, &s->timer) < 0) {
     rc = -EINVAL;
@@ -79,6 +115,10 @@ out:
   s->draining = s->destroying = 1;
   if (s->timer_init)
     uv_close((uv_handle_t *)&s->timer, NULL);
+  if (s->store) {
+    hp__store_close(s->store, NULL, NULL); /* freed once its handles are closed */
+    s->store = NULL;
+  }
   return rc;
 }
 
@@ -86,10 +126,22 @@ int hp__rdv_port(const hp__rdv *s) {
   return s->lis ? hp__listener_port(s->lis) : 0;
 }
 
-static void on_timer_closed(uv_handle_t *h) {
-  hp__rdv *s = h->data;
+static void on_store_closed(void *arg) {
+  hp__rdv *s = arg;
   if (s->done)
     s->done(s->done_arg);
+}
+
+/* Every connection left the store; its own connections (Redis) close now. */
+static void on_timer_closed(uv_handle_t *h) {
+  hp__rdv *s = h->data;
+  hp__store *st = s->store;
+
+  s->store = NULL;
+  if (st)
+    hp__store_close(st, on_store_closed, s);
+  else
+    on_store_closed(s);
 }
 
 /* Everything is closed (or the timeout is over): stop. Runs from the loop. */
@@ -131,15 +183,17 @@ static void on_shutdown_timer(uv_timer_t *t) {
 
 void hp__rdv_shutdown(hp__rdv *s, double timeout, void (*done)(void *arg), void *arg) {
   rdv_conn *c, *next;
+  hp__store_stats st;
 
   if (s->draining)
     return;
   s->draining = 1;
   s->done = done;
   s->done_arg = arg;
+  hp__store_stats_get(s->store, &st);
   HP_INFO(RDV_COMP,
           json_pack("{s:I,s:I}", "connections", (json_int_t)s->m.connections, "waiting",
-                    (json_int_t)hp__rooms_waiting(s->rooms)),
+                    (json_int_t)st.waiting),
           "shutting down: closing every WebSocket with 1001 (going away)");
   hp__listener_close(s->lis);
   for (c = s->conns; c; c = next) {
@@ -166,7 +220,9 @@ int hp__rdv_destroy(hp__rdv *s) {
   hp__rdv_relay_svc_destroy(s);
   hp__ws_env_destroy(s->wsenv);
   hp__iptable_destroy(s->ips);
-  hp__rooms_destroy(s->rooms);
+  if (s->store) /* a run that was not shut down */
+    hp__store_close(s->store, NULL, NULL);
+  hp__slots_free(&s->refs);
   free(s);
   return 0;
 }

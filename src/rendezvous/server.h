@@ -2,7 +2,8 @@
  * server.h - the rendezvous service on one libuv loop: HTTP/1.1 and
  * WebSocket on our own small stack (src/net: listener, http1 on
  * http-parser, ws on wslay), routes /healthz, /whoami, /metrics, /ws,
- * signaling with pairing through rooms.h, and the metrics.
+ * signaling with pairing through the room store (store.h: memory or Redis), and the
+ * metrics.
  *
  * Lifecycle: create (listens at once) -> the caller runs the loop ->
  * shutdown (stop accepting, close every WebSocket with 1001 "going away",
@@ -30,6 +31,13 @@ typedef struct hp__rdv_opts {
   double request_line_timeout; /* s to send the request line */
   double ping_interval;        /* s of silence before the server pings */
   double idle_timeout;         /* s of silence (no pong either) before hang-up */
+  /* Where the rooms live (docs/ARCHITECTURE.md, "Rooms in Redis"). */
+  const struct hp__redis_url *redis; /* NULL: in this process's memory */
+  const char *instance_id;           /* this instance's name in Redis; NULL or "": random */
+  const char *instance_url;          /* this instance's public base URL, or NULL / "": none; the
+                                        waiter's is peer.relay_url */
+  double redis_ttl;                  /* s: lease of a worker in Redis */
+  double redis_timeout;              /* s: connect and command timeout */
   int relay;                   /* serve GET /relay */
   uint64_t relay_rate;         /* bytes/s per relayed session, 0: no limit */
   uint64_t relay_max_bytes;    /* bytes per relayed session, 0: no limit */

@@ -1,14 +1,21 @@
 /*
  * signaling.c - the signaling protocol of docs/PROTOCOL.md section 3 on one
- * WebSocket: hello -> welcome, pairing through rooms.h -> peer to both,
- * one result; every refusal an error message and a close.
+ * WebSocket: hello -> welcome, pairing through the room store (store.h:
+ * memory or Redis) -> peer, one result; every refusal an error message and
+ * a close.
  *
  * The connection's signaling state (rdv_sig_state) is the only record of
- * where it is. The room operation is written as a request and a
- * completion (join_start / join_done), so that a store that answers in a
- * later loop turn (a Redis round trip) fits: the connection holds a
- * reference while the operation is in flight, and a completion that finds
- * the connection gone undoes what it did.
+ * where it is. A hello is a join in the store; its answer (on_join) comes
+ * inside the call (memory) or a round trip later (Redis), and a waiter
+ * hears of its peer through on_paired, from this instance or from another
+ * one. The store names the connection by a ref (a slot of s->refs) and
+ * stops calling back once the connection left (hp__rdv_sig_leave, on every
+ * close path), so an answer never finds a freed connection.
+ *
+ * With the memory store both sides of a pairing are here, in one call:
+ * the waiter's on_paired is held (s->sync) until the newcomer's on_join,
+ * and both peer messages are checked and sent together; a side that
+ * cannot be told makes the other wait again (hp__store_requeue).
  */
 #include <errno.h>
 #include <stddef.h>
@@ -21,10 +28,7 @@
 
 #define START_IN_MS 0        /* both peer messages leave in the same loop turn */
 #define GENERATED_ID_BYTES 8 /* service-assigned ids: 64 bits as 16 hex characters */
-
-static rdv_conn *conn_of_member(hp__rooms_member *m) {
-  return (rdv_conn *)(void *)((char *)m - offsetof(rdv_conn, m));
-}
+#define REDRAWS_MAX 4        /* an assigned id a worker had chosen: draw again */
 
 static const char *observed_wire(const rdv_conn *c) {
   return c->observed_full ? c->observed : "";
@@ -35,23 +39,24 @@ static void fail_internal(rdv_conn *c, const char *what) {
                     "The server could not %s; please retry.", what);
 }
 
-static void forget_cands(rdv_conn *c) {
-  free(c->cands);
-  c->cands = NULL;
-  c->ncands = 0;
+static void fail_unavailable(rdv_conn *c) {
+  hp__rdv_conn_fail(c, HP_RDV_ERR_UNAVAILABLE, HP_WS_CLOSE_TRY_AGAIN_LATER,
+                    "The rendezvous cannot reach its room store; retry in a few seconds.");
 }
 
 void hp__rdv_sig_leave(rdv_conn *c) {
-  switch ((rdv_sig_state)c->sig) {
-  case RDV_SIG_WAITING:
-  case RDV_SIG_PAIRED:
-  case RDV_SIG_REPORTED:
-    hp__rooms_leave(c->srv->rooms, &c->m);
-    break;
-  default:
-    break; /* NEW: nothing held; JOINING: join_done undoes it */
+  hp__rdv *s = c->srv;
+
+  if (c->mid && s->store) {
+    hp__store_leave(s->store, c->mid); /* no callback for it after this */
+    c->mid = 0;
   }
-  forget_cands(c);
+  if (c->ref) {
+    hp__slots_del(&s->refs, c->ref);
+    c->ref = 0;
+  }
+  if (s->sync.a == c)
+    s->sync.a = NULL;
   c->sig = RDV_SIG_GONE;
 }
 
@@ -68,116 +73,146 @@ hp__ipent *hp__rdv_sig_client_entry(rdv_conn *c) {
   return hp__iptable_get(s->ips, key, 1, s->o.max_hellos_per_minute, uv_now(s->loop));
 }
 
-/* Encode m; NULL on ENOMEM. */
-static char *encode(const hp__msg *m, size_t *len) {
-  return hp__msg_encode(m, len);
+static rdv_conn *conn_of_ref(hp__rdv *s, hp__store_ref ref) {
+  return ref ? hp__slots_get(&s->refs, ref) : NULL;
 }
 
-static void peer_msg(hp__msg *out, const rdv_conn *to, const rdv_conn *other, char role,
-                     const char *session, const hp__cand *cands, size_t ncands) {
-  hp__msg_peer *p = &out->u.peer;
+static int send_msg(rdv_conn *c, const hp__msg *m) {
+  size_t len = 0;
+  char *text = hp__msg_encode(m, &len);
+  int rc;
 
-  memset(out, 0, sizeof(*out));
-  out->type = HP_MSG_PEER;
-  memcpy(p->room, to->m.room, sizeof(p->room));
-  p->role = role;
-  memcpy(p->session, session, sizeof(p->session));
-  memcpy(p->peer_id, other->m.id, sizeof(p->peer_id));
-  snprintf(p->peer_observed, sizeof(p->peer_observed), "%s", observed_wire(other));
-  p->peer_cands.n = ncands;
-  if (ncands) /* a waiting worker may have sent no candidates: cands is NULL */
-    memcpy(p->peer_cands.c, cands, ncands * sizeof(*cands));
-  p->start_in_ms = START_IN_MS;
-}
-
-/* Keep a waiting worker's candidates (exactly them) for its peer message. */
-static int keep_cands(rdv_conn *c, const hp__cands *cands) {
-  forget_cands(c);
-  if (!cands->n)
-    return 0;
-  c->cands = malloc(cands->n * sizeof(*c->cands));
-  if (!c->cands)
+  if (!text)
     return -ENOMEM;
-  memcpy(c->cands, cands->c, cands->n * sizeof(*c->cands));
-  c->ncands = (uint8_t)cands->n;
-  return 0;
+  rc = hp__rdv_conn_send_text(c, text, len);
+  free(text);
+  return rc;
 }
 
-/* b waits again after its pairing was undone (its peer could not be told,
- * or went away). cands: b's candidates to keep, or NULL when b still holds
- * its own (it was the one that waited). */
-static void requeue(rdv_conn *b, const hp__cands *cands) {
-  if (hp__rooms_requeue(b->srv->rooms, &b->m) < 0 || (cands && keep_cands(b, cands) < 0)) {
-    hp__rooms_leave(b->srv->rooms, &b->m);
-    b->sig = RDV_SIG_NEW; /* not registered: fail_internal's leave holds nothing */
-    fail_internal(b, "find you a peer");
-    return;
+static int send_welcome(rdv_conn *c) {
+  hp__msg m;
+  int rc;
+
+  memset(&m, 0, sizeof(m));
+  m.type = HP_MSG_WELCOME;
+  memcpy(m.u.welcome.id, c->id, sizeof(m.u.welcome.id));
+  memcpy(m.u.welcome.room, c->room, sizeof(m.u.welcome.room));
+  snprintf(m.u.welcome.observed, sizeof(m.u.welcome.observed), "%s", observed_wire(c));
+  rc = send_msg(c, &m);
+  if (!rc) {
+    hp__rdv_conn_registered(c);
+    HP_DEBUG(RDV_COMP,
+             json_pack("{s:s,s:s,s:s}", "room", c->room, "peer", c->id, "addr", c->observed),
+             "hello");
   }
-  b->sig = RDV_SIG_WAITING;
-  HP_INFO(RDV_COMP, json_pack("{s:s,s:s}", "room", b->m.room, "peer", b->m.id),
-          "%s waits again in room %s: its peer went away while being paired", b->m.id, b->m.room);
+  return rc;
 }
 
 /*
- * b has just been paired with a, who waited (role "a"). Both messages are
- * made first and both connections checked, so that neither is told to punch
- * a peer that cannot be told: if a cannot take its message, b waits again.
- * Both are then written in this one turn.
+ * The peer message for c from its pairing p. The relay both use is the
+ * waiter's instance's (role a: this instance; role b: the URL the waiter's
+ * instance put in its payload), so relayed bytes stay on one instance.
  */
-static void pair(rdv_conn *a, rdv_conn *b, const hp__cands *b_cands) {
-  hp__rdv *s = a->srv;
-  char session[HP_SESSION_HEX + 1], *ta = NULL, *tb = NULL;
-  size_t la = 0, lb = 0;
-  hp__msg ma, mb;
+static int send_peer(rdv_conn *c, const hp__store_pairing *p) {
+  hp__rdv *s = c->srv;
+  hp__peer_payload pp;
+  hp__wire_err err;
+  hp__msg m;
+  hp__msg_peer *o = &m.u.peer;
 
+  memset(&pp, 0, sizeof(pp));
+  if (p->peer_payload_len &&
+      hp__peer_payload_decode(p->peer_payload, p->peer_payload_len, &pp, &err) < 0) {
+    HP_ERROR(RDV_COMP, json_pack("{s:s,s:s}", "room", c->room, "peer", p->peer_id),
+             "the room store holds a bad payload for %s: %s", p->peer_id, err.message);
+    return -EPROTO;
+  }
+  memset(&m, 0, sizeof(m));
+  m.type = HP_MSG_PEER;
+  memcpy(o->room, c->room, sizeof(o->room));
+  o->role = p->role;
+  memcpy(o->session, p->session, sizeof(o->session));
+  memcpy(o->peer_id, p->peer_id, sizeof(o->peer_id));
+  memcpy(o->peer_observed, pp.observed, sizeof(o->peer_observed));
+  o->peer_cands = pp.cands;
+  o->start_in_ms = START_IN_MS;
+  memcpy(o->relay_url, p->role == 'a' ? s->instance_url : pp.relay_url, sizeof(o->relay_url));
+  memcpy(c->peer_id, p->peer_id, sizeof(c->peer_id));
+  return send_msg(c, &m);
+}
+
+static void log_paired(const rdv_conn *c, const hp__store_pairing *p) {
+  HP_INFO(RDV_COMP,
+          json_pack("{s:s,s:s,s:s,s:s,s:s}", "room", c->room, "peer", p->peer_id, "peer_b", c->id,
+                    "addr_b", c->observed, "instance", p->peer_instance),
+          "paired %s (a) with %s (b) in room %s", p->peer_id, c->id, c->room);
+}
+
+/* c waits again after its pairing was taken back (memory store only). */
+static int requeue(rdv_conn *c, const void *payload, size_t len) {
+  if (hp__store_requeue(c->srv->store, c->mid, payload, len) < 0) {
+    fail_internal(c, "find you a peer");
+    return -1;
+  }
+  c->sig = RDV_SIG_WAITING;
+  HP_INFO(RDV_COMP, json_pack("{s:s,s:s}", "room", c->room, "peer", c->id),
+          "%s waits again in room %s: its peer went away while being paired", c->id, c->room);
+  return 0;
+}
+
+/* One side of a pairing made in this call is dropped: out of the store
+ * now (its mid is no longer ours to leave), then told why. */
+static void drop(rdv_conn *c, const char *what) {
+  hp__store_leave(c->srv->store, c->mid);
+  c->mid = 0;
+  fail_internal(c, what);
+}
+
+/*
+ * The memory store paired b (the newcomer, pb its pairing) with a, whose
+ * on_paired was held. Both sides are checked before either is told, so
+ * that neither punches a peer that cannot be told.
+ */
+static void pair_local(rdv_conn *a, rdv_conn *b, const hp__store_pairing *pb) {
+  hp__rdv *s = b->srv;
+  hp__store_pairing pa;
+  const char *b_payload = s->sync.payload;
+  size_t b_len = s->sync.len;
+
+  if (send_welcome(b) < 0) {
+    /* b is not registered after all: a waits again, with its payload. */
+    drop(b, "send the welcome message");
+    (void)requeue(a, pb->peer_payload, pb->peer_payload_len);
+    return;
+  }
   if (!hp__rdv_conn_writable(a)) {
     /* a is going away (or does not read): b is not sent to punch it. */
-    hp__rooms_leave(s->rooms, &a->m);
-    a->sig = RDV_SIG_NEW;
-    fail_internal(a, "send the peer message");
-    requeue(b, b_cands);
+    drop(a, "send the peer message");
+    (void)requeue(b, b_payload, b_len);
     return;
   }
-  if (hp__random_hex(session, HP_SESSION_HEX / 2) < 0) {
-    fail_internal(a, "draw a session key");
-    fail_internal(b, "draw a session key");
-    return;
-  }
-  peer_msg(&ma, a, b, 'a', session, b_cands->c, b_cands->n);
-  peer_msg(&mb, b, a, 'b', session, a->cands, a->ncands);
-  ta = encode(&ma, &la);
-  tb = encode(&mb, &lb);
-  if (!ta || !tb) {
-    free(ta);
-    free(tb);
-    fail_internal(a, "encode the peer message");
-    fail_internal(b, "encode the peer message");
-    return;
-  }
-  memcpy(a->peer_id, b->m.id, sizeof(a->peer_id));
-  memcpy(b->peer_id, a->m.id, sizeof(b->peer_id));
-  forget_cands(a); /* the waiter's candidates were only kept for this moment */
+  memset(&pa, 0, sizeof(pa));
+  pa.role = 'a';
+  memcpy(pa.session, pb->session, sizeof(pa.session));
+  memcpy(pa.peer_id, b->id, sizeof(pa.peer_id));
+  memcpy(pa.peer_instance, pb->peer_instance, sizeof(pa.peer_instance));
+  pa.peer_payload = b_payload;
+  pa.peer_payload_len = b_len;
   a->sig = b->sig = RDV_SIG_PAIRED;
-  if (hp__rdv_conn_send_text(a, ta, la) < 0) {
-    a->sig = RDV_SIG_NEW;
-    hp__rooms_leave(s->rooms, &a->m);
-    fail_internal(a, "send the peer message");
-    requeue(b, b_cands);
-    free(ta);
-    free(tb);
+  if (send_peer(a, &pa) < 0) {
+    drop(a, "send the peer message");
+    (void)requeue(b, b_payload, b_len);
     return;
   }
-  if (hp__rdv_conn_send_text(b, tb, lb) < 0)
+  if (send_peer(b, pb) < 0) {
     fail_internal(b, "send the peer message");
-  free(ta);
-  free(tb);
-  /* The pair may now meet on /relay with this session (relay.c). */
-  hp__rdv_relay_register(s, session, a->m.id, b->m.id);
+    return;
+  }
+  /* The pair may now meet on /relay of this instance (the waiter's) with
+   * this session (relay.c). */
+  hp__rdv_relay_register(s, pb->session, a->id, b->id);
   s->m.pairings++;
-  HP_INFO(RDV_COMP,
-          json_pack("{s:s,s:s,s:s,s:s,s:s}", "room", a->m.room, "peer", a->m.id, "peer_b", b->m.id,
-                    "addr", a->observed, "addr_b", b->observed),
-          "paired %s (a) with %s (b) in room %s", a->m.id, b->m.id, a->m.room);
+  log_paired(b, pb);
 }
 
 /* splitmix64's finalizer: a bijection of 64-bit words that mixes every
@@ -207,84 +242,148 @@ static void assign_id(hp__rdv *s, char *id) {
   id[GENERATED_ID_BYTES * 2] = '\0';
 }
 
-/* The room operation answered: rc as hp__rooms_join, w the waiting member
- * when paired. */
-static void join_done(rdv_conn *c, int rc, hp__rooms_member *w, const hp__cands *cands) {
+static void join_start(rdv_conn *c, const char *payload, size_t len) {
   hp__rdv *s = c->srv;
-  char *text;
-  size_t len = 0;
-  hp__msg m;
+  rdv_sync_join saved = s->sync;
+  rdv_conn *held;
+  int rc;
 
-  if (c->sig != RDV_SIG_JOINING || c->state != RDV_WS) {
-    /* The connection went away while the store worked: undo. */
-    if (rc >= 0)
-      hp__rooms_leave(s->rooms, &c->m);
-    if (rc == 1)
-      requeue(conn_of_member(w), NULL);
-    goto out;
+  c->sig = RDV_SIG_JOINING;
+  memset(&s->sync, 0, sizeof(s->sync));
+  s->sync.active = 1;
+  s->sync.payload = payload;
+  s->sync.len = len;
+  rc = hp__store_join(s->store, c->ref, c->room, c->id, payload, len, &c->mid);
+  held = s->sync.a;
+  s->sync = saved;
+  if (rc < 0) {
+    c->mid = 0;
+    if (rc == -EAGAIN)
+      fail_unavailable(c);
+    else
+      fail_internal(c, "register this worker");
+    return;
   }
-  if (rc == -EEXIST) {
+  /* A held waiter whose newcomer never came back paired (the memory store
+   * always answers both in one call): it cannot be told; let it retry. */
+  if (held)
+    drop(held, "send the peer message");
+}
+
+static void store_on_join(void *ctx, hp__store_ref ref, hp__store_mid mid, hp__store_verdict v,
+                          const hp__store_pairing *p) {
+  hp__rdv *s = ctx;
+  rdv_conn *c = conn_of_ref(s, ref);
+
+  if (!c || c->mid != mid || c->sig != RDV_SIG_JOINING)
+    return;
+  switch (v) {
+  case HP_STORE_WAITING:
+    c->sig = RDV_SIG_WAITING;
+    if (send_welcome(c) < 0)
+      fail_internal(c, "send the welcome message");
+    return;
+  case HP_STORE_PAIRED: {
+    rdv_conn *a = s->sync.active ? s->sync.a : NULL;
+    if (a) {
+      s->sync.a = NULL;
+      if (a->mid == s->sync.a_mid && a->sig == RDV_SIG_WAITING &&
+          !strcmp(s->sync.session, p->session)) {
+        pair_local(a, c, p);
+        return;
+      }
+    }
+    /* The waiter is on another instance (or gone): it hears of the
+     * pairing from its own instance. */
+    if (send_welcome(c) < 0) {
+      fail_internal(c, "send the welcome message");
+      return;
+    }
+    c->sig = RDV_SIG_PAIRED;
+    if (send_peer(c, p) < 0) {
+      fail_internal(c, "send the peer message");
+      return;
+    }
+    s->m.pairings++;
+    log_paired(c, p);
+    return;
+  }
+  case HP_STORE_DUPLICATE:
+    c->mid = 0;
+    if (c->id_assigned && c->redraws < REDRAWS_MAX && s->sync.active) {
+      /* A worker chose the id drawn for this one: draw another (the
+       * memory store answers inside the call, so the payload is still
+       * there). */
+      c->redraws++;
+      assign_id(s, c->id);
+      join_start(c, s->sync.payload, s->sync.len);
+      return;
+    }
     c->sig = RDV_SIG_NEW;
     hp__rdv_conn_fail(c, HP_RDV_ERR_DUPLICATE_ID, HP_WS_CLOSE_POLICY,
                       "The id \"%s\" is already used by another connected worker in room \"%s\"; "
                       "choose another id or leave it out to get one assigned.",
-                      c->m.id, c->m.room);
-    goto out;
+                      c->id, c->room);
+    return;
+  case HP_STORE_UNAVAILABLE:
+  default:
+    c->mid = 0;
+    fail_unavailable(c);
+    return;
   }
-  if (rc < 0) {
-    c->sig = RDV_SIG_NEW;
-    fail_internal(c, "register this worker");
-    goto out;
-  }
-  memset(&m, 0, sizeof(m));
-  m.type = HP_MSG_WELCOME;
-  memcpy(m.u.welcome.id, c->m.id, sizeof(m.u.welcome.id));
-  memcpy(m.u.welcome.room, c->m.room, sizeof(m.u.welcome.room));
-  snprintf(m.u.welcome.observed, sizeof(m.u.welcome.observed), "%s", observed_wire(c));
-  text = encode(&m, &len);
-  if (!text || hp__rdv_conn_send_text(c, text, len) < 0 || (rc == 0 && keep_cands(c, cands) < 0)) {
-    /* Undo the join completely: the member that waited (if the join paired
-     * it) waits again instead of being left out of its room. */
-    free(text);
-    hp__rooms_leave(s->rooms, &c->m);
-    if (rc == 1)
-      requeue(conn_of_member(w), NULL);
-    c->sig = RDV_SIG_NEW;
-    fail_internal(c, "send the welcome message");
-    goto out;
-  }
-  free(text);
-  hp__rdv_conn_registered(c);
-  HP_DEBUG(RDV_COMP,
-           json_pack("{s:s,s:s,s:s,s:i}", "room", c->m.room, "peer", c->m.id, "addr", c->observed,
-                     "candidates", (int)cands->n),
-           "hello");
-  if (rc == 1) {
-    rdv_conn *a = conn_of_member(w);
-    /* requeue() needs a's own candidates if a has to wait again: they are
-     * still in a->cands until pair() takes them. */
-    pair(a, c, cands);
-  } else {
-    c->sig = RDV_SIG_WAITING;
-  }
-out:
-  hp__rdv_conn_unref(c);
 }
 
-/* The room store: in memory, so the answer is immediate. */
-static void join_start(rdv_conn *c, const hp__cands *cands) {
-  hp__rooms_member *w = NULL;
-  int rc;
+static void store_on_paired(void *ctx, hp__store_ref ref, hp__store_mid mid,
+                            const hp__store_pairing *p) {
+  hp__rdv *s = ctx;
+  rdv_conn *c = conn_of_ref(s, ref);
 
-  c->sig = RDV_SIG_JOINING;
-  c->refs++;
-  rc = hp__rooms_join(c->srv->rooms, &c->m, &w);
-  join_done(c, rc, w, cands);
+  if (!c || c->mid != mid || c->sig != RDV_SIG_WAITING)
+    return;
+  if (s->sync.active && !s->sync.a) {
+    /* Paired by a hello of this process, inside its join: held until the
+     * newcomer's answer (pair_local). */
+    s->sync.a = c;
+    s->sync.a_mid = mid;
+    memcpy(s->sync.session, p->session, sizeof(s->sync.session));
+    return;
+  }
+  c->sig = RDV_SIG_PAIRED;
+  if (send_peer(c, p) < 0) {
+    fail_internal(c, "send the peer message");
+    return;
+  }
+  /* The waiter's instance is the pair's relay (peer.relay_url): the pair
+   * may meet on its /relay with this session (relay.c). */
+  hp__rdv_relay_register(s, p->session, c->id, p->peer_id);
 }
+
+static void store_on_lost(void *ctx, hp__store_ref ref, hp__store_mid mid) {
+  hp__rdv *s = ctx;
+  rdv_conn *c = conn_of_ref(s, ref);
+
+  if (!c || c->mid != mid)
+    return;
+  c->mid = 0; /* forgotten by the store */
+  if (c->sig == RDV_SIG_WAITING || c->sig == RDV_SIG_JOINING)
+    fail_unavailable(c); /* the worker says hello again */
+}
+
+static void store_on_status(void *ctx, int available, const char *why) {
+  hp__rdv *s = ctx;
+  (void)why; /* the store logs the change itself */
+  s->store_up = available;
+}
+
+const hp__store_cbs hp__rdv_store_cbs = {store_on_join, store_on_paired, store_on_lost,
+                                         store_on_status};
 
 static void on_hello(rdv_conn *c, const hp__msg_hello *h) {
   hp__rdv *s = c->srv;
+  hp__peer_payload pp;
   hp__ipent *e;
+  char *payload;
+  size_t len = 0;
 
   if (c->sig != RDV_SIG_NEW) {
     hp__rdv_conn_fail(c, HP_RDV_ERR_UNEXPECTED_MESSAGE, HP_WS_CLOSE_POLICY,
@@ -300,16 +399,26 @@ static void on_hello(rdv_conn *c, const hp__msg_hello *h) {
                       s->o.max_hellos_per_minute);
     return;
   }
-  memcpy(c->m.room, h->room, sizeof(c->m.room));
-  if (h->id[0]) {
-    memcpy(c->m.id, h->id, sizeof(c->m.id));
-  } else {
-    /* Assigned ids never repeat; a worker may have chosen the same one. */
-    do
-      assign_id(s, c->m.id);
-    while (hp__rooms_id_taken(s->rooms, c->m.room, c->m.id));
+  memcpy(c->room, h->room, sizeof(c->room));
+  c->id_assigned = !h->id[0];
+  if (h->id[0])
+    memcpy(c->id, h->id, sizeof(c->id));
+  else
+    assign_id(s, c->id);
+  /* What the peer will get: encoded once, kept by the store. */
+  memset(&pp, 0, sizeof(pp));
+  snprintf(pp.observed, sizeof(pp.observed), "%s", observed_wire(c));
+  pp.cands = h->cands;
+  memcpy(pp.relay_url, s->instance_url, sizeof(pp.relay_url));
+  payload = hp__peer_payload_encode(&pp, &len);
+  if (!payload || (!c->ref && hp__slots_put(&s->refs, c, &c->ref) < 0)) {
+    free(payload);
+    c->ref = 0;
+    fail_internal(c, "register this worker");
+    return;
   }
-  join_start(c, &h->cands);
+  join_start(c, payload, len);
+  free(payload);
 }
 
 static void on_result(rdv_conn *c, const hp__msg_result *r) {
@@ -330,11 +439,11 @@ static void on_result(rdv_conn *c, const hp__msg_result *r) {
   else
     s->m.results_failed++;
   HP_INFO(RDV_COMP,
-          json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:s}", "room", c->m.room, "peer", c->m.id, "peer_b",
+          json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:s}", "room", c->room, "peer", c->id, "peer_b",
                     c->peer_id, "status", direct ? "direct" : "failed", "addr", r->addr,
                     "elapsed_ms", (json_int_t)r->elapsed_ms, "reason", r->reason),
-          "result %s from %s (peer %s) in room %s", direct ? "direct" : "failed", c->m.id,
-          c->peer_id[0] ? c->peer_id : "-", c->m.room);
+          "result %s from %s (peer %s) in room %s", direct ? "direct" : "failed", c->id,
+          c->peer_id[0] ? c->peer_id : "-", c->room);
 }
 
 static const char *type_name(hp__msg_type t) {

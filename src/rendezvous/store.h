@@ -27,6 +27,7 @@
 #ifndef HP_STORE_H
 #define HP_STORE_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -104,6 +105,8 @@ typedef struct hp__store_ops {
   void (*refresh)(hp__store *st);
   void (*stats)(const hp__store *st, hp__store_stats *out);
   void (*close)(hp__store *st, void (*done)(void *arg), void *arg);
+  /* NULL: not offered (Redis). */
+  int (*requeue)(hp__store *st, hp__store_mid mid, const void *payload, size_t len);
 } hp__store_ops;
 
 /* The part every backend starts with. */
@@ -131,6 +134,21 @@ static inline int hp__store_join(hp__store *st, hp__store_ref ref, const char *r
 /** Forget a member (its connection closed): out of its room, its id free. */
 static inline void hp__store_leave(hp__store *st, hp__store_mid mid) {
   st->ops->leave(st, mid);
+}
+
+/**
+ * Undo a pairing for one side: the paired member mid waits in its room
+ * again, with payload (its peer could not be told). Only a backend that
+ * answers inside hp__store_join offers it (memory): there both sides of a
+ * pairing are in one process and the service can still take the pairing
+ * back in the loop turn that made it. Across instances the waiter's
+ * instance tells its worker before the newcomer's knows anything, so there
+ * is nothing to undo. Returns 0, -ENOTSUP (not offered), -EBUSY (another
+ * member waits there now), -EINVAL (mid is not paired), -ENOMEM.
+ */
+static inline int hp__store_requeue(hp__store *st, hp__store_mid mid, const void *payload,
+                                    size_t len) {
+  return st->ops->requeue ? st->ops->requeue(st, mid, payload, len) : -ENOTSUP;
 }
 
 /** Extend the lease of every member of this instance now. The Redis backend

@@ -111,6 +111,49 @@ static void test_duplicate_and_leave(void **state) {
   }
 }
 
+/* Ids are judged per room, as in Redis: "x" in r2 is another worker. */
+static void test_duplicate_per_room(void **state) {
+  fx *f = *state;
+  hp__store_mid a, b;
+  const ev *e;
+
+  assert_int_equal(hp__store_join(f->st, 1, "r1", "x", NULL, 0, &a), 0);
+  assert_int_equal(hp__store_join(f->st, 2, "r2", "x", NULL, 0, &b), 0);
+  e = rec_find(&f->r, EV_JOIN, 2, NULL);
+  assert_non_null(e);
+  assert_int_equal(e->verdict, HP_STORE_WAITING);
+  hp__store_leave(f->st, a);
+  hp__store_leave(f->st, b);
+}
+
+/* A pairing taken back (the service could not tell one side): the other
+ * side waits again with the payload given, and the next one pairs with it. */
+static void test_requeue(void **state) {
+  fx *f = *state;
+  hp__store_mid a, b, c;
+  hp__store_stats st;
+  const ev *e;
+
+  assert_int_equal(hp__store_join(f->st, 1, "r", "wa", "PA", 2, &a), 0);
+  assert_int_equal(hp__store_join(f->st, 2, "r", "wb", "PB", 2, &b), 0);
+  assert_non_null(rec_find(&f->r, EV_PAIRED, 1, NULL));
+  assert_int_equal(hp__store_requeue(f->st, 999, NULL, 0), -EINVAL); /* no such member */
+  /* b could not be told: it leaves, a waits again */
+  hp__store_leave(f->st, b);
+  assert_int_equal(hp__store_requeue(f->st, a, "PA", 2), 0);
+  assert_int_equal(hp__store_requeue(f->st, a, "PA", 2), -EINVAL); /* waiting already */
+  hp__store_stats_get(f->st, &st);
+  assert_int_equal(st.waiting, 1);
+  assert_int_equal(hp__store_join(f->st, 3, "r", "wc", NULL, 0, &c), 0);
+  e = rec_find(&f->r, EV_JOIN, 3, NULL);
+  assert_non_null(e);
+  assert_int_equal(e->verdict, HP_STORE_PAIRED);
+  assert_string_equal(e->peer_id, "wa");
+  assert_string_equal(e->payload, "PA");
+  hp__store_leave(f->st, a);
+  hp__store_leave(f->st, c);
+}
+
 static void test_bad_input(void **state) {
   fx *f = *state;
   static char big[HP_STORE_PAYLOAD_MAX + 1];
@@ -178,6 +221,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_pair, setup, teardown),
       cmocka_unit_test_setup_teardown(test_duplicate_and_leave, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_duplicate_per_room, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_requeue, setup, teardown),
       cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
       cmocka_unit_test_setup_teardown(test_leave_inside_callback, setup, teardown),
       cmocka_unit_test_setup_teardown(test_metrics_text, setup, teardown),

@@ -546,6 +546,80 @@ static void test_random_hex(void **state) {
   assert_int_equal(strlen(big), 200);
 }
 
+/* peer.relay_url (issue 10): optional, a URL, round-trips. */
+static void test_peer_relay_url(void **state) {
+  static const char base[] = "{\"type\":\"peer\",\"room\":\"r\",\"role\":\"b\",\"session\":"
+                             "\"5f0c9a2e4b7d41c8a0e3f6b19d2c7e44\",\"peer\":{\"id\":\"p\"},"
+                             "\"start_in_ms\":0";
+  char buf[512];
+  hp__msg m, m2;
+  hp__wire_err err;
+  char *t;
+  size_t n = 0;
+  (void)state;
+
+  snprintf(buf, sizeof(buf), "%s}", base);
+  assert_int_equal(hp__msg_decode(buf, strlen(buf), &m, &err), 0);
+  assert_string_equal(m.u.peer.relay_url, "");
+  t = hp__msg_encode(&m, &n);
+  assert_non_null(t);
+  assert_null(strstr(t, "relay_url")); /* left out when absent */
+  free(t);
+  snprintf(buf, sizeof(buf), "%s,\"relay_url\":\"https://rdv-1.example.org/hp\"}", base);
+  assert_int_equal(hp__msg_decode(buf, strlen(buf), &m, &err), 0);
+  assert_string_equal(m.u.peer.relay_url, "https://rdv-1.example.org/hp");
+  t = hp__msg_encode(&m, &n);
+  assert_non_null(t);
+  assert_int_equal(hp__msg_decode(t, n, &m2, &err), 0);
+  assert_memory_equal(&m, &m2, sizeof(m));
+  free(t);
+  snprintf(buf, sizeof(buf), "%s,\"relay_url\":\"ftp://x\"}", base);
+  assert_int_equal(hp__msg_decode(buf, strlen(buf), &m, &err), -1);
+  assert_string_equal(err.code, "bad_message");
+  assert_non_null(strstr(err.message, "relay_url"));
+  snprintf(buf, sizeof(buf), "%s,\"relay_url\":7}", base);
+  assert_int_equal(hp__msg_decode(buf, strlen(buf), &m, &err), -1);
+}
+
+/* The room store's payload: encode, decode, limits. */
+static void test_peer_payload(void **state) {
+  hp__peer_payload p, q;
+  hp__wire_err err;
+  char *t, big[HP_PEER_PAYLOAD_MAX + 2];
+  size_t n = 0;
+  (void)state;
+
+  memset(&p, 0, sizeof(p));
+  t = hp__peer_payload_encode(&p, &n);
+  assert_string_equal(t, "{}");
+  assert_int_equal(hp__peer_payload_decode(t, n, &q, &err), 0);
+  assert_memory_equal(&p, &q, sizeof(p));
+  free(t);
+  snprintf(p.observed, sizeof(p.observed), "198.51.100.2:40000");
+  p.cands.n = 2;
+  p.cands.c[0].kind = HP_CAND_SRFLX;
+  snprintf(p.cands.c[0].addr, sizeof(p.cands.c[0].addr), "198.51.100.2:8082");
+  p.cands.c[1].kind = HP_CAND_HOST;
+  snprintf(p.cands.c[1].addr, sizeof(p.cands.c[1].addr), "[2001:db8::2]:8082");
+  snprintf(p.relay_url, sizeof(p.relay_url), "ws://rdv.example:8080");
+  t = hp__peer_payload_encode(&p, &n);
+  assert_non_null(t);
+  assert_int_equal(hp__peer_payload_decode(t, n, &q, &err), 0);
+  assert_memory_equal(&p, &q, sizeof(p));
+  free(t);
+  /* what another instance wrote is checked like a message */
+  assert_int_equal(hp__peer_payload_decode("{\"observed\":\"nowhere:1\"}", 24, &q, &err), -1);
+  assert_string_equal(err.code, "bad_message");
+  assert_int_equal(hp__peer_payload_decode("[]", 2, &q, &err), -1);
+  assert_int_equal(hp__peer_payload_decode("{", 1, &q, &err), -1);
+  memset(big, ' ', sizeof(big));
+  big[0] = '{';
+  big[sizeof(big) - 1] = '}';
+  assert_int_equal(hp__peer_payload_decode(big, sizeof(big), &q, &err), -1);
+  assert_string_equal(err.code, "too_large");
+  assert_int_equal(hp__peer_payload_decode(big + 1, sizeof(big) - 2, &q, &err), -1);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_roundtrip_hello),
@@ -564,6 +638,8 @@ int main(void) {
       cmocka_unit_test(test_decode_error_text_is_utf8),
       cmocka_unit_test(test_valid_name),
       cmocka_unit_test(test_random_hex),
+      cmocka_unit_test(test_peer_relay_url),
+      cmocka_unit_test(test_peer_payload),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
