@@ -141,10 +141,12 @@ static int send_peer(rdv_conn *c, const hp__store_pairing *p) {
   return send_msg(c, &m);
 }
 
-static void log_paired(const rdv_conn *c, const hp__store_pairing *p) {
+/* addr_a: the waiter's address when it is on this instance, else "" (its
+ * instance logs it: a bare forwarded address is not in the store). */
+static void log_paired(const rdv_conn *c, const hp__store_pairing *p, const char *addr_a) {
   HP_INFO(RDV_COMP,
-          json_pack("{s:s,s:s,s:s,s:s,s:s}", "room", c->room, "peer", p->peer_id, "peer_b", c->id,
-                    "addr_b", c->observed, "instance", p->peer_instance),
+          json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "room", c->room, "peer", p->peer_id, "addr",
+                    addr_a, "peer_b", c->id, "addr_b", c->observed, "instance", p->peer_instance),
           "paired %s (a) with %s (b) in room %s", p->peer_id, c->id, c->room);
 }
 
@@ -212,7 +214,7 @@ static void pair_local(rdv_conn *a, rdv_conn *b, const hp__store_pairing *pb) {
    * this session (relay.c). */
   hp__rdv_relay_register(s, pb->session, a->id, b->id);
   s->m.pairings++;
-  log_paired(b, pb);
+  log_paired(b, pb, a->observed);
 }
 
 /* splitmix64's finalizer: a bijection of 64-bit words that mixes every
@@ -305,7 +307,7 @@ static void store_on_join(void *ctx, hp__store_ref ref, hp__store_mid mid, hp__s
       return;
     }
     s->m.pairings++;
-    log_paired(c, p);
+    log_paired(c, p, "");
     return;
   }
   case HP_STORE_DUPLICATE:
