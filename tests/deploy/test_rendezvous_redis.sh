@@ -352,4 +352,13 @@ while ((n > 0)); do
     die "the dead instance's $n waiters are still in Redis $t s after the kill (REDIS_TTL=$TTL)"
 done
 say "ok: instance 3 killed with $w3 waiting workers: forgotten by Redis after ${t} s (REDIS_TTL=$TTL)"
+
+# ---- the live instances stop cleanly (SIGTERM: exit 0, store closed) ------------
+for i in 1 2; do
+  lo_stop "${PIDS[$i]}" 10
+  PIDS[i]=""
+  ((LO_RC == 0)) || die "instance $i exited with $LO_RC on SIGTERM, expected 0"
+  grep -q '"message":"stopped"' "$tmp/rdv$i.log" || die "instance $i did not log \"stopped\""
+done
+say "ok: instances 1 and 2 stopped on SIGTERM with exit 0"
 say "PASS"
