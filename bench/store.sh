@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2034 # the R_* tables are read through the namerefs of row()
 # bench/store.sh - the rendezvous with its rooms in memory and in Redis, side
 # by side in one run, with the same binary and the same load generator
 # (figures only, no pass/fail; see bench/README.md):

@@ -308,8 +308,9 @@ start_redis
 for i in 1 2 3; do wait_status "$i" ok 15; done
 loadgen lg4 pairs 200 concurrency 1
 line=$(cat "$tmp/lg4.out")
-((LG_RC == 0)) && [[ $line == *" done=200 "* && $line == *" mismatches=0"* ]] ||
+if ((LG_RC != 0)) || [[ $line != *" done=200 "* || $line != *" mismatches=0"* ]]; then
   die "pairing after Redis came back failed (status $LG_RC): $line $(head -c 600 "$tmp/lg4.err")"
+fi
 say "ok: Redis back: every instance ok by itself, then $line"
 
 # ---- /metrics: Redis round trips, errors, reconnects (Prometheus parser) -------
