@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2034 # the R_* tables are read through the namerefs of row()
 # bench/store.sh - the rendezvous with its rooms in memory and in Redis, side
 # by side in one run, with the same binary and the same load generator
 # (figures only, no pass/fail; see bench/README.md):
@@ -24,7 +25,10 @@
 # Usage: nice bench/store.sh [BUILD_DIR]     (default build-bench)
 # Environment: N_IDLE (5000), N_PAIRS (5000), RUNS (3), CONC (64),
 #   N_MAX (19500), RDV_PORT (18090), MODES ("memory redis"),
-#   HP_BENCH_NO_NETNS=1.
+#   BENCH_REDIS_TIMEOUT (5: REDIS_TIMEOUT of the service; on a shared
+#   machine a nice'd redis-server can be starved for over a second by
+#   other users' jobs, and the service would then drop and refuse, which
+#   is not what this measures), HP_BENCH_NO_NETNS=1.
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -129,7 +133,7 @@ start_redis() {
 # start_server MODE: SRV_PID, /healthz "ok" (Redis: the store is available).
 start_server() {
   local mode=$1 extra=""
-  [[ $mode == redis ]] && extra="REDIS_URL=unix:$SOCK"
+  [[ $mode == redis ]] && extra="REDIS_URL=unix:$SOCK REDIS_TIMEOUT=${BENCH_REDIS_TIMEOUT:-5}"
   # shellcheck disable=SC2086 # lists of VAR=VALUE words
   if [[ -n $NS ]]; then
     env PORT="$PORT" $ENV_COMMON $extra taskset -c 0 ip netns exec "$NS" "$RDV" \

@@ -38,12 +38,12 @@ typedef struct hp__rdv_opts {
                                         waiter's is peer.relay_url */
   double redis_ttl;                  /* s: lease of a worker in Redis */
   double redis_timeout;              /* s: connect and command timeout */
-  int relay;                   /* serve GET /relay */
-  uint64_t relay_rate;         /* bytes/s per relayed session, 0: no limit */
-  uint64_t relay_max_bytes;    /* bytes per relayed session, 0: no limit */
-  int relay_max_sessions;      /* relayed sessions open at once */
-  double relay_idle_timeout;   /* s without a relayed byte before the session is closed */
-  double relay_session_ttl;    /* s after peer within which both workers must join */
+  int relay;                         /* serve GET /relay */
+  uint64_t relay_rate;               /* bytes/s per relayed session, 0: no limit */
+  uint64_t relay_max_bytes;          /* bytes per relayed session, 0: no limit */
+  int relay_max_sessions;            /* relayed sessions open at once */
+  double relay_idle_timeout;         /* s without a relayed byte before the session is closed */
+  double relay_session_ttl;          /* s after peer within which both workers must join */
 } hp__rdv_opts;
 
 typedef struct hp__rdv hp__rdv;

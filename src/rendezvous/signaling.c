@@ -141,13 +141,25 @@ static int send_peer(rdv_conn *c, const hp__store_pairing *p) {
   return send_msg(c, &m);
 }
 
-/* addr_a: the waiter's address when it is on this instance, else "" (its
- * instance logs it: a bare forwarded address is not in the store). */
-static void log_paired(const rdv_conn *c, const hp__store_pairing *p, const char *addr_a) {
+/* The observed address in a pairing's payload, for the log ("" if none). */
+static const char *peer_observed(const hp__store_pairing *p) {
+  static hp__peer_payload pp; /* the loop's thread only */
+  hp__wire_err err;
+
+  if (!p->peer_payload_len ||
+      hp__peer_payload_decode(p->peer_payload, p->peer_payload_len, &pp, &err) < 0)
+    return "";
+  return pp.observed;
+}
+
+/* b completed a pairing with a (id a_id, seen at a_addr: its observed
+ * address, "" when it is on another instance behind a proxy). */
+static void log_paired(const rdv_conn *b, const char *a_id, const char *a_addr,
+                       const char *a_instance) {
   HP_INFO(RDV_COMP,
-          json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "room", c->room, "peer", p->peer_id, "addr",
-                    addr_a, "peer_b", c->id, "addr_b", c->observed, "instance", p->peer_instance),
-          "paired %s (a) with %s (b) in room %s", p->peer_id, c->id, c->room);
+          json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "room", b->room, "peer", a_id, "peer_b", b->id,
+                    "addr", a_addr, "addr_b", b->observed, "instance", a_instance),
+          "paired %s (a) with %s (b) in room %s", a_id, b->id, b->room);
 }
 
 /* c waits again after its pairing was taken back (memory store only). */
@@ -214,7 +226,7 @@ static void pair_local(rdv_conn *a, rdv_conn *b, const hp__store_pairing *pb) {
    * this session (relay.c). */
   hp__rdv_relay_register(s, pb->session, a->id, b->id);
   s->m.pairings++;
-  log_paired(b, pb, a->observed);
+  log_paired(b, a->id, a->observed, pb->peer_instance);
 }
 
 /* splitmix64's finalizer: a bijection of 64-bit words that mixes every
@@ -307,7 +319,7 @@ static void store_on_join(void *ctx, hp__store_ref ref, hp__store_mid mid, hp__s
       return;
     }
     s->m.pairings++;
-    log_paired(c, p, "");
+    log_paired(c, p->peer_id, peer_observed(p), p->peer_instance);
     return;
   }
   case HP_STORE_DUPLICATE:

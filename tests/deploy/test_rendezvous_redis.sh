@@ -308,9 +308,34 @@ start_redis
 for i in 1 2 3; do wait_status "$i" ok 15; done
 loadgen lg4 pairs 200 concurrency 1
 line=$(cat "$tmp/lg4.out")
-((LG_RC == 0)) && [[ $line == *" done=200 "* && $line == *" mismatches=0"* ]] ||
+if ((LG_RC != 0)) || [[ $line != *" done=200 "* || $line != *" mismatches=0"* ]]; then
   die "pairing after Redis came back failed (status $LG_RC): $line $(head -c 600 "$tmp/lg4.err")"
+fi
 say "ok: Redis back: every instance ok by itself, then $line"
+
+# ---- /metrics: Redis round trips, errors, reconnects (Prometheus parser) -------
+out=$(curl -fsS -m 3 "http://127.0.0.1:${PORTS[1]}/metrics" | "$PY" -c '
+import sys
+from prometheus_client.parser import text_string_to_metric_families
+v = {}
+for fam in text_string_to_metric_families(sys.stdin.read()):
+    for s in fam.samples:
+        v[(s.name, tuple(sorted(s.labels.items())))] = s.value
+def get(name, **labels):
+    return v[(name, tuple(sorted(labels.items())))]
+assert get("holepunch_store_available", backend="redis") == 1
+assert get("holepunch_redis_rtt_seconds_count") > 0
+assert get("holepunch_redis_rtt_seconds_bucket", le="+Inf") == get("holepunch_redis_rtt_seconds_count")
+assert get("holepunch_redis_requests_total") >= get("holepunch_redis_rtt_seconds_count")
+errs = get("holepunch_redis_errors_total", kind="other") + get("holepunch_redis_errors_total", kind="timeout")
+assert errs > 0, "Redis was killed: errors expected"
+assert get("holepunch_redis_reconnects_total") > 0
+assert get("holepunch_remote_pairings_total") > 0
+assert get("holepunch_errors_total", code="unavailable") > 0
+print("rtt_count=%d requests=%d errors=%d reconnects=%d" % (get("holepunch_redis_rtt_seconds_count"),
+      get("holepunch_redis_requests_total"), errs, get("holepunch_redis_reconnects_total")))
+' 2>&1) || die "instance 1: /metrics: $out"
+say "ok: /metrics of instance 1 (Prometheus parser): $out"
 
 # ---- 4. an instance killed: its waiters expire --------------------------------
 waiters() { rcli --scan --pattern 'hp:*:w' | wc -l; }
@@ -352,4 +377,13 @@ while ((n > 0)); do
     die "the dead instance's $n waiters are still in Redis $t s after the kill (REDIS_TTL=$TTL)"
 done
 say "ok: instance 3 killed with $w3 waiting workers: forgotten by Redis after ${t} s (REDIS_TTL=$TTL)"
+
+# ---- the live instances stop cleanly (SIGTERM: exit 0, store closed) ------------
+for i in 1 2; do
+  lo_stop "${PIDS[$i]}" 10
+  PIDS[i]=""
+  ((LO_RC == 0)) || die "instance $i exited with $LO_RC on SIGTERM, expected 0"
+  grep -q '"message":"stopped"' "$tmp/rdv$i.log" || die "instance $i did not log \"stopped\""
+done
+say "ok: instances 1 and 2 stopped on SIGTERM with exit 0"
 say "PASS"
