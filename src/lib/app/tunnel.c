@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "addr.h"
 #include "log.h"
@@ -685,6 +687,31 @@ static int resolve(const hp__tunnel_cfg *cfg, struct sockaddr_storage *out, char
   memcpy(out, res->ai_addr, res->ai_addrlen);
   freeaddrinfo(res);
   return 0;
+}
+
+int hp__tunnel_check(const hp__tunnel_cfg *cfg, char *err, size_t errlen) {
+  struct sockaddr_storage a;
+  char txt[64];
+  int fd, r, one = 1;
+
+  if ((r = resolve(cfg, &a, err, errlen)) < 0 || cfg->mode != HP_TUNNEL_FORWARD)
+    return r;
+  fd = socket(a.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    snprintf(err, errlen, "cannot make a socket: %s", strerror(errno));
+    return -errno;
+  }
+  /* As libuv's listener will: SO_REUSEADDR, so a TIME_WAIT does not count. */
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  r = bind(fd, (struct sockaddr *)&a,
+           a.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
+  if (r < 0) {
+    r = -errno;
+    hp__addr_format((struct sockaddr *)&a, txt, sizeof txt);
+    snprintf(err, errlen, "cannot listen on %s: %s", txt, strerror(-r));
+  }
+  close(fd);
+  return r;
 }
 
 int hp__tunnel_start(uv_loop_t *loop, hp_bs *chan, const hp__tunnel_cfg *cfg, hp__tunnel_done_cb cb,
