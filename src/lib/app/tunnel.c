@@ -691,7 +691,6 @@ static int resolve(const hp__tunnel_cfg *cfg, struct sockaddr_storage *out, char
 
 int hp__tunnel_check(const hp__tunnel_cfg *cfg, char *err, size_t errlen) {
   struct sockaddr_storage a;
-  char txt[64];
   int fd, r, one = 1;
 
   if ((r = resolve(cfg, &a, err, errlen)) < 0 || cfg->mode != HP_TUNNEL_FORWARD)
@@ -706,6 +705,7 @@ int hp__tunnel_check(const hp__tunnel_cfg *cfg, char *err, size_t errlen) {
   r = bind(fd, (struct sockaddr *)&a,
            a.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
   if (r < 0) {
+    char txt[64];
     r = -errno;
     hp__addr_format((struct sockaddr *)&a, txt, sizeof txt);
     snprintf(err, errlen, "cannot listen on %s: %s", txt, strerror(-r));
