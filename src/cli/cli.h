@@ -12,6 +12,9 @@
 
 #include <stddef.h>
 
+#include <stdint.h>
+
+#include "chan/bytestream.h"
 #include "config.h"
 #include "holepunch.h"
 
@@ -28,6 +31,8 @@ typedef struct hp__cli_cfg {
   int log_level;
   int log_format;
   int allow_loopback;
+  /* pipe, forward, expose */
+  const char *code;
   /* greet */
   int port;
   double p2p_msg;
@@ -81,10 +86,35 @@ void hp__cli_punch_config(const hp__cli_cfg *c, const char *kept_id, hp_config *
 int hp__cli_load(const hp__cfg_spec *specs, size_t n, hp__cli_cfg *c, int argc, char **argv,
                  const char *prog, const char *summary);
 
+#define HP_CLI_CODE_NONE "none"
+
+/* The setting HOLEPUNCH_CODE / --code, for the subcommands that take it. */
+extern const hp__cfg_spec hp__cli_code_spec;
+
+/* Check c->code; with a code, c->room becomes the room derived from it
+ * (room_buf, HP_ID_MAX + 1 bytes) and psk gets the pre-shared key. Returns
+ * 1 with a code, 0 without, -1 after a start-up error line. */
+int hp__cli_apply_code(hp__cli_cfg *c, char *room_buf, uint8_t *psk);
+
+/* The channel of the data subcommands: punch, then the secure channel
+ * (channel.c). cb gets the ready channel (owned by the callee) and 0, or
+ * NULL and the exit code. */
+typedef struct hp__cli_chan hp__cli_chan;
+typedef void (*hp__cli_chan_cb)(hp_bs *chan, int code, void *ud);
+int hp__cli_channel_start(uv_loop_t *loop, const hp__cli_cfg *cfg, const uint8_t *psk,
+                          hp__cli_chan_cb cb, void *ud, hp__cli_chan **out);
+/* Free (stops a punch or handshake in progress; no callback then). Allowed
+ * from the callback. */
+void hp__cli_channel_free(hp__cli_chan *c);
+
 /* Subcommands: the entry point and the subcommand's own settings (after
  * the common ones), which main.c needs to tell flag values from the
  * subcommand's name. */
 int hp__cli_greet(int argc, char **argv);
+int hp__cli_pipe(int argc, char **argv);
+int hp__cli_forward(int argc, char **argv);
+int hp__cli_expose(int argc, char **argv);
+int hp__cli_code(int argc, char **argv);
 extern const hp__cfg_spec hp__cli_greet_specs[];
 extern const size_t hp__cli_ngreet_specs;
 

@@ -12,6 +12,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "code.h"
 #include "log.h"
 #include "url.h"
 #include "wire.h"
@@ -210,4 +211,34 @@ int hp__cli_load(const hp__cfg_spec *specs, size_t n, hp__cli_cfg *c, int argc, 
   }
   hp__cli_setup_log(c);
   return -1;
+}
+
+const hp__cfg_spec hp__cli_code_spec = {
+    "HOLEPUNCH_CODE",
+    "code",
+    HP_CFG_STRING,
+    HP_CLI_CODE_NONE,
+    0,
+    0,
+    NULL,
+    offsetof(hp__cli_cfg, code),
+    "the code both sides share (holepunch code prints one): the room comes from it and the "
+    "peer must prove it knows it; \"none\": ROOM, peer unauthenticated"};
+
+int hp__cli_apply_code(hp__cli_cfg *c, char *room_buf, uint8_t *psk) {
+  uint8_t secret[HP_CODE_SECRET_BYTES];
+  char err[256], room[HP_CODE_ROOM_STRLEN];
+
+  if (strcmp(c->code, HP_CLI_CODE_NONE) == 0)
+    return 0;
+  if (hp__code_parse(c->code, strlen(c->code), secret, err, sizeof err) != 0) {
+    hp__cli_startup_error("HOLEPUNCH_CODE", "HOLEPUNCH_CODE is not valid: %s", err);
+    return -1;
+  }
+  hp__code_room(secret, room);
+  hp__code_psk(secret, psk);
+  snprintf(room_buf, HP_ID_MAX + 1, "%s", room);
+  c->room = room_buf;
+  memset(secret, 0, sizeof secret);
+  return 1;
 }

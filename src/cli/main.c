@@ -24,10 +24,18 @@ typedef struct subcmd {
 } subcmd;
 
 static int run_help(int argc, char **argv);
+static const size_t one = 1;
 
 static const subcmd subcmds[] = {
     {"greet", hp__cli_greet, hp__cli_greet_specs, &hp__cli_ngreet_specs,
      "punch a direct connection and exchange one greeting (the default)"},
+    {"pipe", hp__cli_pipe, &hp__cli_code_spec, &one,
+     "stdin to the peer, the peer to stdout (nc -N)"},
+    {"forward", hp__cli_forward, &hp__cli_code_spec, &one,
+     "[BIND:]PORT: carry local connections to the peer's exposed service (ssh -L)"},
+    {"expose", hp__cli_expose, &hp__cli_code_spec, &one,
+     "HOST:PORT: connect the peer's forwarded connections to HOST:PORT"},
+    {"code", hp__cli_code, NULL, NULL, "print a fresh code for --code / HOLEPUNCH_CODE"},
     {"help", run_help, NULL, NULL, "list the subcommands"},
 };
 #define NSUBCMDS (sizeof subcmds / sizeof subcmds[0])

@@ -26,6 +26,7 @@
  * the whoami request is cancelled, the engine destroyed.
  */
 #include "holepunch.h"
+#include "holepunch_int.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -81,6 +82,7 @@ struct hp_punch {
   char own_id[HP_ID_MAX + 1];
   char peer_id[HP_ID_MAX + 1];
   char role[2];
+  char session[HP_SESSION_HEX + 1]; /* from the peer message, for the secure channel */
   char mapped[HP_ADDR_STRLEN];
   char peer_addr[HP_ADDR_STRLEN];
   char reason[HP_REASON_MAX];
@@ -415,6 +417,7 @@ static void on_peer(hp_punch *p, const hp__msg_peer *pm) {
   snprintf(p->peer_id, sizeof p->peer_id, "%s", pm->peer_id);
   p->role[0] = pm->role;
   p->role[1] = '\0';
+  snprintf(p->session, sizeof p->session, "%s", pm->session);
   hp__cands_describe(&pm->peer_cands, desc, sizeof desc);
   HP_INFO("holepunch",
           json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:i}", "room", p->room, "id", p->own_id, "peer",
@@ -793,6 +796,10 @@ void hp_punch_info(const hp_punch *p, hp_info *info) {
   info->mapped_addr = p->mapped;
   info->reason = p->reason;
   info->elapsed_ms = p->elapsed_ms;
+}
+
+const char *hp__punch_session(const hp_punch *p) {
+  return p ? p->session : "";
 }
 
 static void on_timer_closed(uv_handle_t *h) {

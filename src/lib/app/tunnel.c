@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "addr.h"
 #include "log.h"
@@ -65,6 +67,7 @@ struct hp__tunnel {
   hp__tunnel_cfg cfg;
   tstate st;
   int chan_blocked; /* the channel's queue is over its high water */
+  int chan_eof;     /* the peer half-closed the channel */
   uv_tcp_t listener;
   int listening;
   uv_timer_t flush;
@@ -139,14 +142,13 @@ static void on_stream_closed(uv_handle_t *h) {
  * and reset the mux stream if it still lives. */
 static void stream_close(tstream *s, int reset) {
   hp__tunnel *t = s->t;
-  uint8_t f[HP_MUX_CTL_MAX];
-  int n;
 
   if (s->st == L_CLOSING)
     return;
   if (t->mux && hp__mux_state(t->mux, s->id) != HP_MUX_S_FREE) {
-    n = hp__mux_rst(t->mux, s->id, reset ? HP_MUX_RST_ABORTED : HP_MUX_RST_OTHER,
-                    reset ? "the local connection broke" : NULL, f);
+    uint8_t f[HP_MUX_CTL_MAX];
+    int n = hp__mux_rst(t->mux, s->id, reset ? HP_MUX_RST_ABORTED : HP_MUX_RST_OTHER,
+                        reset ? "the local connection broke" : NULL, f);
     if (n > 0 && t->st == T_RUNNING)
       chan_send(t, f, (size_t)n);
   }
@@ -280,7 +282,6 @@ static void on_local_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b) {
 static void on_local_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
   tstream *s = st->data;
   hp__tunnel *t = s->t;
-  uint8_t f[HP_MUX_HDR];
   (void)b;
 
   if (s->st != L_OPEN || t->st != T_RUNNING || n == 0)
@@ -295,6 +296,7 @@ static void on_local_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
     return;
   }
   if (n == UV_EOF) {
+    uint8_t f[HP_MUX_HDR];
     int r;
     s->tx = TX_DONE;
     update_reading(s);
@@ -349,14 +351,14 @@ static tstream *stream_new(hp__tunnel *t) {
 static void on_target_connected(uv_connect_t *req, int status) {
   tstream *s = req->data;
   hp__tunnel *t = s->t;
-  uint8_t f[HP_MUX_CTL_MAX];
-  char why[HP_MUX_REASON_MAX + 1];
   chunk *c;
-  int n;
 
   if (s->st != L_CONNECTING)
     return; /* closed meanwhile (ECANCELED) */
   if (status < 0) {
+    uint8_t f[HP_MUX_CTL_MAX];
+    char why[HP_MUX_REASON_MAX + 1];
+    int n;
     snprintf(why, sizeof why, "cannot connect to %.64s: %.100s", t->target_txt,
              uv_strerror(status));
     HP_WARN("tunnel", json_pack("{s:i, s:s}", "stream", (int)s->id, "target", t->target_txt),
@@ -510,14 +512,23 @@ static void on_chan_data(hp_bs *b, const uint8_t *p, size_t n, void *ud) {
 }
 
 static void on_chan_eof(hp_bs *b, void *ud) {
+  hp__tunnel *t = ud;
   (void)b;
-  tunnel_end(ud, 0, "the peer closed the channel");
+
+  t->chan_eof = 1;
+  tunnel_end(t, 0, "the peer closed the channel");
 }
 
 static void on_chan_error(hp_bs *b, int err, const char *why, void *ud) {
+  hp__tunnel *t = ud;
   char msg[200];
   (void)b;
 
+  if (t->st != T_RUNNING) { /* flushing at the end: nothing more to flush */
+    hp_bs_close(t->chan);
+    t->chan = NULL;
+    return;
+  }
   snprintf(msg, sizeof msg, "the channel to the peer failed: %s", why ? why : "");
   tunnel_end(ud, err < 0 ? err : -EIO, msg);
 }
@@ -552,11 +563,14 @@ static void on_tunnel_handle_closed(uv_handle_t *h) {
 }
 
 /* At the end: the channel is closed once its last frames (the RSTs, the
- * FIN) went to the kernel, or after FLUSH_MS. */
+ * FIN) went to the kernel and the peer finished too (closing earlier would
+ * answer the peer's last frames with a TCP reset, which it would report as
+ * a failure), or after FLUSH_MS. */
 static void on_flush_tick(uv_timer_t *timer) {
   hp__tunnel *t = timer->data;
 
-  if (t->chan && (hp_bs_queued(t->chan) == 0 || uv_now(t->loop) >= t->flush_deadline)) {
+  if (t->chan &&
+      ((hp_bs_queued(t->chan) == 0 && t->chan_eof) || uv_now(t->loop) >= t->flush_deadline)) {
     hp_bs_close(t->chan);
     t->chan = NULL;
   }
@@ -673,6 +687,31 @@ static int resolve(const hp__tunnel_cfg *cfg, struct sockaddr_storage *out, char
   memcpy(out, res->ai_addr, res->ai_addrlen);
   freeaddrinfo(res);
   return 0;
+}
+
+int hp__tunnel_check(const hp__tunnel_cfg *cfg, char *err, size_t errlen) {
+  struct sockaddr_storage a;
+  char txt[64];
+  int fd, r, one = 1;
+
+  if ((r = resolve(cfg, &a, err, errlen)) < 0 || cfg->mode != HP_TUNNEL_FORWARD)
+    return r;
+  fd = socket(a.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    snprintf(err, errlen, "cannot make a socket: %s", strerror(errno));
+    return -errno;
+  }
+  /* As libuv's listener will: SO_REUSEADDR, so a TIME_WAIT does not count. */
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  r = bind(fd, (struct sockaddr *)&a,
+           a.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
+  if (r < 0) {
+    r = -errno;
+    hp__addr_format((struct sockaddr *)&a, txt, sizeof txt);
+    snprintf(err, errlen, "cannot listen on %s: %s", txt, strerror(-r));
+  }
+  close(fd);
+  return r;
 }
 
 int hp__tunnel_start(uv_loop_t *loop, hp_bs *chan, const hp__tunnel_cfg *cfg, hp__tunnel_done_cb cb,

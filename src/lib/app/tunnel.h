@@ -42,6 +42,11 @@ typedef struct hp__tunnel_cfg {
 int hp__tunnel_parse(hp__tunnel_mode mode, const char *arg, hp__tunnel_cfg *out, char *err,
                      size_t errlen);
 
+/* Before punching: expose: the target resolves; forward: the address can
+ * be bound now (a probe socket, closed again). 0, or -errno with a
+ * sentence in err. */
+int hp__tunnel_check(const hp__tunnel_cfg *cfg, char *err, size_t errlen);
+
 typedef struct hp__tunnel hp__tunnel;
 
 /* Called once when the tunnel is over and everything it owned is closed
