@@ -225,7 +225,7 @@ const hp__cfg_spec hp__cli_code_spec = {
     "the code both sides share (holepunch code prints one): the room comes from it and the "
     "peer must prove it knows it; \"none\": ROOM, peer unauthenticated"};
 
-int hp__cli_apply_code(hp__cli_cfg *c, char *room_buf, uint8_t *psk) {
+int hp__cli_apply_code(hp__cli_cfg *c, char *room_buf) {
   uint8_t secret[HP_CODE_SECRET_BYTES];
   char err[256], room[HP_CODE_ROOM_STRLEN];
 
@@ -236,7 +236,6 @@ int hp__cli_apply_code(hp__cli_cfg *c, char *room_buf, uint8_t *psk) {
     return -1;
   }
   hp__code_room(secret, room);
-  hp__code_psk(secret, psk);
   snprintf(room_buf, HP_ID_MAX + 1, "%s", room);
   c->room = room_buf;
   memset(secret, 0, sizeof secret);

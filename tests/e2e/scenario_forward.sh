@@ -36,7 +36,7 @@ tunnel_worker() {
 tunnel_worker b b expose "127.0.0.1:$echo_port"
 tunnel_worker a a forward "$fwd_port"
 lab_wait_listen a "$fwd_port" 40 a || lab_fail "the forward side does not listen on $fwd_port"
-lab_expect_grep "$LAB_DIR/a.err" 'the peer proved it knows the code' "a authenticated b"
+lab_expect_grep "$LAB_DIR/a.err" 'proved it knows the code' "a authenticated b"
 lab_expect_grep "$LAB_DIR/a.err" '"message":"direct connection established"' "a is direct"
 
 for round in 1 2; do

@@ -5,12 +5,13 @@
 #   1. `holepunch code` prints one code of the documented shape, a fresh
 #      one each time;
 #   2. `pipe --code C` both ways: 4 MiB and 3 MiB of random bytes, equal
-#      sha256, both exit 0, both log that the peer proved it knows the code;
+#      sha256, both exit 0, both log that proved it knows the code;
 #   3. HOLEPUNCH_CODE works as --code does; without a code (ROOM) pipe still
 #      works and the log says the peer is unauthenticated;
 #   4. a stranger who joins the code's room by its name, without the code:
-#      both sides exit 6, the side with the code says "the peer does not know
-#      the code", and no byte of user data crosses either way;
+#      the engine drops it and waits for the right peer until WS_RECV_TIMEOUT;
+#      both sides exit 7, the side with the code says the peer does not know
+#      the code, and no byte of user data crosses either way;
 #   5. `forward --code C PORT` / `expose --code C 127.0.0.1:ECHO`: 8
 #      concurrent echoes exact; SIGTERM on forward: 143, expose then exits 0;
 #   6. bad arguments: exit 2 naming what is wrong.
@@ -76,8 +77,8 @@ if [[ $RA -ne 0 || $RB -ne 0 ]]; then
   bad "pipe --code: exit $RA/$RB: $(tail -n 3 "$tmp/code.a.log" "$tmp/code.b.log")"
 elif [[ $(sum "$tmp/a") != "$(sum "$tmp/code.a.out")" || $(sum "$tmp/b") != "$(sum "$tmp/code.b.out")" ]]; then
   bad "pipe --code: checksums differ"
-elif ! grep -q 'the peer proved it knows the code' "$tmp/code.a.log" ||
-  ! grep -q 'the peer proved it knows the code' "$tmp/code.b.log"; then
+elif ! grep -q 'proved it knows the code' "$tmp/code.a.log" ||
+  ! grep -q 'proved it knows the code' "$tmp/code.b.log"; then
   bad "pipe --code: no authentication line in the logs"
 else
   ok
@@ -88,7 +89,7 @@ export HOLEPUNCH_CODE=$c2
 pipe_pair env --
 unset HOLEPUNCH_CODE
 if [[ $RA -eq 0 && $RB -eq 0 && $(sum "$tmp/a") == "$(sum "$tmp/env.a.out")" ]] &&
-  grep -q 'the peer proved it knows the code' "$tmp/env.a.log"; then
+  grep -q 'proved it knows the code' "$tmp/env.a.log"; then
   ok
 else
   bad "HOLEPUNCH_CODE: exit $RA/$RB"
@@ -110,12 +111,12 @@ room=$(
 if [[ -z $room ]]; then
   bad "stranger: could not learn the code's room from the log"
 else
-  pipe_pair stranger --code "$c3" -- --room "$room"
-  if [[ $RA -eq 6 && $RB -eq 6 ]] && grep -q 'the peer does not know the code' "$tmp/stranger.a.log" &&
+  pipe_pair stranger --code "$c3" --ws-recv-timeout 4 -- --room "$room" --ws-recv-timeout 4
+  if [[ $RA -eq 7 && $RB -eq 7 ]] && grep -q 'does not know the code' "$tmp/stranger.a.log" &&
     [[ ! -s $tmp/stranger.a.out && ! -s $tmp/stranger.b.out ]]; then
     ok
   else
-    bad "stranger: exit $RA/$RB (want 6/6), outputs $(stat -c %s "$tmp/stranger.a.out" "$tmp/stranger.b.out" | tr '\n' ' ')"
+    bad "stranger: exit $RA/$RB (want 7/7), outputs $(stat -c %s "$tmp/stranger.a.out" "$tmp/stranger.b.out" | tr '\n' ' ')"
   fi
 fi
 
