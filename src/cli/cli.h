@@ -91,7 +91,8 @@ int hp__cli_load(const hp__cfg_spec *specs, size_t n, hp__cli_cfg *c, int argc, 
 /* The setting HOLEPUNCH_CODE / --code, for the subcommands that take it. */
 extern const hp__cfg_spec hp__cli_code_spec;
 
-/* Check c->code; with a code, c->room becomes the room derived from it
+/* Check c->code; with a code and ROOM at its default, c->room becomes the
+ * room derived from it (an explicit ROOM is kept: both sides set it)
  * (room_buf, HP_ID_MAX + 1 bytes) and psk gets the pre-shared key. Returns
  * 1 with a code, 0 without, -1 after a start-up error line. */
 int hp__cli_apply_code(hp__cli_cfg *c, char *room_buf, uint8_t *psk);

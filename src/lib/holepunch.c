@@ -95,7 +95,6 @@ struct hp_punch {
   int id_generated; /* own_id is ours (not configured): a new one on each rejoin */
   int auth_failures;
   char auth_reason[HP_REASON_MAX];
-  char session[HP_SESSION_HEX + 1];
   uint64_t wait_deadline; /* uv_now() ms: the end of the wait for a (right) peer; 0 before */
   hp__pe *pe;
   hp__whoami *who;
@@ -426,7 +425,6 @@ static void on_peer(hp_punch *p, const hp__msg_peer *pm) {
           "paired with %s (role %s); punching to %s", p->peer_id, p->role, desc);
   memset(&prm, 0, sizeof prm);
   snprintf(prm.session, sizeof prm.session, "%s", pm->session);
-  snprintf(p->session, sizeof p->session, "%s", pm->session);
   snprintf(prm.own_id, sizeof prm.own_id, "%s", p->own_id);
   snprintf(prm.peer_id, sizeof prm.peer_id, "%s", pm->peer_id);
   prm.role = pm->role;
@@ -593,11 +591,11 @@ static void waiting_tick(hp_punch *p) {
   if (now >= p->deadline) {
     char reason[HP_REASON_MAX + 128];
     if (p->auth_failures)
-      snprintf(reason, sizeof reason, "%s (no other peer in room %s within %.1f s)",
-               p->auth_reason, p->room, p->cfg.ws_recv_timeout);
-    else
-      snprintf(reason, sizeof reason, "no peer in room %s within %.1f s (WS_RECV_TIMEOUT)",
+      snprintf(reason, sizeof reason, "%s (no other peer in room %s within %.1f s)", p->auth_reason,
                p->room, p->cfg.ws_recv_timeout);
+    else
+      snprintf(reason, sizeof reason, "no peer in room %s within %.1f s (WS_RECV_TIMEOUT)", p->room,
+               p->cfg.ws_recv_timeout);
     HP_ERROR("holepunch", ctx(p), "%s", reason);
     end(p, p->auth_failures ? HP_STATUS_AUTH : HP_STATUS_NO_PEER, reason);
     return;
@@ -765,8 +763,7 @@ int hp_punch_take_fd(hp_punch *p) {
     return -1;
   r = hp__bridge_start(p->loop, s, &fd); /* owns s, also on failure */
   if (r < 0) {
-    HP_ERROR("holepunch", ctx(p), "cannot bridge the secure channel to a socket: %s",
-             strerror(-r));
+    HP_ERROR("holepunch", ctx(p), "cannot bridge the secure channel to a socket: %s", strerror(-r));
     return -1;
   }
   return fd;
@@ -903,8 +900,7 @@ hp_status hp_connect(const hp_config *cfg, int *fd, char *peer_id, size_t peer_i
     r = pthread_create(&th, &attr, pump_thread, loop);
     pthread_attr_destroy(&attr);
     if (r != 0) {
-      HP_ERROR("holepunch", NULL, "cannot start the thread of the secure channel: %s",
-               strerror(r));
+      HP_ERROR("holepunch", NULL, "cannot start the thread of the secure channel: %s", strerror(r));
       close(c.fd);
       c.fd = -1;
       c.status = HP_STATUS_NO_DIRECT;
