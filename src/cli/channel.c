@@ -53,10 +53,8 @@ int hp__cli_channel_start(uv_loop_t *loop, const hp__cli_cfg *cfg, hp__cli_chan_
   c->cb = cb;
   c->ud = ud;
   hp__cli_punch_config(cfg, NULL, &pc);
-  if (strcmp(cfg->code, HP_CLI_CODE_NONE) != 0) {
-    pc.code = cfg->code;
-    pc.room = NULL; /* derived from the code by the engine */
-  }
+  if (strcmp(cfg->code, HP_CLI_CODE_NONE) != 0)
+    pc.code = cfg->code; /* cfg->room: derived from it, or an explicit ROOM */
   c->st = CH_PUNCHING;
   r = hp_punch_start(loop, &pc, on_punch_done, c, &c->punch);
   if (r < 0) {

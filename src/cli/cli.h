@@ -92,9 +92,10 @@ int hp__cli_load(const hp__cfg_spec *specs, size_t n, hp__cli_cfg *c, int argc, 
 extern const hp__cfg_spec hp__cli_code_spec;
 
 /* Check c->code before any traffic (a mistyped code is exit 2 naming
- * HOLEPUNCH_CODE); with a code, c->room becomes the room derived from it
- * (room_buf, HP_ID_MAX + 1 bytes; the engine derives the same). Returns 1
- * with a code, 0 without, -1 after a start-up error line. */
+ * HOLEPUNCH_CODE); with a code and ROOM at its default, c->room becomes the
+ * room derived from it (room_buf, HP_ID_MAX + 1 bytes; the engine derives
+ * the same); an explicit ROOM is kept (both sides set it). Returns 1 with a
+ * code, 0 without, -1 after a start-up error line. */
 int hp__cli_apply_code(hp__cli_cfg *c, char *room_buf);
 
 /* The channel of the data subcommands: the engine punches and secures it

@@ -189,6 +189,8 @@ void hp__cli_punch_config(const hp__cli_cfg *c, const char *kept_id, hp_config *
   out->p2p_connect_timeout = c->p2p_connect;
   out->ca_file = strcmp(c->ca_file, HP_CLI_CA_SYSTEM) == 0 ? NULL : c->ca_file;
   out->allow_loopback_candidates = c->allow_loopback;
+  /* The engine runs the secure handshake with the code's key. */
+  out->code = c->code && strcmp(c->code, HP_CLI_CODE_NONE) != 0 ? c->code : NULL;
 }
 
 int hp__cli_load(const hp__cfg_spec *specs, size_t n, hp__cli_cfg *c, int argc, char **argv,
@@ -236,8 +238,13 @@ int hp__cli_apply_code(hp__cli_cfg *c, char *room_buf) {
     return -1;
   }
   hp__code_room(secret, room);
-  snprintf(room_buf, HP_ID_MAX + 1, "%s", room);
-  c->room = room_buf;
+  /* ROOM set explicitly wins (both sides must set it): a known room with a
+   * code still authenticates the peer; the default room never is used with
+   * a code. */
+  if (strcmp(c->room, "default") == 0) {
+    snprintf(room_buf, HP_ID_MAX + 1, "%s", room);
+    c->room = room_buf;
+  }
   memset(secret, 0, sizeof secret);
   return 1;
 }

@@ -19,7 +19,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "cli.h"
+#include "code.h"
 #include "health.h"
 #include "holepunch.h"
 #include "log.h"
@@ -33,6 +36,11 @@
 /* greet's own settings, after the common ones (cli.h); SERVICE_MODE stays
  * the last entry (its default depends on K_SERVICE). */
 const hp__cfg_spec hp__cli_greet_specs[] = {
+    /* As hp__cli_code_spec (common.c): greet runs over the secure channel. */
+    {"HOLEPUNCH_CODE", "code", HP_CFG_STRING, HP_CLI_CODE_NONE, 0, 0, NULL,
+     offsetof(hp__cli_cfg, code),
+     "the code both sides share (holepunch code prints one): the room comes from it and the "
+     "peer must prove it knows it; \"none\": ROOM, peer unauthenticated"},
     {"PORT", "port", HP_CFG_INT, "8080", 0, 65535, NULL, offsetof(hp__cli_cfg, port),
      "health-check HTTP port (GET /healthz); 0 disables it"},
     {"P2P_MSG_TIMEOUT", "p2p-msg-timeout", HP_CFG_SECONDS, "10.0", 0.1, 3600, NULL,
@@ -49,6 +57,7 @@ const size_t hp__cli_ngreet_specs = sizeof hp__cli_greet_specs / sizeof hp__cli_
 typedef struct app {
   uv_loop_t loop;
   hp__cli_cfg cfg;
+  char code_room[HP_ID_MAX + 1]; /* the room derived from HOLEPUNCH_CODE */
   uv_signal_t sigterm, sigint;
   uv_timer_t retry;
   hp__health *health;
@@ -334,12 +343,15 @@ int hp__cli_greet(int argc, char **argv) {
     specs[n - 1].def = "1"; /* SERVICE_MODE, the last entry */
   r = hp__cli_load(specs, n, &a.cfg, argc, argv, "holepunch [greet]",
                    "Meet a peer in a room of the rendezvous service, punch a direct TCP "
-                   "connection through both NATs, exchange one greeting.\nExit codes: 0 ok, 2 "
-                   "configuration, 3 rendezvous, 4 no peer, 5 no direct connection, 6 message "
-                   "exchange, 130/143 SIGINT/SIGTERM.\nOther subcommands: holepunch help.");
+                   "connection through both NATs, exchange one greeting over the encrypted "
+                   "channel.\nExit codes: 0 ok, 2 configuration, 3 rendezvous, 4 no peer, 5 no "
+                   "direct connection, 6 message exchange, 7 the peer does not know the code "
+                   "(wrong code), 130/143 SIGINT/SIGTERM.\nOther subcommands: holepunch help.");
   if (r >= 0)
     return r;
   if (check_settings(&a.cfg) != 0)
+    return HP_STATUS_CONFIG;
+  if (hp__cli_apply_code(&a.cfg, a.code_room) < 0) /* the engine derives the key itself */
     return HP_STATUS_CONFIG;
   snprintf(a.room, sizeof a.room, "%s", a.cfg.room);
   a.phase = "starting";

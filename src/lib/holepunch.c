@@ -26,9 +26,9 @@
  * the whoami request is cancelled, the engine destroyed.
  */
 #include "holepunch.h"
+#include "holepunch_int.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,6 +81,7 @@ struct hp_punch {
   char own_id[HP_ID_MAX + 1];
   char peer_id[HP_ID_MAX + 1];
   char role[2];
+  char session[HP_SESSION_HEX + 1]; /* from the peer message, for the secure channel */
   char mapped[HP_ADDR_STRLEN];
   char peer_addr[HP_ADDR_STRLEN];
   char reason[HP_REASON_MAX];
@@ -93,7 +94,6 @@ struct hp_punch {
   int id_generated; /* own_id is ours (not configured): a new one on each rejoin */
   int auth_failures;
   char auth_reason[HP_REASON_MAX];
-  char session[HP_SESSION_HEX + 1];
   uint64_t wait_deadline; /* uv_now() ms: the end of the wait for a (right) peer; 0 before */
   hp__pe *pe;
   hp__whoami *who;
@@ -642,7 +642,7 @@ static void on_timer(uv_timer_t *t) {
 int hp_punch_start(uv_loop_t *loop, const hp_config *cfg, hp_done_cb cb, void *data,
                    hp_punch **out) {
   char err[HP_REASON_MAX], code_room[HP_CODE_ROOM_STRLEN];
-  uint8_t secret[HP_CODE_SECRET_BYTES], psk[HP_CODE_PSK_BYTES];
+  uint8_t psk[HP_CODE_PSK_BYTES];
   const int with_code = cfg && cfg->code && *cfg->code;
   hp_punch *p;
   const char *room;
@@ -651,6 +651,7 @@ int hp_punch_start(uv_loop_t *loop, const hp_config *cfg, hp_done_cb cb, void *d
     return -EINVAL;
   room = cfg->room && *cfg->room ? cfg->room : "default";
   if (with_code) {
+    uint8_t secret[HP_CODE_SECRET_BYTES];
     /* A mistyped code is refused here, before any traffic. */
     if (hp__code_parse(cfg->code, strlen(cfg->code), secret, err, sizeof err) < 0) {
       HP_ERROR("holepunch", NULL, "bad code: %s", err);
@@ -794,6 +795,10 @@ void hp_punch_info(const hp_punch *p, hp_info *info) {
   info->elapsed_ms = p->elapsed_ms;
 }
 
+const char *hp__punch_session(const hp_punch *p) {
+  return p ? p->session : "";
+}
+
 static void on_timer_closed(uv_handle_t *h) {
   hp_punch *p = h->data;
   free(p->url_str);
@@ -816,97 +821,4 @@ void hp_punch_destroy(hp_punch *p) {
   p->chan = NULL;
   sodium_memzero(p->psk, sizeof p->psk);
   uv_close((uv_handle_t *)&p->timer, on_timer_closed);
-}
-
-/* ---- blocking convenience ---- */
-
-typedef struct connect_ctx {
-  hp_status status;
-  int fd;
-  char *peer_id, *reason;
-  size_t peer_id_len, reason_len;
-} connect_ctx;
-
-static void on_connect_done(hp_punch *p, hp_status status, void *data) {
-  connect_ctx *c = data;
-  hp_info info;
-
-  c->status = status;
-  if (status == HP_STATUS_OK) {
-    c->fd = hp_punch_take_fd(p);
-    uv_stop(p->loop); /* hp_connect hands the loop to the pump thread */
-  }
-  hp_punch_info(p, &info);
-  if (c->peer_id && c->peer_id_len)
-    snprintf(c->peer_id, c->peer_id_len, "%s", info.peer_id);
-  if (c->reason && c->reason_len)
-    snprintf(c->reason, c->reason_len, "%s", info.reason);
-  hp_punch_destroy(p);
-}
-
-/* The private loop after success: it pumps the bridged socket until both
- * directions ended, then goes away. */
-static void *pump_thread(void *arg) {
-  uv_loop_t *loop = arg;
-
-  uv_run(loop, UV_RUN_DEFAULT);
-  if (uv_loop_close(loop) != 0)
-    HP_WARN("holepunch", NULL, "private loop still had handles at exit");
-  free(loop);
-  return NULL;
-}
-
-hp_status hp_connect(const hp_config *cfg, int *fd, char *peer_id, size_t peer_id_len, char *reason,
-                     size_t reason_len) {
-  uv_loop_t *loop;
-  hp_punch *p = NULL;
-  connect_ctx c = {HP_STATUS_CONFIG, -1, peer_id, reason, peer_id_len, reason_len};
-  pthread_t th;
-  pthread_attr_t attr;
-  int r;
-
-  if (fd)
-    *fd = -1;
-  if (reason && reason_len)
-    reason[0] = '\0';
-  if (peer_id && peer_id_len)
-    peer_id[0] = '\0';
-  loop = fd ? malloc(sizeof *loop) : NULL;
-  if (!loop || uv_loop_init(loop) < 0) {
-    free(loop);
-    return HP_STATUS_CONFIG;
-  }
-  r = hp_punch_start(loop, cfg, on_connect_done, &c, &p);
-  if (r < 0) {
-    if (reason && reason_len)
-      snprintf(reason, reason_len, "bad configuration (%s); see the log", strerror(-r));
-  } else {
-    /* Runs until the callback (which stops the loop once the socket is
-     * bridged), or until every handle is closed after a failure. */
-    uv_run(loop, UV_RUN_DEFAULT);
-  }
-  if (c.status == HP_STATUS_OK && c.fd < 0)
-    c.status = HP_STATUS_NO_DIRECT;
-  if (c.fd >= 0) {
-    /* The bridge and the WebSocket's close handshake (bounded, 2 s) go on
-     * in a thread of their own; the caller has its socket now. */
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    r = pthread_create(&th, &attr, pump_thread, loop);
-    pthread_attr_destroy(&attr);
-    if (r != 0) {
-      HP_ERROR("holepunch", NULL, "cannot start the thread of the secure channel: %s", strerror(r));
-      close(c.fd);
-      c.fd = -1;
-      c.status = HP_STATUS_NO_DIRECT;
-      if (reason && reason_len)
-        snprintf(reason, reason_len, "cannot start the thread of the secure channel");
-      pump_thread(loop); /* the bridge ends: its socket end is closed */
-    }
-  } else {
-    uv_run(loop, UV_RUN_DEFAULT);
-    pump_thread(loop);
-  }
-  *fd = c.fd;
-  return c.status;
 }
