@@ -30,7 +30,7 @@ static int copy(int from, int to) {
 
 int main(int argc, char **argv) {
   struct sockaddr_in a = {.sin_family = AF_INET};
-  int fd, c, one = 1;
+  int fd, one = 1;
 
   if (argc != 3)
     return 2;
@@ -43,7 +43,7 @@ int main(int argc, char **argv) {
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0 || listen(fd, 1) < 0)
       return 1;
-    c = accept(fd, NULL, NULL);
+    int c = accept(fd, NULL, NULL);
     return c < 0 ? 1 : copy(c, 1);
   }
   for (int i = 0; i < 200; i++) {
