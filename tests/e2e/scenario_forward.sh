@@ -5,7 +5,10 @@
 # forward port. Expected: 8 concurrent connections of 256 KiB each, every
 # echo exact; again 8 (the tunnel stays up for new streams); a second
 # expose-side target that refuses resets the forwarded connection and the
-# forward side logs why; SIGTERM on a: exit 143, b then exits 0.
+# forward side logs why; SIGTERM on a: exit 143, b then exits 0. Then a
+# second pair (a fresh code) to a real service, python3 -m http.server on
+# b's loopback: 8 concurrent GETs of a 1 MiB file through a, all bodies
+# exact.
 set -euo pipefail
 # shellcheck source=lib/lab.sh
 source "$(dirname "$0")/lib/lab.sh"
@@ -58,4 +61,35 @@ lab_wait_exit a 10 || lab_fail "forward did not stop within 10 s of SIGTERM"
 lab_expect_rc a 143
 lab_wait_exit b 10 || lab_fail "expose did not stop within 10 s of its peer"
 lab_expect_rc b 0
-lab_pass "forward: 16 streams through two port-changing NATs, a refused target reported, clean stop"
+# A real local service: http.server on b, 8 concurrent GETs from a.
+mkdir -p "$LAB_DIR/www"
+head -c 1048576 /dev/urandom >"$LAB_DIR/www/blob"
+code=$("$HP_BUILD_DIR/holepunch" code) # a fresh pair
+lab_run http b "$LAB_PY" -m http.server --bind 127.0.0.1 --directory "$LAB_DIR/www" 8000
+lab_wait_listen b 8000 10 http || lab_fail "http.server on b did not start"
+tunnel_worker b2 b expose 127.0.0.1:8000
+tunnel_worker a2 a forward "$fwd_port"
+lab_wait_listen a "$fwd_port" 40 a2 || lab_fail "the second forward does not listen on $fwd_port"
+out=$(lab_exec a timeout 60 "$LAB_PY" - "$fwd_port" "$LAB_DIR/www/blob" <<'PY' 2>&1
+import sys, threading, urllib.request
+port, want = int(sys.argv[1]), open(sys.argv[2], "rb").read()
+res = [None] * 8
+def get(i):
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d/blob" % port, timeout=30) as r:
+            res[i] = r.read() == want
+    except Exception as e:
+        res[i] = repr(e)
+ts = [threading.Thread(target=get, args=(i,)) for i in range(8)]
+for t in ts: t.start()
+for t in ts: t.join()
+bad = [r for r in res if r is not True]
+print("ok" if not bad else "FAIL %s" % bad)
+PY
+) || true
+[[ $out == ok ]] || lab_fail "8 concurrent GETs through forward/expose: $out"
+lab_log "ok: 8 concurrent GETs of 1 MiB from http.server on b, all bodies exact"
+lab_stop a2
+lab_stop b2
+lab_stop http
+lab_pass "forward: 16 echo streams and 8 HTTP GETs through two port-changing NATs, a refused target reported, clean stop"
