@@ -14,7 +14,9 @@
 #      the code, and no byte of user data crosses either way;
 #   5. `forward --code C PORT` / `expose --code C 127.0.0.1:ECHO`: 8
 #      concurrent echoes exact; SIGTERM on forward: 143, expose then exits 0;
-#   6. bad arguments: exit 2 naming what is wrong.
+#   6. bad arguments: exit 2 naming what is wrong;
+#   7. a sender killed (SIGKILL) in the middle of a transfer: the receiver
+#      does not take the cut stream for a complete one: exit 6, not 0.
 # Loopback only, every process bounded by timeout(1), killed on exit.
 set -euo pipefail
 B=${HP_BUILD_DIR:?HP_BUILD_DIR not set}
@@ -155,6 +157,35 @@ expect2 'the port must be 1..65535' "$B/holepunch" forward 70000
 expect2 'is not HOST:PORT' "$B/holepunch" expose localhost
 expect2 'cannot listen on 127.0.0.1:'"$LO_RDV_PORT" "$B/holepunch" forward "$LO_RDV_PORT"
 expect2 'takes none' "$B/holepunch" code extra
+
+# 7. the sender dies mid-transfer
+mkfifo "$tmp/slowin"
+"${W[@]}" pipe --code "$c1" --internal-tcp-port "$(lo_free_port)" </dev/null >"$tmp/cut.out" \
+  2>"$tmp/cut.r.log" &
+rp=$!
+pids+=("$rp")
+"${W[@]}" pipe --code "$c1" --internal-tcp-port "$(lo_free_port)" <"$tmp/slowin" >/dev/null \
+  2>"$tmp/cut.s.log" &
+sp=$!
+pids+=("$sp")
+# Feed 1 MiB, then hold the input open: the sender never reaches EOF.
+(head -c 1048576 /dev/urandom; sleep 30) >"$tmp/slowin" &
+pids+=("$!")
+got=0
+for _ in $(seq 300); do
+  got=$(stat -c %s "$tmp/cut.out" 2>/dev/null || echo 0)
+  ((got >= 1048576)) && break
+  sleep 0.05
+done
+((got >= 1048576)) || bad "the first MiB never arrived ($got bytes)"
+kill -KILL "$(pgrep -P "$sp")" 2>/dev/null || true
+wait "$sp" 2>/dev/null || true
+if lo_wait "$rp" 15 && [[ $LO_RC -eq 6 ]]; then
+  ok
+  echo "receiver's last line: $(tail -n 1 "$tmp/cut.r.log")"
+else
+  bad "receiver after its sender was killed: exit ${LO_RC:-none}, expected 6: $(tail -n 2 "$tmp/cut.r.log")"
+fi
 
 echo "cli data: $passed passed, $failed failed"
 ((failed == 0))
