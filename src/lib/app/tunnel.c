@@ -672,7 +672,8 @@ int hp__tunnel_parse(hp__tunnel_mode mode, const char *arg, hp__tunnel_cfg *out,
 
 static int resolve(const hp__tunnel_cfg *cfg, struct sockaddr_storage *out, char *err,
                    size_t errlen) {
-  struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *res = NULL;
+  struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *res = NULL,
+                  *ai;
   char port[8];
   int r;
 
@@ -684,7 +685,14 @@ static int resolve(const hp__tunnel_cfg *cfg, struct sockaddr_storage *out, char
     snprintf(err, errlen, "cannot resolve \"%s\": %s", cfg->host, gai_strerror(r));
     return -EINVAL;
   }
-  memcpy(out, res->ai_addr, res->ai_addrlen);
+  /* One address, fixed for the tunnel's life: the first IPv4 one if any
+   * ("localhost" often resolves to ::1 first, where many services do not
+   * listen), else the first. */
+  for (ai = res; ai && ai->ai_family != AF_INET; ai = ai->ai_next)
+    ;
+  if (!ai)
+    ai = res;
+  memcpy(out, ai->ai_addr, ai->ai_addrlen);
   freeaddrinfo(res);
   return 0;
 }
