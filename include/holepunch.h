@@ -7,8 +7,8 @@
  * authenticates the peer: only a program that knows the code gets through;
  * without one it is still encrypted, but the peer is only "whoever the
  * rendezvous paired us with" (docs/PROTOCOL.md, "Secure channel"). The
- * library runs on the caller's libuv loop (asynchronous API) or on a private
- * one (hp_connect).
+ * library runs on the caller's libuv loop (asynchronous API; example
+ * examples/hp_stream.c) or on a private one (hp_connect; examples/hp_pair.c).
  *
  * Error convention: functions return 0 or a negative errno-style value; a call
  * that fails never fires its callback. The outcome of a punch is an hp_status.

@@ -20,6 +20,8 @@
 
 #include "record.h"
 
+#define SEAL_RECORDS 4
+
 typedef enum sec_state { S_HANDSHAKE, S_OPEN, S_FAILED, S_CLOSED } sec_state;
 
 /* The user's write direction: open, half-close asked during the handshake
@@ -48,7 +50,7 @@ typedef struct sec_bs {
   size_t pend_len;
   uint8_t *backlog; /* received, not yet delivered (encrypted) */
   size_t backlog_len, backlog_cap;
-  uint8_t seal[HP_REC_MAX_WIRE];
+  uint8_t seal[SEAL_RECORDS * HP_REC_MAX_WIRE];
   uint8_t plain[HP_REC_MAX_PLAIN];
 } sec_bs;
 
@@ -85,19 +87,27 @@ static void fail(sec_bs *s, int err, const char *why) {
 
 /* ---- sending ---- */
 
-/* Seal p[0..n) as records (FINAL last when final) and hand them down. */
+/* Seal p[0..n) as records (FINAL last when final) and hand them down, up
+ * to SEAL_RECORDS records per carrier write (fewer copies and syscalls). */
 static int send_records(sec_bs *s, const uint8_t *p, size_t n, int final) {
+  size_t used = 0;
+  int r;
+
   do {
     size_t k = n < HP_REC_MAX_PLAIN ? n : HP_REC_MAX_PLAIN;
-    int last = final && k == n, w, r;
-    w = hp__rec_seal(&s->tx, p, k, last, s->seal, sizeof s->seal);
+    int last = final && k == n;
+    int w = hp__rec_seal(&s->tx, p, k, last, s->seal + used, sizeof s->seal - used);
     if (w < 0)
       return w;
-    r = hp_bs_write(s->carrier, s->seal, (size_t)w);
-    if (r < 0)
-      return r;
+    used += (size_t)w;
     p += k;
     n -= k;
+    if (n == 0 || sizeof s->seal - used < HP_REC_MAX_WIRE) {
+      r = hp_bs_write(s->carrier, s->seal, used);
+      if (r < 0)
+        return r;
+      used = 0;
+    }
   } while (n > 0);
   return 0;
 }
