@@ -275,7 +275,12 @@ static void on_local_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b) {
   size_t credit = s->t->mux ? hp__mux_credit(s->t->mux, s->id) : 0;
   (void)hint;
 
-  /* One DATA frame per read, within the credit; the header goes in front. */
+  /* One DATA frame per read, within the credit; the header goes in front.
+   * Header + payload at most HP_MUX_FRAME_MAX bytes: one frame is then one
+   * record of the secure channel (16 KiB of plaintext), not a full one and
+   * an 8-byte one. */
+  if (credit > HP_MUX_FRAME_MAX - HP_MUX_HDR)
+    credit = HP_MUX_FRAME_MAX - HP_MUX_HDR;
   *b = uv_buf_init((char *)s->t->rbuf + HP_MUX_HDR, (unsigned)(credit ? credit : 1));
 }
 
