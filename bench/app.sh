@@ -10,7 +10,9 @@
 #       up" log line to its "pipe done" line (the punch is not transfer).
 #   (b) memory of `forward` + `expose` holding 100 idle streams: VmRSS of
 #       each process before and after opening 100 connections (each echoed
-#       once end to end, then left idle), per stream.
+#       once end to end, then left idle), per stream;
+#   (c) one stream of MIB/2 MiB through forward -> expose -> a sink
+#       (bench_tcpcopy), against (a)'s plain TCP copy.
 # Usage: bench/app.sh [BUILD_DIR] [MIB] [ROUNDS]   (default build/, 1024 MiB, 3)
 # Loopback only; every process bounded by timeout(1), killed on exit.
 set -euo pipefail
@@ -154,3 +156,23 @@ print("(b) 100 idle forwarded streams (each echoed once end to end)")
 print("    forward: VmRSS %d -> %d KiB, %.2f KiB per stream" % (f0, f1, (f1 - f0) / 100))
 print("    expose : VmRSS %d -> %d KiB, %.2f KiB per stream" % (x0, x1, (x1 - x0) / 100))
 PY
+
+# (c) one stream through forward/expose to a sink
+half=$((MIB / 2))
+sink=$(lo_free_port)
+"$B/bench/bench_tcpcopy" recv "$sink" >/dev/null &
+pids+=("$!")
+fwd2=$(lo_free_port)
+code=$("$B/holepunch" code)
+timeout 120 "$B/holepunch" expose --code "$code" --internal-tcp-port "$(lo_free_port)" \
+  "127.0.0.1:$sink" 2>"$tmp/x2.log" &
+pids+=("$!")
+timeout 120 "$B/holepunch" forward --code "$code" --internal-tcp-port "$(lo_free_port)" "$fwd2" \
+  2>"$tmp/f2.log" &
+pids+=("$!")
+for _ in $(seq 300); do grep -q "forwarding connections" "$tmp/f2.log" 2>/dev/null && break; sleep 0.05; done
+t0=$(date +%s.%N)
+head -c $((half * 1024 * 1024)) /dev/zero | timeout 120 "$B/bench/bench_tcpcopy" send "$fwd2"
+t1=$(date +%s.%N)
+"$LO_PY" -c 'import sys; mib, s = float(sys.argv[1]), float(sys.argv[2]) - float(sys.argv[3])
+print("(c) one stream of %d MiB through forward/expose: %.1f MiB/s (%.2f s; until the sender'"'"'s last byte was taken)" % (mib, mib / s, s))' "$half" "$t1" "$t0"
