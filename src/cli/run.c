@@ -1,9 +1,9 @@
 /*
  * run.c - what the data subcommands (pipe, forward, expose) share: their
  * settings (the common ones and HOLEPUNCH_CODE), signals, the channel
- * (channel.c), and the exit code: the punch's (2..5), 6 when the secure
- * channel or the app failed, 0 when the app finished, 130/143 on
- * SIGINT/SIGTERM after a clean stop.
+ * (channel.c), and the exit code: the punch's (2..5, 7 when only peers
+ * without the code came), 6 when the secure channel or the app failed, 0
+ * when the app finished, 130/143 on SIGINT/SIGTERM after a clean stop.
  */
 #include "run.h"
 

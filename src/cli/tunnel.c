@@ -100,12 +100,13 @@ static int run_tunnel(hp__tunnel_mode mode, int argc, char **argv) {
           ? "Listen on BIND:PORT (default bind 127.0.0.1) and carry every connection to the "
             "peer, which runs holepunch expose HOST:PORT with the same code and connects it "
             "there (ssh -L style).\nExit codes: 0 the peer stopped, 2 configuration, 3 "
-            "rendezvous, 4 no peer, 5 no direct connection, 6 the secure channel failed (wrong "
-            "code), 130/143 SIGINT/SIGTERM."
+            "rendezvous, 4 no peer, 5 no direct connection, 6 the secure channel failed, 7 only "
+            "peers without the code came (wrong code), 130/143 SIGINT/SIGTERM."
           : "Connect every stream the peer (holepunch forward, same code) opens to HOST:PORT; "
             "only this target, whatever the peer asks.\nExit codes: 0 the peer stopped, 2 "
             "configuration, 3 rendezvous, 4 no peer, 5 no direct connection, 6 the secure "
-            "channel failed (wrong code), 130/143 SIGINT/SIGTERM.");
+            "channel failed, 7 only peers without the code came (wrong code), 130/143 "
+            "SIGINT/SIGTERM.");
 }
 
 int hp__cli_forward(int argc, char **argv) {
