@@ -198,7 +198,7 @@ static void test_backpressure(void **state) {
   const size_t chunk = 64u * 1024u;
   uint8_t *p = pattern(chunk, 5);
   size_t total = 0;
-  int r, turns = 0;
+  int r, turns = 0, drains;
   (void)state;
 
   assert_int_equal(uv_loop_init(&loop), 0);
@@ -220,12 +220,13 @@ static void test_backpressure(void **state) {
   assert_true(hp_bs_queued(a.s) > HP_BS_HIGH_WATER);
   assert_true(hp_bs_queued(a.s) <= HP_BS_HARD_CAP);
   assert_int_equal(b.ngot, 0);
-  assert_int_equal(a.drains, 0);
-  /* Resume: everything arrives, on_drain fires once the queue fell. */
+  /* Resume: everything arrives, on_drain fires once the queue fell (one
+   * more time: the kernel buffers filling may have given one already). */
+  drains = a.drains;
   hp_bs_pause(b.s, 0);
   RUN_UNTIL(&loop, b.ngot == total);
   RUN_UNTIL(&loop, hp_bs_queued(a.s) == 0);
-  assert_int_equal(a.drains, 1);
+  assert_int_equal(a.drains, drains + 1);
   {
     size_t i;
     for (i = 0; i < total; i += chunk)

@@ -115,8 +115,36 @@ static void test_bad_config_is_synchronous(void **state) {
   config(&c, url, sizeof url, 1);
   c.rendezvous_url = NULL;
   assert_int_equal(hp_punch_start(&loop, &c, on_never, NULL, &p), -EINVAL);
+  /* A mistyped code is refused before any traffic (one digit changed). */
+  config(&c, url, sizeof url, 1);
+  c.code = "000g40-r40m30-e20918-5gr38e-1xwas";
+  assert_int_equal(hp_punch_start(&loop, &c, on_never, NULL, &p), -EINVAL);
+  c.code = "not a code";
+  assert_int_equal(hp_punch_start(&loop, &c, on_never, NULL, &p), -EINVAL);
   assert_null(p);
+  assert_null(hp_punch_take_stream(NULL));
+  hp_stream_close(NULL);
   assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+/* A valid code is accepted (the room is derived from it) and the attempt
+ * then fails like any other against a dead rendezvous. */
+static void test_code_accepted(void **state) {
+  uv_loop_t loop;
+  hp_config c;
+  hp_punch *p = NULL;
+  char url[64];
+  (void)state;
+
+  assert_int_equal(uv_loop_init(&loop), 0);
+  config(&c, url, sizeof url, 1);
+  c.code = "000G40 R40M30 E20918 5GR38E 1XWAR"; /* as typed: case, spaces */
+  fired = 0;
+  assert_int_equal(hp_punch_start(&loop, &c, on_done, NULL, &p), 0);
+  assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  assert_int_equal(fired, 1);
+  assert_int_equal(last_status, HP_STATUS_RENDEZVOUS);
   assert_int_equal(uv_loop_close(&loop), 0);
 }
 
@@ -249,6 +277,7 @@ int main(void) {
       cmocka_unit_test(test_defaults_and_version),
       cmocka_unit_test(test_info_null),
       cmocka_unit_test(test_bad_config_is_synchronous),
+      cmocka_unit_test(test_code_accepted),
       cmocka_unit_test(test_connect_unreachable),
       cmocka_unit_test(test_async_unreachable_destroy_in_cb),
       cmocka_unit_test(test_port_busy_is_config),
