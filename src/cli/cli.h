@@ -91,19 +91,20 @@ int hp__cli_load(const hp__cfg_spec *specs, size_t n, hp__cli_cfg *c, int argc, 
 /* The setting HOLEPUNCH_CODE / --code, for the subcommands that take it. */
 extern const hp__cfg_spec hp__cli_code_spec;
 
-/* Check c->code; with a code and ROOM at its default, c->room becomes the
- * room derived from it (an explicit ROOM is kept: both sides set it)
- * (room_buf, HP_ID_MAX + 1 bytes) and psk gets the pre-shared key. Returns
- * 1 with a code, 0 without, -1 after a start-up error line. */
-int hp__cli_apply_code(hp__cli_cfg *c, char *room_buf, uint8_t *psk);
+/* Check c->code before any traffic (a mistyped code is exit 2 naming
+ * HOLEPUNCH_CODE); with a code and ROOM at its default, c->room becomes the
+ * room derived from it (room_buf, HP_ID_MAX + 1 bytes; the engine derives
+ * the same); an explicit ROOM is kept (both sides set it). Returns 1 with a
+ * code, 0 without, -1 after a start-up error line. */
+int hp__cli_apply_code(hp__cli_cfg *c, char *room_buf);
 
-/* The channel of the data subcommands: punch, then the secure channel
+/* The channel of the data subcommands: the engine punches and secures it
  * (channel.c). cb gets the ready channel (owned by the callee) and 0, or
- * NULL and the exit code. */
+ * NULL and the exit code (the punch's status: 2..5, 7 wrong code). */
 typedef struct hp__cli_chan hp__cli_chan;
 typedef void (*hp__cli_chan_cb)(hp_bs *chan, int code, void *ud);
-int hp__cli_channel_start(uv_loop_t *loop, const hp__cli_cfg *cfg, const uint8_t *psk,
-                          hp__cli_chan_cb cb, void *ud, hp__cli_chan **out);
+int hp__cli_channel_start(uv_loop_t *loop, const hp__cli_cfg *cfg, hp__cli_chan_cb cb, void *ud,
+                          hp__cli_chan **out);
 /* Free (stops a punch or handshake in progress; no callback then). Allowed
  * from the callback. */
 void hp__cli_channel_free(hp__cli_chan *c);

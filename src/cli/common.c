@@ -227,7 +227,7 @@ const hp__cfg_spec hp__cli_code_spec = {
     "the code both sides share (holepunch code prints one): the room comes from it and the "
     "peer must prove it knows it; \"none\": ROOM, peer unauthenticated"};
 
-int hp__cli_apply_code(hp__cli_cfg *c, char *room_buf, uint8_t *psk) {
+int hp__cli_apply_code(hp__cli_cfg *c, char *room_buf) {
   uint8_t secret[HP_CODE_SECRET_BYTES];
   char err[256], room[HP_CODE_ROOM_STRLEN];
 
@@ -238,7 +238,6 @@ int hp__cli_apply_code(hp__cli_cfg *c, char *room_buf, uint8_t *psk) {
     return -1;
   }
   hp__code_room(secret, room);
-  hp__code_psk(secret, psk);
   /* ROOM set explicitly wins (both sides must set it): a known room with a
    * code still authenticates the peer; the default room never is used with
    * a code. */

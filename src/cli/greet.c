@@ -351,12 +351,8 @@ int hp__cli_greet(int argc, char **argv) {
     return r;
   if (check_settings(&a.cfg) != 0)
     return HP_STATUS_CONFIG;
-  {
-    uint8_t psk[HP_CODE_PSK_BYTES]; /* the engine derives its own from the code */
-    if (hp__cli_apply_code(&a.cfg, a.code_room, psk) < 0)
-      return HP_STATUS_CONFIG;
-    sodium_memzero(psk, sizeof psk);
-  }
+  if (hp__cli_apply_code(&a.cfg, a.code_room) < 0) /* the engine derives the key itself */
+    return HP_STATUS_CONFIG;
   snprintf(a.room, sizeof a.room, "%s", a.cfg.room);
   a.phase = "starting";
   a.backoff_ms = BACKOFF_MIN_MS;

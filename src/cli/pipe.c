@@ -52,6 +52,6 @@ int hp__cli_pipe(int argc, char **argv) {
       "Like nc -N between the two sides: stdin goes to the peer, the peer's bytes to stdout; "
       "each direction half-closes on EOF.\nBoth sides: holepunch pipe --code CODE (holepunch "
       "code prints one).\nExit codes: 0 both directions done, 2 configuration, 3 rendezvous, 4 "
-      "no peer, 5 no direct connection, 6 the secure channel or the transfer failed, 7 only "
-      "peers without the code came (wrong code), 130/143 SIGINT/SIGTERM.");
+      "no peer, 5 no direct connection, 6 the channel or the transfer failed, 7 only peers "
+      "without the code came (wrong code), 130/143 SIGINT/SIGTERM.");
 }

@@ -1,9 +1,9 @@
 /*
  * run.c - what the data subcommands (pipe, forward, expose) share: their
  * settings (the common ones and HOLEPUNCH_CODE), signals, the channel
- * (channel.c), and the exit code: the punch's (2..5, 7 when only peers
- * without the code came), 6 when the secure channel or the app failed, 0
- * when the app finished, 130/143 on SIGINT/SIGTERM after a clean stop.
+ * (channel.c), and the exit code: the punch's (2..5; 7 when only peers
+ * without the code came), 6 when the channel or the app failed, 0 when the
+ * app finished, 130/143 on SIGINT/SIGTERM after a clean stop.
  */
 #include "run.h"
 
@@ -73,7 +73,7 @@ int hp__cli_run_main(hp__cli_run *r, int argc, char **argv, const char *prog, co
     return rc;
   if (hp__cli_check_common(&r->cfg) != 0)
     return HP_STATUS_CONFIG;
-  with_code = hp__cli_apply_code(&r->cfg, r->room, r->psk);
+  with_code = hp__cli_apply_code(&r->cfg, r->room);
   if (with_code < 0)
     return HP_STATUS_CONFIG;
   if (r->check && r->check(r) != 0)
@@ -90,7 +90,7 @@ int hp__cli_run_main(hp__cli_run *r, int argc, char **argv, const char *prog, co
       json_pack("{s:s, s:s, s:b}", "version", hp_version(), "room", r->cfg.room, "code", with_code),
       "holepunch %s %s starting (%s)", hp_version(), r->name,
       with_code ? "room from the code" : "room from ROOM, no code");
-  rc = hp__cli_channel_start(&r->loop, &r->cfg, with_code ? r->psk : NULL, on_channel, r, &r->ch);
+  rc = hp__cli_channel_start(&r->loop, &r->cfg, on_channel, r, &r->ch);
   if (rc < 0) {
     r->ch = NULL;
     hp__cli_run_end(r, HP_STATUS_CONFIG);
@@ -99,6 +99,5 @@ int hp__cli_run_main(hp__cli_run *r, int argc, char **argv, const char *prog, co
   rc = uv_loop_close(&r->loop);
   if (rc != 0)
     HP_WARN("worker", NULL, "event loop still busy at exit: %s", uv_strerror(rc));
-  memset(r->psk, 0, sizeof r->psk);
   return r->exit_code < 0 ? HP_STATUS_EXCHANGE : r->exit_code;
 }

@@ -34,7 +34,6 @@ struct hp__cli_run {
   int app_running;
   int exit_code; /* -1 until decided */
   char room[HP_ID_MAX + 1];
-  uint8_t psk[32];
 };
 
 /* Load the settings, then punch, secure, run the app; returns the exit

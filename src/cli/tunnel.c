@@ -69,7 +69,7 @@ static int run_tunnel(hp__tunnel_mode mode, int argc, char **argv) {
   hp__cfg_spec specs[HP_CLI_SPECS_MAX];
   size_t n = hp__cli_specs(specs, &hp__cli_code_spec, 1);
   const char *name = mode == HP_TUNNEL_FORWARD ? "forward" : "expose";
-  char err[320], prog[64];
+  char prog[64];
   int i;
 
   r.name = name;
@@ -78,6 +78,7 @@ static int run_tunnel(hp__tunnel_mode mode, int argc, char **argv) {
            mode == HP_TUNNEL_FORWARD ? "[BIND:]PORT" : "HOST:PORT");
   i = hp__cli_next_positional(specs, n, argc, argv, 1);
   if (i < argc) {
+    char err[320];
     if (hp__tunnel_parse(mode, argv[i], &ta.tc, err, sizeof err) < 0) {
       hp__cli_startup_error(NULL, "%s: %s", name, err);
       return HP_STATUS_CONFIG;
@@ -100,13 +101,12 @@ static int run_tunnel(hp__tunnel_mode mode, int argc, char **argv) {
           ? "Listen on BIND:PORT (default bind 127.0.0.1) and carry every connection to the "
             "peer, which runs holepunch expose HOST:PORT with the same code and connects it "
             "there (ssh -L style).\nExit codes: 0 the peer stopped, 2 configuration, 3 "
-            "rendezvous, 4 no peer, 5 no direct connection, 6 the secure channel failed, 7 only "
-            "peers without the code came (wrong code), 130/143 SIGINT/SIGTERM."
+            "rendezvous, 4 no peer, 5 no direct connection, 6 the channel failed, 7 only peers "
+            "without the code came (wrong code), 130/143 SIGINT/SIGTERM."
           : "Connect every stream the peer (holepunch forward, same code) opens to HOST:PORT; "
             "only this target, whatever the peer asks.\nExit codes: 0 the peer stopped, 2 "
-            "configuration, 3 rendezvous, 4 no peer, 5 no direct connection, 6 the secure "
-            "channel failed, 7 only peers without the code came (wrong code), 130/143 "
-            "SIGINT/SIGTERM.");
+            "configuration, 3 rendezvous, 4 no peer, 5 no direct connection, 6 the channel "
+            "failed, 7 only peers without the code came (wrong code), 130/143 SIGINT/SIGTERM.");
 }
 
 int hp__cli_forward(int argc, char **argv) {

@@ -45,6 +45,12 @@ check() {
 
 cmake --install "$B" --prefix "$tmp/p1" >/dev/null
 check "$tmp/p1"
+# The manual page (docs/holepunch.1) is installed and man can format it.
+[[ -f $tmp/p1/share/man/man1/holepunch.1 ]] || fail "no share/man/man1/holepunch.1 under $tmp/p1"
+if command -v man >/dev/null; then
+  man -l "$tmp/p1/share/man/man1/holepunch.1" 2>/dev/null | grep -q 'holepunch pipe --code' ||
+    fail "man cannot format the installed holepunch.1"
+fi
 cmake --install "$B" --prefix "$tmp/p2/deeper" >/dev/null
 check "$tmp/p2/deeper"
 mv "$tmp/p1" "$tmp/moved"

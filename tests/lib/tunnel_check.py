@@ -17,6 +17,12 @@
   tunnel_check.py refused PORT
       one connection to 127.0.0.1:PORT (forwarded to a target that refuses):
       it must be closed (EOF or reset) without data, within 10 s.
+  tunnel_check.py fake-expose PORT
+      a hand-made expose side on 127.0.0.1:PORT (the channel; hp_app_loop
+      connect PORT forward ... dials it): opens stream 2 itself, which the
+      forward side must refuse with RST code 4 (not allowed), then sends a
+      frame of an unknown type, after which the forward side must close
+      the channel (protocol error).
 Every wait is bounded; exit 1 with a sentence on failure.
 """
 import os
@@ -159,6 +165,40 @@ def refused(port):
     print("ok")
 
 
+def fake_expose(port):
+    import struct
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", port))
+    s.listen(1)
+    s.settimeout(10)
+    c, _ = s.accept()
+    c.settimeout(10)
+    c.sendall(struct.pack(">BBHI", 1, 0, 0, 2))  # OPEN stream 2
+    buf = b""
+    while True:
+        b = c.recv(4096)
+        if not b:
+            die("the channel closed before an RST for stream 2")
+        buf += b
+        while len(buf) >= 8:
+            t, fl, ln, sid = struct.unpack(">BBHI", buf[:8])
+            if len(buf) < 8 + ln:
+                break
+            body, buf = buf[8:8 + ln], buf[8 + ln:]
+            if t == 5 and sid == 2:
+                if body[:1] != b"\x04":
+                    die("RST for stream 2 with code %r, expected 4" % body[:1])
+                c.sendall(struct.pack(">BBHI", 9, 0, 0, 1))  # unknown type
+                try:
+                    while c.recv(4096):
+                        pass
+                except ConnectionResetError:
+                    pass
+                print("ok")
+                return
+
+
 def main():
     a = sys.argv[1:]
     if a[:1] == ["serve"]:
@@ -169,6 +209,8 @@ def main():
         slow(int(a[1]), int(a[2]), int(a[3]))
     elif a[:1] == ["refused"]:
         refused(int(a[1]))
+    elif a[:1] == ["fake-expose"]:
+        fake_expose(int(a[1]))
     else:
         die(__doc__)
 

@@ -8,7 +8,9 @@
 #      reader on one side (backpressure: nothing lost, nothing stuck);
 #   3. half-close: one side's input is empty (/dev/null): it still receives
 #      everything, the other side gets 0 bytes and both exit 0;
-#   4. SIGTERM while piping: exit 143.
+#   4. SIGTERM while piping: exit 143;
+#   5. on a terminal (script(1) gives stderr one) the progress line ends with
+#      the totals; without a terminal there is none.
 # Loopback only, every process bounded by timeout(1), temp files removed.
 set -euo pipefail
 B=${HP_BUILD_DIR:?HP_BUILD_DIR not set}
@@ -108,6 +110,16 @@ kill -TERM "$l"
 if lo_wait "$l" 10 && [[ $LO_RC -eq 143 ]]; then ok; else bad "SIGTERM: exit ${LO_RC:-none}, expected 143: $(cat "$tmp/l4.err")"; fi
 # The other side sees the channel end and stops too.
 if lo_wait "$c" 10; then ok; else bad "the other side did not stop after its peer's SIGTERM"; fi
+
+# 5. the progress line
+port=$(lo_free_port)
+timeout 60 "$B/hp_app_loop" listen "$port" pipe </dev/null >/dev/null 2>"$tmp/l5.err" &
+l=$!
+pids+=("$l")
+out=$(timeout 60 script -qec "$B/hp_app_loop connect $port pipe <$tmp/b >/dev/null" /dev/null </dev/null | tr '\r' '\n' || true)
+wait "$l" || true
+if grep -Eq '^sent 3\.0 MiB, received 0\.0 MiB, [0-9.]+ MiB/s' <<<"$out"; then ok; else bad "no progress line on a terminal: ${out:0:300}"; fi
+if grep -q 'MiB/s' "$tmp/l5.err"; then bad "a progress line without a terminal"; else ok; fi
 
 echo "app pipe: $passed passed, $failed failed"
 ((failed == 0))

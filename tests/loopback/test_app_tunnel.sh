@@ -13,7 +13,10 @@
 #      still works for the next stream (a second expose to a live target is
 #      not needed: the same refused tunnel keeps running and accepting);
 #   4. SIGINT on the forward side: exit 130; the expose side sees the
-#      channel end and exits 0.
+#      channel end and exits 0;
+#   5. a hostile expose side (tunnel_check.py fake-expose): a stream it
+#      opens is refused with RST code 4, and a frame of an unknown type
+#      ends the forward side with exit 6, "broke the stream protocol".
 # Loopback only; every process bounded by timeout(1) and killed on exit.
 set -euo pipefail
 B=${HP_BUILD_DIR:?HP_BUILD_DIR not set}
@@ -96,6 +99,22 @@ else
   if lo_alive "$FP" && lo_alive "$XP"; then ok; else bad "a refused target ended the tunnel"; fi
   lo_stop "$FP" 10
   lo_stop "$XP" 10
+fi
+
+# 5. a hostile expose side
+chan=$(lo_free_port)
+"$LO_PY" "$CHECK" fake-expose "$chan" >"$tmp/fake.out" 2>&1 &
+fake=$!
+pids+=("$fake")
+wait_listen "$chan" || bad "the fake expose side did not start"
+fwd=$(lo_free_port)
+rc=0
+timeout 30 "$B/hp_app_loop" connect "$chan" forward "$fwd" 2>"$tmp/f-c.err" || rc=$?
+if lo_wait "$fake" 10 && [[ $LO_RC -eq 0 ]]; then ok; else bad "fake expose: $(cat "$tmp/fake.out")"; fi
+if [[ $rc -eq 6 ]] && grep -q 'broke the stream protocol: mux frame of unknown type 9' "$tmp/f-c.err"; then
+  ok
+else
+  bad "forward after a bad frame: exit $rc, expected 6: $(cat "$tmp/f-c.err")"
 fi
 
 echo "app tunnel: $passed passed, $failed failed"

@@ -11,6 +11,7 @@
 #include "pipe.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,9 @@
 #define PIPE_CHUNK (64u * 1024u)
 #define PIPE_OUT_HIGH (1024u * 1024u)
 #define PIPE_OUT_LOW (256u * 1024u)
+/* File output: the channel's small reads (a record each) are gathered into
+ * chunks of up to this much, one pool write each instead of one per read. */
+#define PIPE_FILE_CHUNK (256u * 1024u)
 #define TICK_MS 100
 
 /* The pipe's life: running, then ending (everything closing); freed when
@@ -45,7 +49,7 @@ typedef struct chunk {
   } req;
   struct chunk *next;
   struct hp__pipe *p;
-  size_t n, off;
+  size_t n, off, cap;
   uint8_t data[];
 } chunk;
 
@@ -228,6 +232,7 @@ static void file_write_next(hp__pipe *p) {
 static void out_write(hp__pipe *p, const uint8_t *data, size_t n) {
   chunk *c;
   uv_buf_t b;
+  size_t cap;
   int r;
 
   if (p->out_kind == K_STREAM && p->out_h.s.write_queue_size == 0) {
@@ -243,7 +248,18 @@ static void out_write(hp__pipe *p, const uint8_t *data, size_t n) {
     if (n == 0)
       return;
   }
-  c = malloc(sizeof *c + n);
+  if (p->out_kind == K_FILE && p->oq && !(p->out_busy && p->oq_end == &p->oq->next)) {
+    /* The last chunk waits (it is not the one in flight): gather. */
+    c = (chunk *)((char *)p->oq_end - offsetof(chunk, next));
+    if (c->cap - c->n >= n) {
+      memcpy(c->data + c->n, data, n);
+      c->n += n;
+      p->out_pending += n;
+      goto pending;
+    }
+  }
+  cap = p->out_kind == K_FILE && n < PIPE_FILE_CHUNK ? PIPE_FILE_CHUNK : n;
+  c = malloc(sizeof *c + cap);
   if (!c) {
     finish(p, -ENOMEM, "out of memory");
     return;
@@ -251,6 +267,7 @@ static void out_write(hp__pipe *p, const uint8_t *data, size_t n) {
   memcpy(c->data, data, n);
   c->p = p;
   c->n = n;
+  c->cap = cap;
   c->off = 0;
   c->next = NULL;
   p->out_pending += n;
@@ -269,6 +286,7 @@ static void out_write(hp__pipe *p, const uint8_t *data, size_t n) {
     p->oq_end = &c->next;
     file_write_next(p);
   }
+pending:
   if (p->st == P_RUNNING && !p->chan_paused && p->out_pending > PIPE_OUT_HIGH) {
     p->chan_paused = 1;
     hp_bs_pause(p->chan, 1);

@@ -275,7 +275,12 @@ static void on_local_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b) {
   size_t credit = s->t->mux ? hp__mux_credit(s->t->mux, s->id) : 0;
   (void)hint;
 
-  /* One DATA frame per read, within the credit; the header goes in front. */
+  /* One DATA frame per read, within the credit; the header goes in front.
+   * Header + payload at most HP_MUX_FRAME_MAX bytes: one frame is then one
+   * record of the secure channel (16 KiB of plaintext), not a full one and
+   * an 8-byte one. */
+  if (credit > HP_MUX_FRAME_MAX - HP_MUX_HDR)
+    credit = HP_MUX_FRAME_MAX - HP_MUX_HDR;
   *b = uv_buf_init((char *)s->t->rbuf + HP_MUX_HDR, (unsigned)(credit ? credit : 1));
 }
 
@@ -672,7 +677,8 @@ int hp__tunnel_parse(hp__tunnel_mode mode, const char *arg, hp__tunnel_cfg *out,
 
 static int resolve(const hp__tunnel_cfg *cfg, struct sockaddr_storage *out, char *err,
                    size_t errlen) {
-  struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *res = NULL;
+  struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *res = NULL,
+                  *ai;
   char port[8];
   int r;
 
@@ -684,14 +690,20 @@ static int resolve(const hp__tunnel_cfg *cfg, struct sockaddr_storage *out, char
     snprintf(err, errlen, "cannot resolve \"%s\": %s", cfg->host, gai_strerror(r));
     return -EINVAL;
   }
-  memcpy(out, res->ai_addr, res->ai_addrlen);
+  /* One address, fixed for the tunnel's life: the first IPv4 one if any
+   * ("localhost" often resolves to ::1 first, where many services do not
+   * listen), else the first. */
+  for (ai = res; ai && ai->ai_family != AF_INET; ai = ai->ai_next)
+    ;
+  if (!ai)
+    ai = res;
+  memcpy(out, ai->ai_addr, ai->ai_addrlen);
   freeaddrinfo(res);
   return 0;
 }
 
 int hp__tunnel_check(const hp__tunnel_cfg *cfg, char *err, size_t errlen) {
   struct sockaddr_storage a;
-  char txt[64];
   int fd, r, one = 1;
 
   if ((r = resolve(cfg, &a, err, errlen)) < 0 || cfg->mode != HP_TUNNEL_FORWARD)
@@ -706,6 +718,7 @@ int hp__tunnel_check(const hp__tunnel_cfg *cfg, char *err, size_t errlen) {
   r = bind(fd, (struct sockaddr *)&a,
            a.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
   if (r < 0) {
+    char txt[64];
     r = -errno;
     hp__addr_format((struct sockaddr *)&a, txt, sizeof txt);
     snprintf(err, errlen, "cannot listen on %s: %s", txt, strerror(-r));
