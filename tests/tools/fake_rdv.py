@@ -32,8 +32,9 @@ hello, a valid welcome):
   pingflood       welcome, then pings as fast as the socket takes them
   close_punch     welcome, peer (candidate: a port that accepts and never
                   speaks), then a close right away (mid-punch)
-  peer_ok         welcome, peer; the fake peer completes the handshake and
-                  the greeting; the worker's result is read
+  peer_ok         welcome, peer; the fake peer completes the handshake, the
+                  secure channel (secure_peer.py, no code) and the greeting
+                  inside it; the worker's result is read
   hold_close      as peer_ok, but the service stops reading its socket after
                   peer (the worker's close frame is never answered) and the
                   peer sends no greeting: the window of the polite close
@@ -54,6 +55,8 @@ import time
 
 import websockets
 import websockets.server
+
+from secure_peer import HEADER_LEN, MSG_LEN, HandshakeError, SecurePeer
 
 T0 = time.monotonic()
 
@@ -102,7 +105,8 @@ def ws_tcp_state(ws):
 
 async def fake_peer(args, session, greet, state):
     """Role "a" on the punch port: read the worker's hello (it dials us),
-    answer with ours and "use", then the greeting exchange."""
+    answer with ours and "use", then the secure channel (no code, as the
+    worker) and the greeting exchange inside it."""
 
     async def serve(reader, writer):
         try:
@@ -112,18 +116,32 @@ async def fake_peer(args, session, greet, state):
             if not line.decode(errors="replace").startswith(want):
                 writer.close()
                 return
+            worker_id = line.decode(errors="replace").strip().split(" ")[2]
             writer.write(f"HOLEPUNCH/1 {session} fakepeer\nHOLEPUNCH/1 {session} use\n".encode())
             await writer.drain()
             emit("nominated")
+            sp = SecurePeer(session, "fakepeer", worker_id, "a")
+            writer.write(sp.hello())
+            await writer.drain()
+            confirm = sp.on_hello(await asyncio.wait_for(reader.readexactly(MSG_LEN), 5))
+            writer.write(confirm)
+            await writer.drain()
+            sp.check_confirm(await asyncio.wait_for(reader.readexactly(MSG_LEN), 5))
+            writer.write(sp.tx_header())
+            emit("secure")
             if greet:
-                writer.write(f"hello from fakepeer in room {args.room}\n".encode())
+                writer.write(sp.seal(f"hello from fakepeer in room {args.room}\n".encode()))
                 await writer.drain()
-            g = await asyncio.wait_for(reader.readline(), 5)
+            sp.rx_header(await asyncio.wait_for(reader.readexactly(HEADER_LEN), 5))
+            head = await asyncio.wait_for(reader.readexactly(2), 5)
+            body = await asyncio.wait_for(reader.readexactly((head[0] << 8) | head[1]), 5)
+            g, _ = sp.open(head + body)
             emit("greeting", line=g.decode(errors="replace").strip(),
                  ws_tcp_state=ws_tcp_state(state.get("ws")))
             if not greet:
                 await asyncio.sleep(args.duration)  # the worker waits for ours
-        except (asyncio.TimeoutError, ConnectionError) as e:
+        except (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError,
+                HandshakeError) as e:
             emit("peer_error", error=repr(e))
         finally:
             writer.close()

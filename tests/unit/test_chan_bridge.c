@@ -142,9 +142,61 @@ static void test_bridge_both_ways(void **state) {
   free(big);
 }
 
+static void quiet_eof(hp_stream *s, void *d) {
+  (void)s;
+  ((far *)d)->eof = 1; /* and nothing more: this side never ends its direction */
+}
+static const hp_stream_cbs quiet_cbs = {f_data, quiet_eof, f_error, NULL};
+
+/* The caller closes its socket while the peer has not ended its direction
+ * (and never will): the bridge sends our end-of-stream and ends by itself,
+ * instead of keeping the loop (and a process on SIGTERM) alive for the
+ * peer's. */
+static void test_bridge_caller_closes(void **state) {
+  static far f;
+  uv_loop_t loop;
+  int fds[2], ufd, turns = 0;
+  hp_bs *c0, *c1, *near, *farbs;
+  hp__hs_params pa = {SESSION, "alice", "bob", 'a', NULL},
+                pb = {SESSION, "bob", "alice", 'b', NULL};
+  (void)state;
+
+  memset(&f, 0, sizeof f);
+  near_ready = far_ready = 0;
+  assert_int_equal(uv_loop_init(&loop), 0);
+  tcp_pair(fds);
+  assert_int_equal(hp__tcp_from_fd(&loop, fds[0], &c0), 0);
+  assert_int_equal(hp__tcp_from_fd(&loop, fds[1], &c1), 0);
+  assert_int_equal(hp__secure_start(&loop, c0, &pa, 5000, on_ready, &near_ready, &near), 0);
+  assert_int_equal(hp__secure_start(&loop, c1, &pb, 5000, on_ready, &far_ready, &farbs), 0);
+  while ((!near_ready || !far_ready) && turns++ < 1000)
+    uv_run(&loop, UV_RUN_ONCE);
+  f.s = hp__stream_wrap(farbs);
+  hp_stream_set_cbs(f.s, &quiet_cbs, &f);
+  assert_int_equal(hp__bridge_start(&loop, near, &ufd), 0);
+  assert_int_equal(write(ufd, "bye", 3), 3);
+  close(ufd);
+  while (!f.eof && turns++ < 1000)
+    uv_run(&loop, UV_RUN_ONCE);
+  assert_int_equal(f.ngot, 3);
+  assert_int_equal(f.eof, 1);
+  /* The bridge ends by itself while the far side stays open: the near
+   * TCP socket (fds[0], closed with the bridge's channel) goes away. */
+  for (turns = 0; turns < 300 && fcntl(fds[0], F_GETFD) != -1; turns++) {
+    uv_run(&loop, UV_RUN_NOWAIT);
+    usleep(10000);
+  }
+  assert_int_equal(fcntl(fds[0], F_GETFD), -1);
+  assert_int_equal(f.errors, 0);
+  hp_stream_close(f.s);
+  assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_bridge_both_ways),
+      cmocka_unit_test(test_bridge_caller_closes),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -80,11 +81,31 @@ static void on_data(hp_bs *s, const uint8_t *p, size_t n, void *ud) {
     hp_bs_pause(x->s, 1);
 }
 
+/* 1 when the caller closed its end entirely (not just shut down writing):
+ * the kernel then reports a hang-up on ours, and nobody will read what the
+ * peer still sends. */
+static int caller_gone(bridge *b) {
+  uv_os_fd_t fd;
+  struct pollfd pfd;
+
+  if (uv_fileno((uv_handle_t *)hp__tcp_handle(b->local.s), &fd) != 0)
+    return 0;
+  pfd.fd = fd;
+  pfd.events = POLLIN;
+  pfd.revents = 0;
+  return poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLHUP);
+}
+
 static void on_eof(hp_bs *s, void *ud) {
   side *x = ud;
   (void)s;
   x->eof = 1;
   hp_bs_shutdown(other(x)->s);
+  /* A closed socket (the usual end, e.g. a process stopping) ends the
+   * other direction too: the peer gets our end-of-stream, we do not wait
+   * for its. */
+  if (x == &x->b->local && caller_gone(x->b))
+    x->b->net.eof = 1;
   check_done(x->b);
 }
 
