@@ -1,8 +1,10 @@
 /*
  * loadgen.c - load generator for holepunch-rendezvous (benchmarks only).
  *
- * Speaks protocol v1 over the libwebsockets client on one libuv loop: no
- * hand-written HTTP, WebSocket or JSON (jansson). Two modes:
+ * Speaks protocol v1 over the project's WebSocket client (src/net/ws_client.h)
+ * on one libuv loop: no hand-written HTTP, WebSocket or JSON (jansson). Every
+ * connection ends with a close handshake (close frame, the server's answer).
+ * Two modes:
  *
  *   idle N     open N WebSockets, each says hello in its own room (so none
  *              pair), wait for every welcome, print a "ready" line, then hold
@@ -18,7 +20,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
-#include <libwebsockets.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -28,6 +29,8 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "ws_client.h"
+
 #define LG_RX_CAP 4096       /* largest signaling message we accept */
 #define LG_TX_CAP 1024       /* largest message we send */
 #define LG_ROOM_CAP 64       /* room names: lg<pid>-<mode><index> */
@@ -36,16 +39,15 @@
 
 typedef enum lg_state {
   S_UNUSED = 0,
-  S_CONNECTING, /* lws connect in progress (TCP + upgrade) */
+  S_CONNECTING, /* connect in progress (TCP + upgrade) */
   S_RETRY_WAIT, /* connect failed, a retry is scheduled */
-  S_HELLO,      /* upgraded, hello to send */
   S_WAIT_WELCOME,
   S_WAIT_PEER, /* pairs: welcome received */
   S_HELD,      /* idle: welcome received, connection held */
   S_RESULT,    /* pairs: peer received, result to send */
-  S_CLOSE,     /* pairs: result sent, close to send */
-  S_DONE,      /* terminal: completed normally, wsi gone */
-  S_FAILED     /* terminal: failed, wsi gone */
+  S_CLOSE,     /* pairs: result sent, close frame sent, waiting for the end */
+  S_DONE,      /* terminal: completed normally, client gone */
+  S_FAILED     /* terminal: failed, client gone */
 } lg_state;
 
 struct lg;
@@ -54,16 +56,15 @@ struct pairing;
 typedef struct conn {
   struct lg *lg;
   struct pairing *pair; /* NULL in idle mode */
-  struct lws *wsi;
-  lws_sorted_usec_list_t sul; /* retry timer */
-  unsigned idx;               /* idle: connection index; pairs: 0 or 1 */
+  hp__wsc *wsc;         /* NULL when no connection is live */
+  uv_timer_t retry;     /* initialised once per conn (retry_init) */
+  int retry_init;
+  unsigned idx; /* idle: connection index; pairs: 0 or 1 */
   lg_state state;
   int tries;
   int result_sent;
-  int failing; /* a failure was recorded while the wsi was alive */
+  int failing; /* a failure was recorded while the client was alive */
   char room[LG_ROOM_CAP];
-  size_t rxlen;
-  char rx[LG_RX_CAP];
 } conn;
 
 typedef struct pairing {
@@ -78,13 +79,11 @@ typedef enum lg_mode { MODE_IDLE = 1, MODE_PAIRS } lg_mode;
 
 typedef struct lg {
   uv_loop_t *loop;
-  struct lws_context *ctx;
+  hp__ws_env *env; /* frame contexts shared by every connection */
   lg_mode mode;
   const char *host;
   int port;
   const char *path;
-  const char *subprotocol; /* Sec-WebSocket-Protocol, NULL for none */
-  char hosthdr[96];
   unsigned n;    /* connections (idle) or pairings (pairs) */
   unsigned conc; /* handshakes (idle) / pairings (pairs) in flight */
   int max_retries;
@@ -131,9 +130,8 @@ static void lg_report_error(lg *g, const conn *c, const char *what, const char *
     fprintf(stderr, "loadgen: further error details suppressed\n");
 }
 
-/* Send one message (JSON object, reference stolen) on a writable wsi. */
+/* Send one message (JSON object, reference stolen) on an open client. */
 static int conn_send_json(conn *c, json_t *obj) {
-  unsigned char buf[LWS_PRE + LG_TX_CAP];
   int result = -1;
   char *s = NULL;
   size_t len;
@@ -146,8 +144,7 @@ static int conn_send_json(conn *c, json_t *obj) {
   len = strlen(s);
   if (len > LG_TX_CAP)
     goto out;
-  memcpy(buf + LWS_PRE, s, len);
-  if (lws_write(c->wsi, buf + LWS_PRE, len, LWS_WRITE_TEXT) < (int)len)
+  if (!c->wsc || hp__wsc_send(c->wsc, 0, s, len) < 0)
     goto out;
   result = 0;
 out:
@@ -169,12 +166,14 @@ static json_t *result_msg(const conn *c) {
                    "127.0.0.1:10001", "elapsed_ms", (int)(c->idx + 1));
 }
 
-/* Record a failure while the wsi is alive; the caller then closes it. */
+/* Record a failure while the client is alive and close it; its end()
+ * settles the outcome. */
 static void conn_fail_live(conn *c, const char *what, const char *detail) {
   if (!c->failing) {
     c->failing = 1;
     lg_report_error(c->lg, c, what, detail);
   }
+  hp__wsc_close(c->wsc, HP_WS_CLOSE_NORMAL, NULL);
 }
 
 /* Idle mode: once every connection is welcomed or has failed, say so. With
@@ -192,11 +191,10 @@ static void idle_check_ready(lg *g) {
   }
 }
 
-/* The wsi of c is gone (closed or never connected): settle its outcome. */
+/* The client of c is gone (closed or never connected): settle its outcome. */
 static void conn_terminal(conn *c, int ok) {
   lg *g = c->lg;
 
-  c->wsi = NULL;
   c->state = ok ? S_DONE : S_FAILED;
   if (!ok)
     g->conn_errors++;
@@ -218,8 +216,8 @@ static void conn_terminal(conn *c, int ok) {
   pairing_maybe_finish(g, c->pair);
 }
 
-static void retry_cb(lws_sorted_usec_list_t *sul) {
-  conn *c = lws_container_of(sul, conn, sul);
+static void retry_cb(uv_timer_t *t) {
+  conn *c = t->data;
   if (c->lg->stopping)
     return;
   conn_start(c);
@@ -229,7 +227,6 @@ static void retry_cb(lws_sorted_usec_list_t *sul) {
 static void conn_connect_failed(conn *c, const char *why) {
   lg *g = c->lg;
 
-  c->wsi = NULL;
   if (g->stopping) {
     c->state = S_FAILED;
     return;
@@ -242,7 +239,12 @@ static void conn_connect_failed(conn *c, const char *why) {
     g->retries++;
     c->state = S_RETRY_WAIT;
     /* Back off a little so that a full accept queue can drain. */
-    lws_sul_schedule(g->ctx, 0, &c->sul, retry_cb, (lws_usec_t)c->tries * 50 * LWS_US_PER_MS);
+    if (!c->retry_init) {
+      uv_timer_init(g->loop, &c->retry);
+      c->retry.data = c;
+      c->retry_init = 1;
+    }
+    uv_timer_start(&c->retry, retry_cb, (uint64_t)c->tries * 50, 0);
     return;
   }
   {
@@ -254,45 +256,46 @@ static void conn_connect_failed(conn *c, const char *why) {
   conn_terminal(c, 0);
 }
 
+static const hp__wsc_cbs lg_cbs;
+
 static void conn_start(conn *c) {
   lg *g = c->lg;
-  struct lws_client_connect_info ci;
-  struct lws *wsi;
+  hp__wsc_opts o;
+  char err[256];
 
-  memset(&ci, 0, sizeof ci);
-  ci.context = g->ctx;
-  ci.address = g->host;
-  ci.port = g->port;
-  ci.path = g->path;
-  ci.host = g->hosthdr;
-  ci.origin = g->hosthdr;
-  ci.protocol = g->subprotocol;
-  ci.local_protocol_name = "loadgen";
-  ci.opaque_user_data = c;
-  /* No ci.pwsi: lws may clear it when the wsi dies, after this conn was
-   * reused for the next pairing. c->wsi is ours alone. */
+  memset(&o, 0, sizeof o);
+  o.host = g->host;
+  o.port = g->port;
+  o.path = g->path;
+  o.open_timeout_ms = 20000;
+  o.close_bound_ms = 5000;
+  o.max_message = LG_RX_CAP;
+  o.max_queued = 64 * 1024;
+  o.env = g->env;
   c->tries++;
   c->state = S_CONNECTING;
-  c->rxlen = 0;
-  wsi = lws_client_connect_via_info(&ci);
-  if (c->state != S_CONNECTING)
-    return; /* the error callback already ran and settled it */
-  if (!wsi)
-    conn_connect_failed(c, "lws_client_connect_via_info failed");
-  else
-    c->wsi = wsi;
+  if (hp__wsc_open(g->loop, &o, &lg_cbs, c, &c->wsc, err, sizeof err) < 0) {
+    c->wsc = NULL;
+    conn_connect_failed(c, err);
+  }
 }
 
 static void pairing_start(lg *g, pairing *p, unsigned idx) {
-  memset(p, 0, sizeof *p);
   p->idx = idx;
   p->active = 1;
+  p->peers = 0;
   p->t0_ns = uv_hrtime();
   for (int i = 0; i < 2; i++) {
     conn *c = &p->c[i];
+    /* The retry timer stays: it is initialised once per slot. */
     c->lg = g;
     c->pair = p;
+    c->wsc = NULL;
     c->idx = (unsigned)i;
+    c->state = S_UNUSED;
+    c->tries = 0;
+    c->result_sent = 0;
+    c->failing = 0;
     snprintf(c->room, sizeof c->room, "lg%ld-p%u", (long)getpid(), idx);
   }
   conn_start(&p->c[0]);
@@ -306,13 +309,11 @@ static void pairing_maybe_finish(lg *g, pairing *p) {
   /* If one side failed, the other may wait for a peer forever: end it. */
   for (int i = 0; i < 2; i++) {
     conn *x = &p->c[i], *y = &p->c[1 - i];
-    if (x->state == S_FAILED && y->wsi && !y->failing &&
-        (y->state == S_WAIT_WELCOME || y->state == S_WAIT_PEER || y->state == S_HELLO ||
-         y->state == S_CONNECTING)) {
+    if (x->state == S_FAILED && y->wsc && !y->failing &&
+        (y->state == S_WAIT_WELCOME || y->state == S_WAIT_PEER || y->state == S_CONNECTING)) {
       conn_fail_live(y, "partner connection failed", NULL);
-      lws_set_timeout(y->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
     } else if (x->state == S_FAILED && y->state == S_RETRY_WAIT) {
-      lws_sul_cancel(&y->sul);
+      uv_timer_stop(&y->retry);
       y->state = S_FAILED;
     }
   }
@@ -334,7 +335,7 @@ static void pairing_maybe_finish(lg *g, pairing *p) {
     lg_request_stop(g, g->pairs_failed || g->conn_errors ? 1 : 0);
 }
 
-/* One complete message from the rendezvous. Returns -1 to close the wsi. */
+/* One complete message from the rendezvous. Returns -1 to close the client. */
 static int conn_on_message(conn *c, const char *buf, size_t len) {
   lg *g = c->lg;
   json_error_t jerr;
@@ -383,7 +384,13 @@ static int conn_on_message(conn *c, const char *buf, size_t len) {
     if (++p->peers == 2 && g->nlat < g->n)
       g->lat_ms[g->nlat++] = (double)(uv_hrtime() - p->t0_ns) / 1e6;
     c->state = S_RESULT;
-    lws_callback_on_writable(c->wsi);
+    if (conn_send_json(c, result_msg(c))) {
+      conn_fail_live(c, "cannot send result", NULL);
+      goto out;
+    }
+    c->result_sent = 1;
+    c->state = S_CLOSE;
+    hp__wsc_close(c->wsc, HP_WS_CLOSE_NORMAL, NULL);
     result = 0;
     goto out;
   }
@@ -393,92 +400,59 @@ out:
   return result;
 }
 
-static int lg_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-                       size_t len) {
-  conn *c = wsi ? lws_get_opaque_user_data(wsi) : NULL;
-  (void)user;
+static void lg_on_open(void *arg) {
+  conn *c = arg;
 
-  if (!c)
-    return 0;
-  switch (reason) {
-  case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
-    c->wsi = NULL;
-    if (c->state == S_CONNECTING)
-      conn_connect_failed(c, in ? (const char *)in : "connection error");
-    else if (c->state != S_DONE && c->state != S_FAILED && c->state != S_RETRY_WAIT)
-      conn_terminal(c, 0);
-    return 0;
-
-  case LWS_CALLBACK_CLIENT_ESTABLISHED:
-    c->wsi = wsi;
-    c->state = S_HELLO;
-    lws_callback_on_writable(wsi);
-    return 0;
-
-  case LWS_CALLBACK_CLIENT_WRITEABLE:
-    if (c->failing)
-      return -1;
-    if (c->state == S_HELLO) {
-      if (conn_send_json(c, hello_msg(c))) {
-        conn_fail_live(c, "cannot send hello", NULL);
-        return -1;
-      }
-      c->state = S_WAIT_WELCOME;
-    } else if (c->state == S_RESULT) {
-      if (conn_send_json(c, result_msg(c))) {
-        conn_fail_live(c, "cannot send result", NULL);
-        return -1;
-      }
-      c->result_sent = 1;
-      c->state = S_CLOSE;
-      lws_callback_on_writable(wsi);
-    } else if (c->state == S_CLOSE) {
-      /* lws 4.1 treats a nonzero return from WRITEABLE as a failed write
-       * and drops the TCP connection without sending this close frame;
-       * lws offers no public way to send one from a client otherwise, so
-       * the server sees a TCP close right after the result (as it would
-       * from any lws 4.1 client, the worker included). */
-      lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
-      return -1;
-    }
-    return 0;
-
-  case LWS_CALLBACK_CLIENT_RECEIVE:
-    if (c->failing)
-      return -1;
-    if (c->rxlen + len > sizeof c->rx) {
-      conn_fail_live(c, "message from the rendezvous too large", NULL);
-      return -1;
-    }
-    memcpy(c->rx + c->rxlen, in, len);
-    c->rxlen += len;
-    if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi))
-      return 0;
-    len = c->rxlen;
-    c->rxlen = 0;
-    return conn_on_message(c, c->rx, len);
-
-  case LWS_CALLBACK_CLIENT_CLOSED:
-    if (c->state == S_DONE || c->state == S_FAILED)
-      return 0;
-    if (!c->failing && !c->result_sent && c->lg->mode == MODE_PAIRS && !c->lg->stopping)
-      lg_report_error(c->lg, c, "rendezvous closed the connection early", NULL);
-    conn_terminal(c,
-                  !c->failing && (c->lg->mode == MODE_IDLE ? c->state == S_HELD : c->result_sent));
-    return 0;
-
-  default:
-    break;
+  if (c->state != S_CONNECTING)
+    return;
+  if (conn_send_json(c, hello_msg(c))) {
+    conn_fail_live(c, "cannot send hello", NULL);
+    return;
   }
-  return 0;
+  c->state = S_WAIT_WELCOME;
 }
 
-static const struct lws_protocols lg_protocols[] = {
-    /* A small rx buffer: signaling messages are small, and N connections
-     * each own one. Larger frames arrive in fragments and are reassembled
-     * into conn.rx (capped). */
-    {"loadgen", lg_callback, 0, 512, 0, NULL, 0},
-    {NULL, NULL, 0, 0, 0, NULL, 0}};
+static void lg_on_message(void *arg, int binary, const uint8_t *data, size_t len) {
+  conn *c = arg;
+
+  if (c->failing || c->state == S_CLOSE)
+    return;
+  if (binary) {
+    conn_fail_live(c, "binary message from the rendezvous", NULL);
+    return;
+  }
+  if (conn_on_message(c, (const char *)data, len) < 0)
+    hp__wsc_close(c->wsc, HP_WS_CLOSE_NORMAL, NULL); /* the failure is recorded */
+}
+
+static void lg_on_end(void *arg, const hp__wsc_end *e) {
+  conn *c = arg;
+  lg *g = c->lg;
+
+  hp__wsc_free(c->wsc);
+  c->wsc = NULL;
+  if (c->state == S_DONE || c->state == S_FAILED)
+    return;
+  if (!e->opened && c->state == S_CONNECTING && e->kind == HP_WSC_END_FAILED) {
+    conn_connect_failed(c, e->reason);
+    return;
+  }
+  if (!c->failing && !c->result_sent && g->mode == MODE_PAIRS && !g->stopping)
+    lg_report_error(g, c, "rendezvous closed the connection early", e->reason);
+  conn_terminal(c, !c->failing && (g->mode == MODE_IDLE ? c->state == S_HELD : c->result_sent));
+}
+
+static const hp__wsc_cbs lg_cbs = {lg_on_open, lg_on_message, NULL, lg_on_end};
+
+/* Close a conn's client and retry timer for good (at stop). */
+static void conn_shutdown(conn *c) {
+  hp__wsc_free(c->wsc);
+  c->wsc = NULL;
+  if (c->retry_init) {
+    uv_close((uv_handle_t *)&c->retry, NULL);
+    c->retry_init = 0;
+  }
+}
 
 static void stop_timer_cb(uv_timer_t *t) {
   lg *g = t->data;
@@ -490,18 +464,14 @@ static void stop_timer_cb(uv_timer_t *t) {
   uv_close((uv_handle_t *)&g->sigterm, NULL);
   if (g->stdin_watched)
     uv_close((uv_handle_t *)&g->stdin_poll, NULL);
-  /* Scheduled retries must not fire into a destroyed context. */
   if (g->conns)
     for (i = 0; i < g->n; i++)
-      lws_sul_cancel(&g->conns[i].sul);
+      conn_shutdown(&g->conns[i]);
   if (g->slots)
     for (i = 0; i < g->conc; i++) {
-      lws_sul_cancel(&g->slots[i].c[0].sul);
-      lws_sul_cancel(&g->slots[i].c[1].sul);
+      conn_shutdown(&g->slots[i].c[0]);
+      conn_shutdown(&g->slots[i].c[1]);
     }
-  /* With a foreign loop this only starts the destruction; lws clears g->ctx
-   * (info.pcontext) when it is complete. */
-  lws_context_destroy(g->ctx);
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -526,8 +496,8 @@ static void print_pairs_summary(lg *g, const char *why) {
   fflush(stdout);
 }
 
-/* Ask the loop to tear everything down (never from inside lws_create or an
- * lws callback directly: the stop timer runs it from a clean stack). */
+/* Ask the loop to tear everything down (from the stop timer, on a clean
+ * stack, not from inside a client callback). */
 static void lg_request_stop(lg *g, int code) {
   if (g->stopping)
     return;
@@ -613,7 +583,6 @@ static void usage(void) {
                   "  --host ADDR       rendezvous address (default 127.0.0.1)\n"
                   "  --port P          rendezvous port (default 8080)\n"
                   "  --path PATH       WebSocket path (default /ws)\n"
-                  "  --protocol NAME   Sec-WebSocket-Protocol to ask for (default none)\n"
                   "  --concurrency C   idle: handshakes in flight (default 256);\n"
                   "                    pairs: pairings in flight (default 64)\n"
                   "  --retries R       connect retries per connection (default 3)\n"
@@ -643,8 +612,6 @@ static int parse_double(const char *s, double *out) {
 int main(int argc, char **argv) {
   lg g;
   uv_loop_t loop;
-  struct lws_context_creation_info info;
-  void *foreign_loops[1];
   int i, result = 2;
   unsigned u, conc = 0;
   const char *mode = NULL, *nstr = NULL;
@@ -679,8 +646,6 @@ int main(int argc, char **argv) {
         g.port = (int)u;
       } else if (!strcmp(a, "--path"))
         g.path = v;
-      else if (!strcmp(a, "--protocol"))
-        g.subprotocol = v;
       else if (!strcmp(a, "--concurrency") || !strcmp(a, "concurrency")) {
         if (parse_uint(v, 100000, &conc) || !conc)
           goto bad;
@@ -716,12 +681,8 @@ int main(int argc, char **argv) {
   g.conc = conc ? conc : (g.mode == MODE_IDLE ? 256 : 64);
   if (g.conc > g.n)
     g.conc = g.n;
-  snprintf(g.hosthdr, sizeof g.hosthdr, "%s:%d", g.host, g.port);
-
-  /* Before the lws context: it sizes its fd table from the limit. */
   raise_nofile(g.mode == MODE_IDLE ? g.n + 64 : 2 * g.conc + 64);
   signal(SIGPIPE, SIG_IGN);
-  lws_set_log_level(LLL_ERR, NULL);
 
   result = 1;
   if (g.mode == MODE_IDLE) {
@@ -760,19 +721,10 @@ int main(int argc, char **argv) {
     uv_poll_start(&g.stdin_poll, UV_READABLE | UV_DISCONNECT, stdin_cb);
   }
 
-  memset(&info, 0, sizeof info);
-  info.port = CONTEXT_PORT_NO_LISTEN;
-  info.protocols = lg_protocols;
-  info.options = LWS_SERVER_OPTION_LIBUV;
-  foreign_loops[0] = &loop;
-  info.foreign_loops = foreign_loops;
-  info.pcontext = &g.ctx;
-  info.timeout_secs = 20;
-  info.connect_timeout_secs = 20;
-  g.ctx = lws_create_context(&info);
-  if (!g.ctx) {
-    fprintf(stderr, "loadgen: cannot create the libwebsockets context\n");
-    stop_timer_cb(&g.stop_timer); /* closes our handles; ctx NULL is fine */
+  g.env = hp__ws_env_create(0);
+  if (!g.env) {
+    fprintf(stderr, "loadgen: out of memory\n");
+    stop_timer_cb(&g.stop_timer);
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
     goto out;
@@ -795,12 +747,6 @@ int main(int argc, char **argv) {
       uv_timer_start(&g.deadline, deadline_cb, (uint64_t)(g.hold_s * 1000), 0);
     }
   }
-  if (g.ctx) {
-    /* lws needed the loop to close its handles; finish the destruction
-     * now that they are closed, then let the loop run dry again. */
-    lws_context_destroy(g.ctx);
-    uv_run(&loop, UV_RUN_DEFAULT);
-  }
   if (uv_loop_close(&loop) == UV_EBUSY)
     fprintf(stderr, "loadgen: warning: libuv loop still had handles at exit\n");
   result = g.exit_code;
@@ -810,6 +756,7 @@ out:
   free(g.conns);
   free(g.slots);
   free(g.lat_ms);
+  hp__ws_env_destroy(g.env);
   return result;
 bad:
   usage();

@@ -18,7 +18,7 @@ esac
 
 pkgs=(
   build-essential cmake pkg-config
-  libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libjansson-dev libssl-dev
+  libuv1-dev libjansson-dev libssl-dev
   libcurl4-openssl-dev ca-certificates libwslay-dev libhttp-parser-dev libhiredis-dev
   libminiupnpc-dev libnatpmp-dev zlib1g-dev
 )

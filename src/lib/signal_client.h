@@ -1,6 +1,6 @@
 /*
- * signal_client.h - the WebSocket to the rendezvous (<base>/ws), with the
- * libwebsockets client running on the caller's libuv loop.
+ * signal_client.h - the WebSocket to the rendezvous (<base>/ws), on
+ * src/net's WebSocket client (ws_client.h) on the caller's libuv loop.
  *
  * Every callback fires on the loop, never from inside hp__sig_* calls.
  * After hp__sig_close no callback but the close callback fires.
@@ -30,29 +30,16 @@ typedef struct hp__sig_cbs {
 int hp__sig_open(uv_loop_t *loop, const hp__url *url, const char *ca_file, const hp__sig_cbs *cbs,
                  void *data, hp__sig **out);
 
-/* Queue a message (at most 8 pending). Returns 0, -ENOTCONN or -ENOMEM. */
+/* Send a message (at most 256 KiB wait in the queue). Returns 0, -ENOTCONN,
+ * -ENOBUFS or -ENOMEM. */
 int hp__sig_send(hp__sig *s, const hp__msg *m);
 
 /*
  * Close politely: flush what is queued, send a close frame, wait for the
  * close (bounded, 2 s), then call done(done_data) (done may be NULL) and free
- * everything. The loop must keep running until then.
+ * everything. The loop must keep running until then. After a failure the
+ * connection is over already: done is then called (and s freed) at once.
  */
 void hp__sig_close(hp__sig *s, void (*done)(void *done_data), void *done_data);
-
-/* Route libwebsockets' own log lines into hp__log (component "lws"). */
-void hp__lws_log_setup(void);
-
-struct lws_context;
-
-/*
- * Destroy an lws context that runs on a foreign libuv loop, completely.
- * lws 4.1 needs lws_context_destroy() twice on a foreign loop: the first
- * call closes every connection and its uv handles; only once those closes
- * completed may the second call free the context. This does the first call
- * now and the second from a timer on loop when no handle of the context is
- * left. Never call it from inside an lws callback.
- */
-void hp__lws_context_release(uv_loop_t *loop, struct lws_context *ctx);
 
 #endif

@@ -1,139 +1,264 @@
 /*
- * health.c - GET /healthz on PORT, with libwebsockets on the worker's loop.
+ * health.c - GET /healthz on PORT, on src/net's listener (admission: at most
+ * HEALTH_MAX_CONNS connections) and its bounded HTTP/1.1 request reader, on
+ * the worker's loop. One request per connection: the answer carries
+ * "Connection: close", then the stream closes in order (FIN, read to the
+ * client's FIN), bounded by a timer.
  *
- * This is a second lws context on the same foreign libuv loop as the
- * library's signaling client; lws keeps per-context handles, so the two do
- * not interfere.
+ * Lifetimes: a connection holds two handles (stream, timer) and is freed
+ * when both are closed; the server is freed when it was stopped and its
+ * last connection is gone (connections point at it). The listener frees
+ * itself; a connection releases its listener slot only while the listener
+ * lives (not after hp__health_stop).
  */
 #include "health.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <libwebsockets.h>
-#include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
+#include "http1.h"
+#include "iptable.h"
+#include "listener.h"
 #include "log.h"
-#include "signal_client.h"
+#include "stream.h"
 
 #define BODY_MAX 1024
+#define HEALTH_MAX_CONNS 32
+#define REQUEST_TIMEOUT_MS 5000 /* to send a complete request */
+#define FINISH_TIMEOUT_MS 2000  /* for the client to take the answer and close */
+#define WRITE_QUEUE_MAX (BODY_MAX + 512)
+
+typedef enum hconn_state {
+  HC_READING,   /* waiting for a complete request (REQUEST_TIMEOUT_MS) */
+  HC_FINISHING, /* answered: flush, FIN, read to the client's FIN (FINISH_TIMEOUT_MS) */
+  HC_CLOSING    /* handles closing; freed when both are closed */
+} hconn_state;
+
+typedef struct hconn {
+  hp__stream st; /* first: the stream callbacks find the connection from it */
+  uv_timer_t timer;
+  hp__health *h;
+  hp__http1 *http;
+  hp__ipent *ent;
+  struct hconn *prev, *next;
+  hconn_state state;
+  int admitted; /* holds a listener slot */
+  int handles;
+} hconn;
 
 struct hp__health {
   uv_loop_t *loop;
-  struct lws_context *ctx;
+  hp__listener *lis; /* NULL once stopped */
+  hp__iptable *ips;
   hp__health_fill_cb fill;
   void *data;
+  hconn *conns;
+  unsigned nconns;
+  int stopped;
 };
 
-static int reply(struct lws *wsi, unsigned status, json_t *body) {
-  unsigned char buf[LWS_PRE + 512 + BODY_MAX];
-  unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + sizeof buf - 1;
-  char *text = json_dumps(body, JSON_COMPACT);
+static void health_maybe_free(hp__health *h) {
+  if (!h->stopped || h->nconns)
+    return;
+  hp__iptable_destroy(h->ips);
+  free(h);
+}
+
+static void on_conn_handle_closed(uv_handle_t *hd) {
+  hconn *c = hd->data;
+  hp__health *h = c->h;
+
+  if (--c->handles > 0)
+    return;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    h->conns = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  h->nconns--;
+  hp__http1_destroy(c->http);
+  free(c);
+  health_maybe_free(h);
+}
+
+static void conn_close(hconn *c) {
+  if (c->state == HC_CLOSING)
+    return;
+  c->state = HC_CLOSING;
+  if (c->admitted && c->h->lis)
+    hp__listener_release(c->h->lis, c->ent);
+  c->admitted = 0;
+  uv_timer_stop(&c->timer);
+  uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
+  hp__stream_close(&c->st);
+}
+
+static void on_conn_timer(uv_timer_t *t) {
+  conn_close(t->data);
+}
+
+/* Answer status with body (consumed) and close in order. */
+static void reply(hconn *c, int status, json_t *body) {
+  char head[256], *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
   size_t len = text ? strlen(text) : 0;
-  int r = -1;
+  const char *phrase = status == 200   ? "OK"
+                       : status == 404 ? "Not Found"
+                       : status == 503 ? "Service Unavailable"
+                       : status == 431 ? "Request Header Fields Too Large"
+                       : status == 413 ? "Payload Too Large"
+                                       : "Bad Request";
+  struct iovec iov[3];
+  int n;
 
   json_decref(body);
-  if (!text || len + 1 > BODY_MAX)
-    goto out;
-  if (lws_add_http_common_headers(wsi, status, "application/json", (lws_filepos_t)len + 1, &p,
-                                  end) ||
-      lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
-                                   (const unsigned char *)"no-store", 8, &p, end) ||
-      lws_finalize_write_http_header(wsi, start, &p, end))
-    goto out;
-  memcpy(p, text, len);
-  p[len] = '\n';
-  if (lws_write(wsi, p, len + 1, LWS_WRITE_HTTP_FINAL) != (int)len + 1)
-    goto out;
-  r = lws_http_transaction_completed(wsi) ? -1 : 0;
-out:
+  if (!text || len + 1 > BODY_MAX) {
+    free(text);
+    conn_close(c);
+    return;
+  }
+  n = snprintf(head, sizeof(head),
+               "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+               "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
+               status, phrase, len + 1);
+  iov[0] = (struct iovec){head, (size_t)n};
+  iov[1] = (struct iovec){text, len};
+  iov[2] = (struct iovec){"\n", 1};
+  if (hp__stream_writev(&c->st, iov, 3) < 0) {
+    free(text);
+    conn_close(c);
+    return;
+  }
   free(text);
-  return r;
+  c->state = HC_FINISHING;
+  hp__stream_finish(&c->st);
+  uv_timer_start(&c->timer, on_conn_timer, FINISH_TIMEOUT_MS, 0);
 }
 
-static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-                    size_t len) {
-  hp__health *h;
-  (void)user;
-  (void)len;
+static void on_read(hp__stream *s, const uint8_t *data, size_t len) {
+  hconn *c = (hconn *)(void *)s;
+  const hp__http1_req *req;
+  size_t used = 0;
 
-  if (reason != LWS_CALLBACK_HTTP)
-    return lws_callback_http_dummy(wsi, reason, user, in, len);
-  h = lws_context_user(lws_get_context(wsi));
-  if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0 && in &&
-      strcmp((const char *)in, "/healthz") == 0) {
+  if (c->state != HC_READING)
+    return;
+  switch (hp__http1_feed(c->http, data, len, &used)) {
+  case HP_HTTP1_MORE:
+    return;
+  case HP_HTTP1_ERROR:
+    reply(c, hp__http1_error_status(c->http),
+          json_pack("{s:s, s:s}", "status", "error", "error", hp__http1_error_text(c->http)));
+    return;
+  case HP_HTTP1_REQUEST:
+    break;
+  }
+  req = hp__http1_request(c->http);
+  if (req->get && !req->path_too_long && strcmp(req->path, "/healthz") == 0) {
     json_t *o = json_pack("{s:s}", "status", "ok");
     if (o)
-      h->fill(o, h->data);
-    return reply(wsi, HTTP_STATUS_OK, o);
+      c->h->fill(o, c->h->data);
+    reply(c, 200, o);
+    return;
   }
-  return reply(wsi, HTTP_STATUS_NOT_FOUND,
-               json_pack("{s:s, s:s}", "status", "error", "error", "not found"));
+  reply(c, 404, json_pack("{s:s, s:s}", "status", "error", "error", "not found"));
 }
 
-static const struct lws_protocols protocols[] = {
-    {"http", callback, 0, 0, 0, NULL, 0},
-    {NULL, NULL, 0, 0, 0, NULL, 0},
-};
+static void on_eof(hp__stream *s, int err) {
+  (void)err;
+  conn_close((hconn *)(void *)s);
+}
+
+static void on_stream_closed(hp__stream *s) {
+  hconn *c = (hconn *)(void *)s;
+
+  /* Closed without conn_close: the client's FIN ended the orderly close,
+   * or the listener closed a connection it could not accept. */
+  conn_close(c);
+  on_conn_handle_closed((uv_handle_t *)&s->tcp);
+}
+
+static const hp__stream_cb conn_cbs = {on_read, on_eof, NULL, on_stream_closed};
+
+static hp__stream *conn_alloc(void *arg) {
+  hp__health *h = arg;
+  hp__http1_limits lim = {4096, 32, 0};
+  hconn *c = calloc(1, sizeof(*c));
+
+  if (!c)
+    return NULL;
+  c->http = hp__http1_create(&lim);
+  if (!c->http || hp__stream_init(&c->st, h->loop, &conn_cbs, WRITE_QUEUE_MAX) < 0) {
+    hp__http1_destroy(c->http);
+    free(c);
+    return NULL;
+  }
+  c->h = h;
+  c->st.tcp.data = c;
+  c->handles = 2;
+  uv_timer_init(h->loop, &c->timer);
+  c->timer.data = c;
+  c->next = h->conns;
+  if (h->conns)
+    h->conns->prev = c;
+  h->conns = c;
+  h->nconns++;
+  return &c->st;
+}
+
+static void conn_accepted(void *arg, hp__stream *s, const struct sockaddr_storage *peer,
+                          hp__ipent *ent) {
+  hconn *c = (hconn *)(void *)s;
+  (void)arg;
+  (void)peer;
+
+  c->admitted = 1;
+  c->ent = ent;
+  c->state = HC_READING;
+  uv_timer_start(&c->timer, on_conn_timer, REQUEST_TIMEOUT_MS, 0);
+  if (hp__stream_read(s, 1) < 0)
+    conn_close(c);
+}
+
+static void conn_refused(void *arg, hp__stream *s, hp__refusal why) {
+  hconn *c = (hconn *)(void *)s;
+  (void)arg;
+  (void)why;
+
+  c->state = HC_READING;
+  reply(c, 503, json_pack("{s:s, s:s}", "status", "error", "error", "busy"));
+}
+
+static const hp__listener_ops lis_ops = {conn_alloc, conn_accepted, conn_refused};
 
 int hp__health_start(uv_loop_t *loop, const char *bind_addr, int port, hp__health_fill_cb fill,
                      void *data, hp__health **out) {
-  struct lws_context_creation_info info;
-  void *foreign[1] = {loop};
+  hp__listener_opts lo;
   hp__health *h;
-  struct sockaddr_in sin;
-  int one = 1, probe;
-  const int any = strcmp(bind_addr, "0.0.0.0") == 0;
+  int rc;
 
-  memset(&sin, 0, sizeof sin);
-  sin.sin_family = AF_INET;
-  sin.sin_port = htons((uint16_t)port);
-  if (inet_pton(AF_INET, bind_addr, &sin.sin_addr) != 1)
-    return -EINVAL;
-  /* lws says little when the port is busy: check first, to fail clearly. */
-  probe = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (probe >= 0) {
-    int r = 0;
-    setsockopt(probe, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (bind(probe, (struct sockaddr *)&sin, sizeof sin) < 0)
-      r = -errno;
-    close(probe);
-    if (r < 0) {
-      HP_ERROR("health", json_pack("{s:s, s:i}", "bind", bind_addr, "port", port),
-               "cannot listen on %s:%d (PORT): %s", bind_addr, port, strerror(-r));
-      return r;
-    }
-  }
-  h = calloc(1, sizeof *h);
-  if (!h)
+  *out = NULL;
+  h = calloc(1, sizeof(*h));
+  if (!h || !(h->ips = hp__iptable_create((uint32_t)uv_hrtime()))) {
+    free(h);
     return -ENOMEM;
+  }
   h->loop = loop;
   h->fill = fill;
   h->data = data;
-  hp__lws_log_setup();
-  memset(&info, 0, sizeof info);
-  info.port = port;
-  info.protocols = protocols;
-  info.options = LWS_SERVER_OPTION_LIBUV;
-  info.foreign_loops = foreign;
-  info.user = h;
-  info.gid = -1;
-  info.uid = -1;
-  info.vhost_name = "health";
-  if (!any) {
-    /* An address: lws binds an IPv4 socket to it (no dual-stack socket). */
-    info.iface = bind_addr;
-    info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
-  }
-  h->ctx = lws_create_context(&info);
-  if (!h->ctx) {
-    HP_ERROR("health", json_pack("{s:i}", "port", port),
-             "cannot start the health server on PORT %d", port);
+  memset(&lo, 0, sizeof(lo));
+  lo.bind = bind_addr;
+  lo.port = port;
+  lo.max_connections = HEALTH_MAX_CONNS;
+  lo.max_per_ip = 0;
+  lo.hello_rate = lo.hello_burst = 1;
+  lo.component = "health";
+  rc = hp__listener_create(loop, &lo, h->ips, &lis_ops, h, &h->lis);
+  if (rc < 0) {
+    hp__iptable_destroy(h->ips);
     free(h);
-    return -EADDRINUSE;
+    return rc;
   }
   HP_DEBUG("health", json_pack("{s:s, s:i}", "bind", bind_addr, "port", port),
            "health server on %s:%d", bind_addr, port);
@@ -142,10 +267,16 @@ int hp__health_start(uv_loop_t *loop, const char *bind_addr, int port, hp__healt
 }
 
 void hp__health_stop(hp__health *h) {
-  if (!h)
+  hconn *c, *next;
+
+  if (!h || h->stopped)
     return;
-  /* lws finishes closing its handles while the loop runs; it does not touch
-   * h after this (our callback only runs for requests). */
-  hp__lws_context_release(h->loop, h->ctx);
-  free(h);
+  h->stopped = 1;
+  hp__listener_destroy(h->lis);
+  h->lis = NULL;
+  for (c = h->conns; c; c = next) {
+    next = c->next;
+    conn_close(c);
+  }
+  health_maybe_free(h);
 }

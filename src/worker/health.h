@@ -1,7 +1,7 @@
 /*
- * health.h - the worker's health check: an HTTP server (libwebsockets, on
- * the worker's libuv loop) answering GET /healthz with 200 and a JSON
- * object, and 404 JSON for anything else.
+ * health.h - the worker's health check: an HTTP server (src/net's listener
+ * and HTTP/1.1 reader, on the worker's libuv loop) answering GET /healthz
+ * with 200 and a JSON object, and 404 JSON for anything else.
  */
 #ifndef HP_HEALTH_H
 #define HP_HEALTH_H
@@ -20,8 +20,8 @@ typedef void (*hp__health_fill_cb)(json_t *obj, void *data);
 int hp__health_start(uv_loop_t *loop, const char *bind, int port, hp__health_fill_cb fill,
                      void *data, hp__health **out);
 
-/* Stop and free (the loop must run for libwebsockets' handles to close).
- * NULL is a no-op. */
+/* Stop and free (the loop must run for the handles to close). NULL is a
+ * no-op. */
 void hp__health_stop(hp__health *h);
 
 #endif

@@ -2,9 +2,9 @@
  * main.c - the `holepunch` worker: meet a peer in a room of the rendezvous,
  * punch a direct TCP connection, exchange one greeting line each way.
  *
- * One libuv loop carries everything: the library's punch (lws client,
- * listener, punch sockets), the health server (a second lws context on the
- * same loop), signals, and the message exchange.
+ * One libuv loop carries everything: the library's punch (signaling
+ * WebSocket client, listener, punch sockets), the health server (src/net's
+ * listener and HTTP reader), signals, and the message exchange.
  *
  * Exit codes (DESIGN.md): 0 ok, 2 configuration, 3 rendezvous, 4 no peer,
  * 5 no direct connection, 6 message exchange; 143 on SIGTERM and 130 on

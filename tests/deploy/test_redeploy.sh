@@ -272,11 +272,14 @@ check "runtime list: libcurl4 in the worker image only" \
   all_lines "$tmp/pk.worker" '^libcurl4$'
 check "runtime list: no libcurl4 in the rendezvous image" \
   test -z "$(grep -x libcurl4 "$tmp/pk.rendezvous" || true)"
-# The rendezvous has its own HTTP/WebSocket stack (wslay, http-parser); only
-# the worker uses libwebsockets, which dlopen()s its libuv plugin.
-rdv_stack() {
-  all_lines "$tmp/pk.rendezvous" '^libwslay1$' '^libhttp-parser2\.9$' '^libuv1$' '^libjansson4$' &&
-    ! grep -q '^libwebsockets' "$tmp/pk.rendezvous"
+# Both programs speak HTTP and WebSocket through src/net (wslay,
+# http-parser); libwebsockets is gone from both images.
+own_stack() {
+  local f
+  for f in "$tmp/pk.rendezvous" "$tmp/pk.worker"; do
+    all_lines "$f" '^libwslay1$' '^libhttp-parser2\.9$' '^libuv1$' '^libjansson4$' || return 1
+    ! grep -q '^libwebsockets' "$f" || return 1
+  done
 }
 both_common() {
   local f
@@ -284,9 +287,7 @@ both_common() {
     all_lines "$f" '^libuv1$' '^libjansson4$' '^libssl3$' '^ca-certificates$' || return 1
   done
 }
-check "runtime list: the worker image has the lws libuv plugin" \
-  all_lines "$tmp/pk.worker" '^libwebsockets-evlib-uv$' '^libwebsockets17$' '^libuv1$' '^libjansson4$'
-check "runtime list: the rendezvous image has wslay and http-parser, no libwebsockets" rdv_stack
+check "runtime list: both images have wslay and http-parser, no libwebsockets" own_stack
 check "runtime list: both images have the loop, JSON and TLS libraries" both_common
 
 # compose.yaml: the rendezvous and two workers, same room, different ports,

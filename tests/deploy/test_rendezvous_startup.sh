@@ -8,8 +8,9 @@
 #     no packet is sent);
 #  3. (was: the lws libuv plugin missing) the service no longer links
 #     libwebsockets, so nothing is loaded at run time: ldd shows no
-#     libwebsockets, and it starts in a private mount namespace where the old
-#     plugin path is hidden (needs root);
+#     libwebsockets (nor for the worker and libholepunch, since issue 10),
+#     and it starts in a private mount namespace where the old plugin path
+#     is hidden (needs root);
 # and, as the control, a normal start logs "listening" only for a port that
 # answers /healthz, and exits 0 on SIGTERM.
 # Loopback only; every wait is bounded. Env: HP_BUILD_DIR, HP_SOURCE_DIR.
@@ -124,6 +125,13 @@ expect_refused "BIND=192.0.2.1 (not local)" "$tmp/nonlocal.log" "not an address 
 if ldd "$RDV" | grep -q libwebsockets; then
   die "holepunch-rendezvous still links libwebsockets"
 fi
+# Nor does the worker or the library since the WebSocket client moved to
+# src/net (issue 10).
+for b in "$HP_BUILD_DIR/holepunch" "$HP_BUILD_DIR/libholepunch.so"; do
+  if ldd "$b" | grep -q libwebsockets; then
+    die "$b still links libwebsockets"
+  fi
+done
 plugin=$(find /usr/lib -name 'libwebsockets-evlib_uv.so' 2>/dev/null | head -n1)
 plugin=${plugin:-/dev/null}
 : >"$tmp/noplugin.log"
