@@ -1,5 +1,5 @@
 /*
- * relay.c - the relay route of the rendezvous (docs/PROTOCOL.md section 7):
+ * relay.c - the relay route of the rendezvous (docs/PROTOCOL.md section 8):
  * GET /relay upgrades to a WebSocket whose first message (join) names a
  * session registered by signaling and the worker's own id; once both
  * workers of that pairing have joined, each gets `ready` and binary frames

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # tests/deploy/test_relay.sh - the relay of holepunch-rendezvous (GET /relay,
-# docs/PROTOCOL.md section 7) with real pairings made through /ws first
+# docs/PROTOCOL.md section 8) with real pairings made through /ws first
 # (tests/tools/relay_client.py), on loopback:
 #
 #  service A (no rate limit, RELAY_SESSION_TTL=3, HELLO_TIMEOUT=2):

@@ -1,6 +1,6 @@
 /*
  * relay.h - the relay carrier: an hp_bs (bytestream.h) over the rendezvous'
- * relay WebSocket (GET /relay, docs/PROTOCOL.md section 7), through the
+ * relay WebSocket (GET /relay, docs/PROTOCOL.md section 8), through the
  * worker's own WebSocket client (src/net/ws_client.h). When the two workers
  * cannot connect directly, the secure channel runs over this carrier
  * unchanged; the rendezvous forwards ciphertext only.
