@@ -2,8 +2,13 @@
  * holepunch.h - public API of libholepunch.
  *
  * Two programs behind two NATs meet in a room of a rendezvous service and get
- * a direct, authenticated TCP connection to each other. The library runs on
- * the caller's libuv loop (asynchronous API) or on a private one (hp_connect).
+ * a direct TCP connection to each other, with an end-to-end encrypted channel
+ * on it. With a code (hp_config.code, from `holepunch code`) the channel
+ * authenticates the peer: only a program that knows the code gets through;
+ * without one it is still encrypted, but the peer is only "whoever the
+ * rendezvous paired us with" (docs/PROTOCOL.md, "Secure channel"). The
+ * library runs on the caller's libuv loop (asynchronous API) or on a private
+ * one (hp_connect).
  *
  * Error convention: functions return 0 or a negative errno-style value; a call
  * that fails never fires its callback. The outcome of a punch is an hp_status.
@@ -32,7 +37,9 @@ typedef enum hp_status {
   HP_STATUS_RENDEZVOUS = 3, /**< rendezvous unreachable, refused us, or broke the protocol */
   HP_STATUS_NO_PEER = 4,    /**< no peer within ws_recv_timeout */
   HP_STATUS_NO_DIRECT = 5,  /**< no direct connection within p2p_connect_timeout */
-  HP_STATUS_EXCHANGE = 6    /**< connected, but the message exchange failed (CLI only) */
+  HP_STATUS_EXCHANGE = 6,   /**< connected, but the message exchange failed (CLI only) */
+  HP_STATUS_AUTH = 7        /**< only peers that do not know the code came, until ws_recv_timeout
+                                 (wrong code, or someone else joined the room) */
 } hp_status;
 
 /** Settings of one punch. Initialise with hp_config_init(), then override. */
@@ -50,6 +57,9 @@ typedef struct hp_config {
                                       (127/8, ::1) or link-local (169.254/16, fe80::/10) address,
                                       which would reach our own host's services or a cloud
                                       metadata address; 1: dial them (both peers on one host) */
+  const char *code;              /**< the shared code (`holepunch code`), or NULL: no code. With a
+                                      code the peer must prove it knows it, and the room is derived
+                                      from it unless room is set (then room is used as given) */
 } hp_config;
 
 /** Fill cfg with the documented defaults (rendezvous_url NULL). */
@@ -71,13 +81,60 @@ HP_EXPORT int hp_punch_start(uv_loop_t *loop, const hp_config *cfg, hp_done_cb c
                              hp_punch **out);
 
 /**
- * Take the connected socket (after HP_STATUS_OK): a TCP socket in blocking
- * mode, owned by the caller from now on (close it). The handshake lines were
- * read byte-exactly, so every byte the peer sent after them is still in the
- * socket. Later calls, or calls before success, return -1. A socket not
- * taken is closed by hp_punch_destroy.
+ * Take the connection as a plain socket (after HP_STATUS_OK): one end of a
+ * socketpair (AF_UNIX, blocking mode), owned by the caller from now on (close
+ * it). The library pumps the other end to and from the encrypted channel on
+ * the handle's loop, so the loop must keep running while the socket is used
+ * (also after hp_punch_destroy); shutdown(SHUT_WR) is passed on as the
+ * channel's half-close. Later calls, calls before success, or after
+ * hp_punch_take_stream, return -1.
  */
 HP_EXPORT int hp_punch_take_fd(hp_punch *p);
+
+/* ---- the encrypted channel on the loop ---- */
+
+/** The encrypted channel to the peer: a reliable, ordered byte stream with
+ *  half-close and backpressure, on the handle's loop. */
+typedef struct hp_stream hp_stream;
+
+typedef struct hp_stream_cbs {
+  /** Bytes from the peer (n > 0), valid only during the call. */
+  void (*on_data)(hp_stream *s, const unsigned char *p, size_t n, void *data);
+  /** The peer finished writing (half-close); at most once. */
+  void (*on_eof)(hp_stream *s, void *data);
+  /** The stream is dead (err negative errno-style, why a sentence): a
+   *  tampered, replayed or truncated record, a reset... Close it next. */
+  void (*on_error)(hp_stream *s, int err, const char *why, void *data);
+  /** hp_stream_queued fell to 64 KiB after being above 256 KiB. */
+  void (*on_drain)(hp_stream *s, void *data);
+} hp_stream_cbs;
+
+/**
+ * Take the encrypted channel (after HP_STATUS_OK); the caller owns it from
+ * now on (hp_stream_close). It works on the loop given to hp_punch_start,
+ * also after hp_punch_destroy. NULL before success, after a take, or from an
+ * hp_connect handle.
+ */
+HP_EXPORT hp_stream *hp_punch_take_stream(hp_punch *p);
+
+/** Install callbacks (any may be NULL); reading starts with the first call. */
+HP_EXPORT void hp_stream_set_cbs(hp_stream *s, const hp_stream_cbs *cbs, void *data);
+/** Queue n bytes (copied). 0; -ENOBUFS past 4 MiB queued (stop writing above
+ *  256 KiB and wait for on_drain); -EPIPE after hp_stream_shutdown or on a
+ *  dead stream. Never calls a callback from inside. */
+HP_EXPORT int hp_stream_write(hp_stream *s, const void *p, size_t n);
+/** Bytes accepted and not yet handed to the network. */
+HP_EXPORT size_t hp_stream_queued(const hp_stream *s);
+/** Half-close: the peer gets on_eof after every queued byte. Idempotent. */
+HP_EXPORT int hp_stream_shutdown(hp_stream *s);
+/** 1: stop on_data (the peer is slowed down); 0: resume. */
+HP_EXPORT void hp_stream_pause(hp_stream *s, int paused);
+/** 1 when the peer proved it knows the code, 0 without a code. */
+HP_EXPORT int hp_stream_authenticated(const hp_stream *s);
+/** Close at once (queued bytes are dropped; shut down and wait for
+ *  hp_stream_queued() == 0 first to deliver them). No callback fires after;
+ *  memory is freed on a later loop turn. NULL is a no-op. */
+HP_EXPORT void hp_stream_close(hp_stream *s);
 
 /** A short name of the current phase ("listening", "discovering", "signaling",
  *  "waiting_peer", "punching", "connected", "failed"). */
@@ -105,9 +162,12 @@ HP_EXPORT void hp_punch_destroy(hp_punch *p);
 
 /**
  * Blocking convenience: runs a private loop until the punch ends.
- * On HP_STATUS_OK *fd is the connected socket (blocking mode; the caller
- * closes it), otherwise -1. peer_id and reason may be NULL; when given they
- * receive the peer's id and, on failure, a sentence saying why.
+ * On HP_STATUS_OK *fd is a plain socket (as from hp_punch_take_fd: blocking,
+ * the caller closes it), otherwise -1; a library thread pumps it to the
+ * encrypted channel until both directions ended (close the fd, or shut it
+ * down and read to EOF, before the process exits, so that the last bytes go
+ * out). peer_id and reason may be NULL; when given they receive the peer's
+ * id and, on failure, a sentence saying why.
  */
 HP_EXPORT hp_status hp_connect(const hp_config *cfg, int *fd, char *peer_id, size_t peer_id_len,
                                char *reason, size_t reason_len);

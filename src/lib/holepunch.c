@@ -8,9 +8,16 @@
  *   SIGNALING     hp__sig_open, hello, until welcome (WS_OPEN_TIMEOUT)
  *   WAITING_PEER  until peer (WS_RECV_TIMEOUT), with progress lines
  *   PUNCHING      hp__pe_start (P2P_CONNECT_TIMEOUT, in the engine)
- *   ENDING        the outcome is known: the engine is gone (its socket, on
- *                 success, is ours now), the WebSocket reports the result and
- *                 closes on its own; the callback fires on the next tick
+ *   SECURING      the nominated connection runs the secure handshake
+ *                 (chan/secure.h, SECURE_TIMEOUT_MS); the engine is gone. A
+ *                 peer that fails it (does not know the code) is dropped: the
+ *                 result goes to the rendezvous, and after REJOIN_DELAY_MS we
+ *                 start over from LISTENING, waiting for the right peer until
+ *                 the first wait's WS_RECV_TIMEOUT deadline
+ *   ENDING        the outcome is known: the engine is gone (the secure
+ *                 channel, on success, is ours now), the WebSocket reports the
+ *                 result and closes on its own; the callback fires on the next
+ *                 tick
  *   ENDED         the callback fired; take_fd / info / destroy remain
  *   DESTROYED     hp_punch_destroy: freed in the timer's close callback
  *
@@ -19,17 +26,25 @@
  * the whoami request is cancelled, the engine destroyed.
  */
 #include "holepunch.h"
+#include "holepunch_int.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "candidates.h"
+#include "chan/bridge.h"
+#include "chan/secure.h"
+#include "chan/tcp.h"
+#include "code.h"
 #include "log.h"
 #include "punch.h"
 #include "signal_client.h"
+#include "stream_int.h"
 #include "url.h"
 #include "whoami.h"
 #include "wire.h"
@@ -38,6 +53,10 @@
 /* "still waiting for a peer": every eighth of WS_RECV_TIMEOUT, 1..15 s. */
 #define PROGRESS_MIN_MS 1000
 #define PROGRESS_MAX_MS 15000
+/* The secure handshake is two messages each way on a working connection. */
+#define SECURE_TIMEOUT_MS 10000
+/* Before joining the room again after a peer failed the handshake. */
+#define REJOIN_DELAY_MS 1000
 
 typedef enum phase {
   P_LISTENING,
@@ -45,13 +64,14 @@ typedef enum phase {
   P_SIGNALING,
   P_WAITING_PEER,
   P_PUNCHING,
+  P_SECURING,
   P_ENDING,
   P_ENDED,
   P_DESTROYED
 } phase;
 
-static const char *const phase_names[] = {"listening", "discovering", "signaling", "waiting_peer",
-                                          "punching"};
+static const char *const phase_names[] = {"listening",    "discovering", "signaling",
+                                          "waiting_peer", "punching",    "securing"};
 
 struct hp_punch {
   uv_loop_t *loop;
@@ -62,13 +82,20 @@ struct hp_punch {
   char own_id[HP_ID_MAX + 1];
   char peer_id[HP_ID_MAX + 1];
   char role[2];
+  char session[HP_SESSION_HEX + 1]; /* from the peer message, for the secure channel */
   char mapped[HP_ADDR_STRLEN];
   char peer_addr[HP_ADDR_STRLEN];
   char reason[HP_REASON_MAX];
   int port_preserved; /* -1 unknown */
   phase st;
   hp_status status; /* the outcome, from ENDING on */
-  int fd;           /* the connected socket (status OK) until taken */
+  hp_bs *chan;      /* the secure channel (SECURING, then status OK until taken) */
+  int with_code;    /* hp_config.code given: psk holds the key derived from it */
+  uint8_t psk[HP_CODE_PSK_BYTES];
+  int id_generated; /* own_id is ours (not configured): a new one on each rejoin */
+  int auth_failures;
+  char auth_reason[HP_REASON_MAX];
+  uint64_t wait_deadline; /* uv_now() ms: the end of the wait for a (right) peer; 0 before */
   hp__pe *pe;
   hp__whoami *who;
   hp__sig *sig;
@@ -107,17 +134,16 @@ static void arm(hp_punch *p, uint64_t ms) {
 
 /* ---- the end of an attempt ---- */
 
-static void send_result(hp_punch *p) {
+static void send_result(hp_punch *p, int ok, const char *reason) {
   hp__msg m;
   int r;
 
   memset(&m, 0, sizeof m);
   m.type = HP_MSG_RESULT;
-  m.u.result.status = p->status == HP_STATUS_OK ? HP_RESULT_DIRECT : HP_RESULT_FAILED;
-  snprintf(m.u.result.addr, sizeof m.u.result.addr, "%s",
-           p->status == HP_STATUS_OK ? p->peer_addr : "");
+  m.u.result.status = ok ? HP_RESULT_DIRECT : HP_RESULT_FAILED;
+  snprintf(m.u.result.addr, sizeof m.u.result.addr, "%s", ok ? p->peer_addr : "");
   m.u.result.elapsed_ms = (long)(p->elapsed_ms + 0.5);
-  snprintf(m.u.result.reason, sizeof m.u.result.reason, "%s", p->reason);
+  snprintf(m.u.result.reason, sizeof m.u.result.reason, "%s", reason);
   r = hp__sig_send(p->sig, &m);
   if (r < 0)
     HP_WARN("holepunch", ctx(p), "cannot report the result to the rendezvous: %s", strerror(-r));
@@ -126,7 +152,7 @@ static void send_result(hp_punch *p) {
 /* Decide the outcome and stop every phase now; the callback follows on the
  * next loop turn (never inside a call of ours or of a module's callback). */
 static void end(hp_punch *p, hp_status status, const char *reason) {
-  const int paired = p->st == P_PUNCHING;
+  const int paired = p->st == P_PUNCHING || p->st == P_SECURING;
 
   if (p->st >= P_ENDING)
     return;
@@ -135,25 +161,127 @@ static void end(hp_punch *p, hp_status status, const char *reason) {
   snprintf(p->reason, sizeof p->reason, "%s", reason ? reason : "");
   hp__whoami_cancel(p->who);
   p->who = NULL;
-  if (p->pe) {
-    if (status == HP_STATUS_OK)
-      p->fd = hp__pe_take_fd(p->pe); /* ours from now on */
-    hp__pe_destroy(p->pe);
-    p->pe = NULL;
+  hp__pe_destroy(p->pe);
+  p->pe = NULL;
+  if (status != HP_STATUS_OK && p->chan) {
+    hp_bs_close(p->chan);
+    p->chan = NULL;
   }
   if (p->sig) {
     /* The rendezvous hears the result and a close frame; the client tears
-     * itself down without calling back, so the caller gets the socket now
+     * itself down without calling back, so the caller gets the channel now
      * rather than after the close handshake. */
     if (paired)
-      send_result(p);
+      send_result(p, status == HP_STATUS_OK, p->reason);
     hp__sig_close(p->sig, NULL, NULL);
     p->sig = NULL;
   }
   arm(p, 0);
 }
 
+static void try_listen(hp_punch *p);
+
+/* ---- the secure handshake on the punched connection ---- */
+
+/* The peer we were paired with failed the handshake: tell the rendezvous,
+ * and wait in the room for the right peer while the wait's deadline allows. */
+static void rejoin(hp_punch *p, const char *why) {
+  uint64_t now = uv_now(p->loop);
+
+  if (p->sig) {
+    send_result(p, 0, why);
+    hp__sig_close(p->sig, NULL, NULL);
+    p->sig = NULL;
+  }
+  if (now + REJOIN_DELAY_MS >= p->wait_deadline) {
+    char reason[HP_REASON_MAX + 128];
+    hp_status st = p->auth_failures ? HP_STATUS_AUTH : HP_STATUS_NO_PEER;
+    snprintf(reason, sizeof reason, "%s (no other peer in room %s within %.1f s)",
+             p->auth_failures ? p->auth_reason : why, p->room, p->cfg.ws_recv_timeout);
+    HP_ERROR("holepunch", ctx(p), "giving up: %s", reason);
+    p->st = P_WAITING_PEER; /* not paired any more: no second result */
+    end(p, st, reason);
+    return;
+  }
+  HP_INFO("holepunch",
+          json_pack("{s:s, s:s, s:i}", "room", p->room, "id", p->own_id, "left_s",
+                    (int)((p->wait_deadline - now) / 1000)),
+          "dropped that peer; waiting for the right peer in room %s (%d s left)", p->room,
+          (int)((p->wait_deadline - now) / 1000));
+  p->peer_id[0] = p->role[0] = p->peer_addr[0] = p->session[0] = '\0';
+  if (p->id_generated && hp__random_hex(p->own_id, 8) < 0)
+    snprintf(p->own_id, sizeof p->own_id, "w%ld%d", (long)getpid(), p->auth_failures);
+  p->st = P_LISTENING;
+  p->deadline = now + REJOIN_DELAY_MS + (uint64_t)(p->cfg.listener_ready_timeout * 1000.0);
+  arm(p, REJOIN_DELAY_MS);
+}
+
+static void on_secured(hp_bs *s, int status, const char *why, void *data) {
+  hp_punch *p = data;
+  (void)s;
+
+  if (status == 0) {
+    if (p->with_code)
+      HP_INFO("holepunch",
+              json_pack("{s:s, s:s, s:s, s:b}", "room", p->room, "id", p->own_id, "peer",
+                        p->peer_id, "authenticated", 1),
+              "secure channel up: %s proved it knows the code", p->peer_id);
+    else
+      HP_WARN("holepunch",
+              json_pack("{s:s, s:s, s:s, s:b}", "room", p->room, "id", p->own_id, "peer",
+                        p->peer_id, "authenticated", 0),
+              "secure channel up, encrypted but the peer is unauthenticated (no code): %s is "
+              "whoever the rendezvous paired us with; use --code to authenticate it",
+              p->peer_id);
+    end(p, HP_STATUS_OK, NULL);
+    return;
+  }
+  HP_ERROR("holepunch",
+           json_pack("{s:s, s:s, s:s, s:s, s:i}", "room", p->room, "id", p->own_id, "peer",
+                     p->peer_id, "addr", p->peer_addr, "err", status),
+           "%s", why);
+  if (status == -EACCES) {
+    p->auth_failures++;
+    snprintf(p->auth_reason, sizeof p->auth_reason, "%s", why);
+  }
+  hp_bs_close(p->chan); /* from its own callback: allowed, freed later */
+  p->chan = NULL;
+  rejoin(p, why);
+}
+
+static void start_securing(hp_punch *p, hp__pe *pe) {
+  hp__hs_params prm;
+  hp_bs *carrier = NULL;
+  int fd = hp__pe_take_fd(pe), r;
+
+  /* The nominated connection is final: the engine (listener, the other
+   * connectors) goes now; the handshake runs on this one socket. */
+  hp__pe_destroy(p->pe);
+  p->pe = NULL;
+  r = fd < 0 ? -EBADF : hp__tcp_from_fd(p->loop, fd, &carrier);
+  if (r < 0) {
+    if (fd >= 0)
+      close(fd);
+    end(p, HP_STATUS_NO_DIRECT, "cannot use the connected socket");
+    return;
+  }
+  memset(&prm, 0, sizeof prm);
+  prm.session = p->session;
+  prm.own_id = p->own_id;
+  prm.peer_id = p->peer_id;
+  prm.role = p->role[0];
+  prm.psk = p->with_code ? p->psk : NULL;
+  p->st = P_SECURING;
+  r = hp__secure_start(p->loop, carrier, &prm, SECURE_TIMEOUT_MS, on_secured, p, &p->chan);
+  if (r < 0) {
+    p->chan = NULL;
+    end(p, HP_STATUS_NO_DIRECT, "cannot start the secure handshake");
+  }
+}
+
 /* ---- punching ---- */
+
+static void start_securing(hp_punch *p, hp__pe *pe);
 
 static void on_punched(hp__pe *pe, int ok, void *data) {
   hp_punch *p = data;
@@ -171,7 +299,7 @@ static void on_punched(hp__pe *pe, int ok, void *data) {
                       "punch_ms", (double)(long)(r.elapsed_ms * 1000) / 1000.0, "attempts",
                       (int)r.attempts, "rejected", (int)r.rejected),
             "direct connection established");
-    end(p, HP_STATUS_OK, NULL);
+    start_securing(p, pe);
     return;
   }
 
@@ -270,7 +398,11 @@ static void on_welcome(hp_punch *p, const hp__msg_welcome *w) {
           "registered in room %s as %s, waiting for a peer", w->room, w->id);
   p->st = P_WAITING_PEER;
   p->t_waiting = uv_now(p->loop);
-  p->deadline = p->t_waiting + (uint64_t)(p->cfg.ws_recv_timeout * 1000.0);
+  /* One wait for the right peer: a rejoin after a failed handshake keeps
+   * the first deadline. */
+  if (!p->wait_deadline)
+    p->wait_deadline = p->t_waiting + (uint64_t)(p->cfg.ws_recv_timeout * 1000.0);
+  p->deadline = p->wait_deadline;
   arm(p, progress_ms(p) < p->deadline - p->t_waiting ? progress_ms(p) : p->deadline - p->t_waiting);
 }
 
@@ -284,6 +416,7 @@ static void on_peer(hp_punch *p, const hp__msg_peer *pm) {
   snprintf(p->peer_id, sizeof p->peer_id, "%s", pm->peer_id);
   p->role[0] = pm->role;
   p->role[1] = '\0';
+  snprintf(p->session, sizeof p->session, "%s", pm->session);
   hp__cands_describe(&pm->peer_cands, desc, sizeof desc);
   HP_INFO("holepunch",
           json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:i}", "room", p->room, "id", p->own_id, "peer",
@@ -292,6 +425,7 @@ static void on_peer(hp_punch *p, const hp__msg_peer *pm) {
           "paired with %s (role %s); punching to %s", p->peer_id, p->role, desc);
   memset(&prm, 0, sizeof prm);
   snprintf(prm.session, sizeof prm.session, "%s", pm->session);
+  snprintf(p->session, sizeof p->session, "%s", pm->session);
   snprintf(prm.own_id, sizeof prm.own_id, "%s", p->own_id);
   snprintf(prm.peer_id, sizeof prm.peer_id, "%s", pm->peer_id);
   prm.role = pm->role;
@@ -320,7 +454,7 @@ static void on_sig_message(void *data, const hp__msg *m) {
     return;
   }
   if (m->type == HP_MSG_ERROR) {
-    if (p->st == P_PUNCHING) {
+    if (p->st == P_PUNCHING || p->st == P_SECURING) {
       HP_WARN("holepunch", ctx(p), "the rendezvous sent an error while punching: %s: %s (ignored)",
               m->u.error.code, m->u.error.message);
       return;
@@ -336,7 +470,7 @@ static void on_sig_message(void *data, const hp__msg *m) {
   }
   snprintf(reason, sizeof reason,
            "the rendezvous broke the protocol: unexpected message in state %s", phase_names[p->st]);
-  if (p->st == P_PUNCHING) {
+  if (p->st == P_PUNCHING || p->st == P_SECURING) {
     /* The direct path does not need the rendezvous any more. */
     HP_WARN("holepunch", ctx(p), "%s (ignored while punching)", reason);
     return;
@@ -351,7 +485,7 @@ static void on_sig_failed(void *data, const char *why) {
 
   hp__sig_close(p->sig, NULL, NULL);
   p->sig = NULL;
-  if (p->st == P_PUNCHING) {
+  if (p->st == P_PUNCHING || p->st == P_SECURING) {
     HP_WARN("holepunch", ctx(p), "%s; punching goes on, the result cannot be reported", why);
     return;
   }
@@ -456,11 +590,15 @@ static void waiting_tick(hp_punch *p) {
   uint64_t now = uv_now(p->loop), next;
 
   if (now >= p->deadline) {
-    char reason[HP_REASON_MAX];
-    snprintf(reason, sizeof reason, "no peer in room %s within %.1f s (WS_RECV_TIMEOUT)", p->room,
-             p->cfg.ws_recv_timeout);
+    char reason[HP_REASON_MAX + 128];
+    if (p->auth_failures)
+      snprintf(reason, sizeof reason, "%s (no other peer in room %s within %.1f s)",
+               p->auth_reason, p->room, p->cfg.ws_recv_timeout);
+    else
+      snprintf(reason, sizeof reason, "no peer in room %s within %.1f s (WS_RECV_TIMEOUT)",
+               p->room, p->cfg.ws_recv_timeout);
     HP_ERROR("holepunch", ctx(p), "%s", reason);
-    end(p, HP_STATUS_NO_PEER, reason);
+    end(p, p->auth_failures ? HP_STATUS_AUTH : HP_STATUS_NO_PEER, reason);
     return;
   }
   /* A person at a terminal wants to know the worker is alive; a log
@@ -505,13 +643,27 @@ static void on_timer(uv_timer_t *t) {
 
 int hp_punch_start(uv_loop_t *loop, const hp_config *cfg, hp_done_cb cb, void *data,
                    hp_punch **out) {
-  char err[HP_REASON_MAX];
+  char err[HP_REASON_MAX], code_room[HP_CODE_ROOM_STRLEN];
+  uint8_t secret[HP_CODE_SECRET_BYTES], psk[HP_CODE_PSK_BYTES];
+  const int with_code = cfg && cfg->code && *cfg->code;
   hp_punch *p;
   const char *room;
 
   if (!loop || !cfg || !cb || !out || !cfg->rendezvous_url)
     return -EINVAL;
   room = cfg->room && *cfg->room ? cfg->room : "default";
+  if (with_code) {
+    /* A mistyped code is refused here, before any traffic. */
+    if (hp__code_parse(cfg->code, strlen(cfg->code), secret, err, sizeof err) < 0) {
+      HP_ERROR("holepunch", NULL, "bad code: %s", err);
+      return -EINVAL;
+    }
+    hp__code_psk(secret, psk);
+    hp__code_room(secret, code_room);
+    sodium_memzero(secret, sizeof secret);
+    if (!cfg->room || !*cfg->room)
+      room = code_room; /* unguessable; the rendezvous never sees the secret */
+  }
   if (!hp__wire_valid_name(room, strlen(room))) {
     HP_ERROR("holepunch", json_pack("{s:s}", "room", room),
              "bad room \"%s\": use 1-64 of A-Z a-z 0-9 . _ -", room);
@@ -553,25 +705,36 @@ int hp_punch_start(uv_loop_t *loop, const hp_config *cfg, hp_done_cb cb, void *d
   p->cfg.ca_file = p->ca_file;
   p->cfg.room = p->room;
   p->cfg.worker_id = p->own_id;
+  p->cfg.code = NULL; /* only the derived key is kept */
   snprintf(p->room, sizeof p->room, "%s", room);
-  if (cfg->worker_id && *cfg->worker_id)
+  if (with_code) {
+    p->with_code = 1;
+    memcpy(p->psk, psk, sizeof psk);
+    sodium_memzero(psk, sizeof psk);
+  }
+  if (cfg->worker_id && *cfg->worker_id) {
     snprintf(p->own_id, sizeof p->own_id, "%s", cfg->worker_id);
-  else if (hp__random_hex(p->own_id, 8) < 0)
-    snprintf(p->own_id, sizeof p->own_id, "w%ld", (long)getpid());
+  } else {
+    p->id_generated = 1;
+    if (hp__random_hex(p->own_id, 8) < 0)
+      snprintf(p->own_id, sizeof p->own_id, "w%ld", (long)getpid());
+  }
   p->loop = loop;
   p->cb = cb;
   p->data = data;
-  p->fd = -1;
   p->port_preserved = -1;
   p->st = P_LISTENING;
   uv_timer_init(loop, &p->timer);
   p->timer.data = p;
   p->deadline = uv_now(loop) + (uint64_t)(cfg->listener_ready_timeout * 1000.0);
   HP_INFO("holepunch",
-          json_pack("{s:s, s:s, s:s, s:i}", "room", p->room, "id", p->own_id, "url", p->url_str,
-                    "port", cfg->internal_tcp_port),
-          "starting: room %s, id %s, rendezvous %s, port %d", p->room, p->own_id, p->url_str,
-          cfg->internal_tcp_port);
+          json_pack("{s:s, s:s, s:s, s:i, s:b}", "room", p->room, "id", p->own_id, "url",
+                    p->url_str, "port", cfg->internal_tcp_port, "code", p->with_code),
+          "starting: room %s%s, id %s, rendezvous %s, port %d, %s", p->room,
+          p->with_code && !(cfg->room && *cfg->room) ? " (from the code)" : "", p->own_id,
+          p->url_str, cfg->internal_tcp_port,
+          p->with_code ? "the peer must know the code"
+                       : "no code: encrypted, the peer unauthenticated");
   *out = p;
   /* The first listen happens on the loop, so that cb never fires inside
    * this call. */
@@ -579,13 +742,32 @@ int hp_punch_start(uv_loop_t *loop, const hp_config *cfg, hp_done_cb cb, void *d
   return 0;
 }
 
-int hp_punch_take_fd(hp_punch *p) {
-  int fd;
+hp_bs *hp__punch_take_bs(hp_punch *p) {
+  hp_bs *s;
 
   if (!p || (p->st != P_ENDING && p->st != P_ENDED) || p->status != HP_STATUS_OK)
+    return NULL;
+  s = p->chan;
+  p->chan = NULL; /* the caller owns it now */
+  return s;
+}
+
+hp_stream *hp_punch_take_stream(hp_punch *p) {
+  return hp__stream_wrap(hp__punch_take_bs(p));
+}
+
+int hp_punch_take_fd(hp_punch *p) {
+  hp_bs *s = hp__punch_take_bs(p);
+  int fd = -1, r;
+
+  if (!s)
     return -1;
-  fd = p->fd;
-  p->fd = -1; /* the caller owns it now */
+  r = hp__bridge_start(p->loop, s, &fd); /* owns s, also on failure */
+  if (r < 0) {
+    HP_ERROR("holepunch", ctx(p), "cannot bridge the secure channel to a socket: %s",
+             strerror(-r));
+    return -1;
+  }
   return fd;
 }
 
@@ -615,6 +797,10 @@ void hp_punch_info(const hp_punch *p, hp_info *info) {
   info->elapsed_ms = p->elapsed_ms;
 }
 
+const char *hp__punch_session(const hp_punch *p) {
+  return p ? p->session : "";
+}
+
 static void on_timer_closed(uv_handle_t *h) {
   hp_punch *p = h->data;
   free(p->url_str);
@@ -632,9 +818,10 @@ void hp_punch_destroy(hp_punch *p) {
   p->sig = NULL;
   hp__pe_destroy(p->pe);
   p->pe = NULL;
-  if (p->fd >= 0)
-    close(p->fd); /* a connected socket nobody took */
-  p->fd = -1;
+  if (p->chan)
+    hp_bs_close(p->chan); /* a channel nobody took */
+  p->chan = NULL;
+  sodium_memzero(p->psk, sizeof p->psk);
   uv_close((uv_handle_t *)&p->timer, on_timer_closed);
 }
 
@@ -652,8 +839,10 @@ static void on_connect_done(hp_punch *p, hp_status status, void *data) {
   hp_info info;
 
   c->status = status;
-  if (status == HP_STATUS_OK)
+  if (status == HP_STATUS_OK) {
     c->fd = hp_punch_take_fd(p);
+    uv_stop(p->loop); /* hp_connect hands the loop to the pump thread */
+  }
   hp_punch_info(p, &info);
   if (c->peer_id && c->peer_id_len)
     snprintf(c->peer_id, c->peer_id_len, "%s", info.peer_id);
@@ -662,11 +851,25 @@ static void on_connect_done(hp_punch *p, hp_status status, void *data) {
   hp_punch_destroy(p);
 }
 
+/* The private loop after success: it pumps the bridged socket until both
+ * directions ended, then goes away. */
+static void *pump_thread(void *arg) {
+  uv_loop_t *loop = arg;
+
+  uv_run(loop, UV_RUN_DEFAULT);
+  if (uv_loop_close(loop) != 0)
+    HP_WARN("holepunch", NULL, "private loop still had handles at exit");
+  free(loop);
+  return NULL;
+}
+
 hp_status hp_connect(const hp_config *cfg, int *fd, char *peer_id, size_t peer_id_len, char *reason,
                      size_t reason_len) {
-  uv_loop_t loop;
+  uv_loop_t *loop;
   hp_punch *p = NULL;
   connect_ctx c = {HP_STATUS_CONFIG, -1, peer_id, reason, peer_id_len, reason_len};
+  pthread_t th;
+  pthread_attr_t attr;
   int r;
 
   if (fd)
@@ -675,21 +878,43 @@ hp_status hp_connect(const hp_config *cfg, int *fd, char *peer_id, size_t peer_i
     reason[0] = '\0';
   if (peer_id && peer_id_len)
     peer_id[0] = '\0';
-  if (!fd || uv_loop_init(&loop) < 0)
+  loop = fd ? malloc(sizeof *loop) : NULL;
+  if (!loop || uv_loop_init(loop) < 0) {
+    free(loop);
     return HP_STATUS_CONFIG;
-  r = hp_punch_start(&loop, cfg, on_connect_done, &c, &p);
+  }
+  r = hp_punch_start(loop, cfg, on_connect_done, &c, &p);
   if (r < 0) {
     if (reason && reason_len)
       snprintf(reason, reason_len, "bad configuration (%s); see the log", strerror(-r));
   } else {
-    /* Runs until every handle is closed: the WebSocket's close handshake
-     * (bounded, 2 s) happens after the callback took the socket. */
-    uv_run(&loop, UV_RUN_DEFAULT);
+    /* Runs until the callback (which stops the loop once the socket is
+     * bridged), or until every handle is closed after a failure. */
+    uv_run(loop, UV_RUN_DEFAULT);
   }
-  if (uv_loop_close(&loop) != 0)
-    HP_WARN("holepunch", NULL, "private loop still had handles at exit");
   if (c.status == HP_STATUS_OK && c.fd < 0)
     c.status = HP_STATUS_NO_DIRECT;
+  if (c.fd >= 0) {
+    /* The bridge and the WebSocket's close handshake (bounded, 2 s) go on
+     * in a thread of their own; the caller has its socket now. */
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    r = pthread_create(&th, &attr, pump_thread, loop);
+    pthread_attr_destroy(&attr);
+    if (r != 0) {
+      HP_ERROR("holepunch", NULL, "cannot start the thread of the secure channel: %s",
+               strerror(r));
+      close(c.fd);
+      c.fd = -1;
+      c.status = HP_STATUS_NO_DIRECT;
+      if (reason && reason_len)
+        snprintf(reason, reason_len, "cannot start the thread of the secure channel");
+      pump_thread(loop); /* the bridge ends: its socket end is closed */
+    }
+  } else {
+    uv_run(loop, UV_RUN_DEFAULT);
+    pump_thread(loop);
+  }
   *fd = c.fd;
   return c.status;
 }
