@@ -146,13 +146,13 @@ HP_EXPORT const char *hp_punch_state(const hp_punch *p);
 
 /** Information about the attempt; strings live as long as the handle. */
 typedef struct hp_info {
-  const char *own_id;      /**< our id in the room */
-  const char *peer_id;     /**< the peer's id ("" before pairing) */
-  const char *role;        /**< "a" or "b" ("" before pairing) */
-  const char *peer_addr;   /**< "ip:port" of the winning connection, or "" */
-  const char *mapped_addr; /**< our public mapping as the rendezvous saw it, or "" */
-  const char *reason;      /**< why it failed, a sentence; "" on success */
-  double elapsed_ms;       /**< from receiving the peer to authentication */
+  const char *own_id;       /**< our id in the room */
+  const char *peer_id;      /**< the peer's id ("" before pairing) */
+  const char *role;         /**< "a" or "b" ("" before pairing) */
+  const char *peer_addr;    /**< "ip:port" of the winning connection, or "" */
+  const char *mapped_addr;  /**< our public mapping as the rendezvous saw it, or "" */
+  const char *reason;       /**< why it failed, a sentence; "" on success */
+  double elapsed_ms;        /**< from receiving the peer to authentication */
   const char *transport;    /**< "direct" or "relayed" once connected, else "" */
   const char *relay_reason; /**< relayed: why the direct connection failed, else "" */
 } hp_info;

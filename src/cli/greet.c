@@ -61,8 +61,8 @@ typedef struct app {
   char own_id[HP_ID_MAX + 1];
   char peer_id[HP_ID_MAX + 1];
   char room[HP_ID_MAX + 1];
-  char transport[16];      /* "direct" or "relayed" of the last connection, "" before */
-  char relay_reason[256];  /* relayed: why the direct connection failed */
+  char transport[16];     /* "direct" or "relayed" of the last connection, "" before */
+  char relay_reason[256]; /* relayed: why the direct connection failed */
   /* message exchange */
   uv_tcp_t xtcp;
   uv_timer_t xtimer;

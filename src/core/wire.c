@@ -547,10 +547,10 @@ static json_t *msg_json(const hp__msg *m) {
   case HP_MSG_RESULT: {
     const hp__msg_result *r = &m->u.result;
     bad |= json_object_set_new(o, "type", json_string("result"));
-    bad |= json_object_set_new(o, "status", json_string(r->status == HP_RESULT_DIRECT ? "direct"
-                                                        : r->status == HP_RESULT_RELAYED
-                                                            ? "relayed"
-                                                            : "failed"));
+    bad |= json_object_set_new(o, "status",
+                               json_string(r->status == HP_RESULT_DIRECT    ? "direct"
+                                           : r->status == HP_RESULT_RELAYED ? "relayed"
+                                                                            : "failed"));
     bad |= set_opt_str(o, "addr", r->addr);
     if (r->elapsed_ms >= 0)
       bad |= json_object_set_new(o, "elapsed_ms", json_integer(r->elapsed_ms));

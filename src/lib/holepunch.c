@@ -105,7 +105,7 @@ struct hp_punch {
   int relayed;      /* the channel runs over the relay */
   char direct_fail[HP_REASON_MAX]; /* why the direct path failed (relayed, or both failed) */
   char relay_fail[HP_REASON_MAX];  /* why the relay attempt failed, "" if it did not */
-  int with_code;    /* hp_config.code given: psk holds the key derived from it */
+  int with_code;                   /* hp_config.code given: psk holds the key derived from it */
   uint8_t psk[HP_CODE_PSK_BYTES];
   int id_generated; /* own_id is ours (not configured): a new one on each rejoin */
   int auth_failures;
@@ -336,9 +336,10 @@ static void on_relay(hp__ra *ra, int status, const char *why, void *data) {
     hp__ra_destroy(p->ra);
     p->ra = NULL;
     if (p->st != P_RELAYING) {
-      HP_WARN("holepunch", json_pack("{s:s, s:s, s:s}", "room", p->room, "id", p->own_id, "relay",
-                                     p->relay_fail),
-              "the relay failed (%s); punching goes on", p->relay_fail);
+      HP_WARN(
+          "holepunch",
+          json_pack("{s:s, s:s, s:s}", "room", p->room, "id", p->own_id, "relay", p->relay_fail),
+          "the relay failed (%s); punching goes on", p->relay_fail);
       return;
     }
     say(reason, sizeof reason, "%s; the relay failed too: %s", p->direct_fail, p->relay_fail);
@@ -346,7 +347,17 @@ static void on_relay(hp__ra *ra, int status, const char *why, void *data) {
     end(p, HP_STATUS_NO_DIRECT, reason);
     return;
   }
-  /* The relay authenticated first: the punch (if still running) goes. */
+  /* The relay authenticated first: the punch (if still running) goes,
+   * and what it tried so far is the reason the connection is relayed. */
+  if (p->pe && !*p->direct_fail) {
+    char tried[512];
+    hp__pe_result r;
+    json_decref(hp__pe_report(p->pe, tried, sizeof tried));
+    hp__pe_get_result(p->pe, &r);
+    say(p->direct_fail, sizeof p->direct_fail,
+        "none within RELAY_AFTER (%.1f s): %u connect attempts, %u inbound, tried %s",
+        p->cfg.relay_after, r.attempts, r.inbound_seen, tried);
+  }
   p->chan = hp__ra_take(p->ra);
   hp__ra_destroy(p->ra);
   p->ra = NULL;
@@ -720,11 +731,11 @@ static void waiting_tick(hp_punch *p) {
   if (now >= p->deadline) {
     char reason[HP_REASON_MAX + 128];
     if (p->auth_failures)
-      snprintf(reason, sizeof reason, "%s (no other peer in room %s within %.1f s)",
-               p->auth_reason, p->room, p->cfg.ws_recv_timeout);
-    else
-      snprintf(reason, sizeof reason, "no peer in room %s within %.1f s (WS_RECV_TIMEOUT)",
+      snprintf(reason, sizeof reason, "%s (no other peer in room %s within %.1f s)", p->auth_reason,
                p->room, p->cfg.ws_recv_timeout);
+    else
+      snprintf(reason, sizeof reason, "no peer in room %s within %.1f s (WS_RECV_TIMEOUT)", p->room,
+               p->cfg.ws_recv_timeout);
     HP_ERROR("holepunch", ctx(p), "%s", reason);
     end(p, p->auth_failures ? HP_STATUS_AUTH : HP_STATUS_NO_PEER, reason);
     return;
@@ -892,8 +903,7 @@ int hp_punch_take_fd(hp_punch *p) {
     return -1;
   r = hp__bridge_start(p->loop, s, &fd); /* owns s, also on failure */
   if (r < 0) {
-    HP_ERROR("holepunch", ctx(p), "cannot bridge the secure channel to a socket: %s",
-             strerror(-r));
+    HP_ERROR("holepunch", ctx(p), "cannot bridge the secure channel to a socket: %s", strerror(-r));
     return -1;
   }
   return fd;
@@ -923,9 +933,8 @@ void hp_punch_info(const hp_punch *p, hp_info *info) {
   info->mapped_addr = p->mapped;
   info->reason = p->reason;
   info->elapsed_ms = p->elapsed_ms;
-  info->transport = p->st >= P_ENDING && p->status == HP_STATUS_OK
-                        ? (p->relayed ? "relayed" : "direct")
-                        : "";
+  info->transport =
+      p->st >= P_ENDING && p->status == HP_STATUS_OK ? (p->relayed ? "relayed" : "direct") : "";
   info->relay_reason = p->relayed ? p->direct_fail : "";
 }
 
@@ -1036,8 +1045,7 @@ hp_status hp_connect(const hp_config *cfg, int *fd, char *peer_id, size_t peer_i
     r = pthread_create(&th, &attr, pump_thread, loop);
     pthread_attr_destroy(&attr);
     if (r != 0) {
-      HP_ERROR("holepunch", NULL, "cannot start the thread of the secure channel: %s",
-               strerror(r));
+      HP_ERROR("holepunch", NULL, "cannot start the thread of the secure channel: %s", strerror(r));
       close(c.fd);
       c.fd = -1;
       c.status = HP_STATUS_NO_DIRECT;

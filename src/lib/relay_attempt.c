@@ -16,7 +16,14 @@
 
 #define SECURE_TIMEOUT_MS 10000 /* as on a punched connection (holepunch.c) */
 
-typedef enum ra_state { RA_WAITING = 0, RA_CONNECTING, RA_SECURING, RA_READY, RA_FAILED, RA_DESTROYED } ra_state;
+typedef enum ra_state {
+  RA_WAITING = 0,
+  RA_CONNECTING,
+  RA_SECURING,
+  RA_READY,
+  RA_FAILED,
+  RA_DESTROYED
+} ra_state;
 
 struct hp__ra {
   uv_loop_t *loop;
@@ -115,10 +122,10 @@ static void connect_now(hp__ra *ra) {
   o.peer_id = ra->peer_id;
   o.open_timeout_ms = ra->timeout_ms;
   ra->st = RA_CONNECTING;
-  HP_INFO("holepunch",
-          json_pack("{s:s, s:s, s:s}", "id", ra->own_id, "peer", ra->peer_id, "relay",
-                    ra->url.host),
-          "trying the relay of %s alongside punching", ra->url.host);
+  HP_INFO(
+      "holepunch",
+      json_pack("{s:s, s:s, s:s}", "id", ra->own_id, "peer", ra->peer_id, "relay", ra->url.host),
+      "trying the relay of %s alongside punching", ra->url.host);
   r = hp__relay_open(ra->loop, &o, on_relay_ready, ra, &ra->carrier, err, sizeof err);
   if (r < 0) {
     ra->carrier = NULL;
@@ -130,9 +137,8 @@ static void on_timer(uv_timer_t *t) {
   connect_now(t->data);
 }
 
-int hp__ra_start(uv_loop_t *loop, const hp__url *url, const char *ca_file,
-                 const hp__hs_params *prm, uint64_t delay_ms, uint64_t timeout_ms, hp__ra_cb cb,
-                 void *data, hp__ra **out) {
+int hp__ra_start(uv_loop_t *loop, const hp__url *url, const char *ca_file, const hp__hs_params *prm,
+                 uint64_t delay_ms, uint64_t timeout_ms, hp__ra_cb cb, void *data, hp__ra **out) {
   hp__ra *ra = calloc(1, sizeof *ra);
 
   *out = NULL;

@@ -30,9 +30,8 @@ typedef void (*hp__ra_cb)(hp__ra *ra, int status, const char *why, void *data);
 /** Start (strings and psk copied). delay_ms: the time before connecting.
  * timeout_ms bounds connect + join + the wait for the peer + the handshake.
  * 0 or -errno (nothing started). */
-int hp__ra_start(uv_loop_t *loop, const hp__url *url, const char *ca_file,
-                 const hp__hs_params *prm, uint64_t delay_ms, uint64_t timeout_ms, hp__ra_cb cb,
-                 void *data, hp__ra **out);
+int hp__ra_start(uv_loop_t *loop, const hp__url *url, const char *ca_file, const hp__hs_params *prm,
+                 uint64_t delay_ms, uint64_t timeout_ms, hp__ra_cb cb, void *data, hp__ra **out);
 /** Connect now if still waiting for the delay (the direct path failed). */
 void hp__ra_now(hp__ra *ra);
 /** 1 once it connects (the delay is over). */

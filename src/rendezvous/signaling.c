@@ -336,8 +336,8 @@ static void on_result(rdv_conn *c, const hp__msg_result *r) {
           json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:s}", "room", c->m.room, "peer", c->m.id, "peer_b",
                     c->peer_id, "status", st, "addr", r->addr, "elapsed_ms",
                     (json_int_t)r->elapsed_ms, "reason", r->reason),
-          "result %s from %s (peer %s) in room %s", st, c->m.id,
-          c->peer_id[0] ? c->peer_id : "-", c->m.room);
+          "result %s from %s (peer %s) in room %s", st, c->m.id, c->peer_id[0] ? c->peer_id : "-",
+          c->m.room);
 }
 
 static const char *type_name(hp__msg_type t) {
