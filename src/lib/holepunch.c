@@ -103,7 +103,7 @@ struct hp_punch {
   hp_bs *chan;      /* the secure channel (SECURING, then status OK until taken) */
   hp__ra *ra;       /* the relay attempt, from peer until it wins, fails or is dropped */
   int relayed;      /* the channel runs over the relay */
-  char direct_fail[HP_REASON_MAX]; /* why the direct path failed (relayed, or both failed) */
+  char direct_fail[1536]; /* why the direct path failed (relayed, or both failed) */
   char relay_fail[HP_REASON_MAX];  /* why the relay attempt failed, "" if it did not */
   int with_code;                   /* hp_config.code given: psk holds the key derived from it */
   uint8_t psk[HP_CODE_PSK_BYTES];
@@ -328,7 +328,7 @@ static void say(char *buf, size_t cap, const char *fmt, ...) {
 
 static void on_relay(hp__ra *ra, int status, const char *why, void *data) {
   hp_punch *p = data;
-  char reason[HP_REASON_MAX * 2];
+  char reason[2048];
 
   (void)ra;
   if (status < 0) {
@@ -471,7 +471,7 @@ static void on_punched(hp__pe *pe, int ok, void *data) {
     }
     if (p->ra) {
       /* The relay attempt decides now; the summary is its reason. */
-      say(p->direct_fail, sizeof p->direct_fail, "%s; hint: %s", reason, hint);
+      say(p->direct_fail, sizeof p->direct_fail, "%s; tried: %s; hint: %s", reason, tried, hint);
       hp__pe_destroy(p->pe);
       p->pe = NULL;
       HP_WARN("holepunch", rep,
