@@ -99,13 +99,13 @@ struct hp_punch {
   char reason[HP_REASON_MAX];
   int port_preserved; /* -1 unknown */
   phase st;
-  hp_status status; /* the outcome, from ENDING on */
-  hp_bs *chan;      /* the secure channel (SECURING, then status OK until taken) */
-  hp__ra *ra;       /* the relay attempt, from peer until it wins, fails or is dropped */
-  int relayed;      /* the channel runs over the relay */
+  hp_status status;       /* the outcome, from ENDING on */
+  hp_bs *chan;            /* the secure channel (SECURING, then status OK until taken) */
+  hp__ra *ra;             /* the relay attempt, from peer until it wins, fails or is dropped */
+  int relayed;            /* the channel runs over the relay */
   char direct_fail[1536]; /* why the direct path failed (relayed, or both failed) */
-  char relay_fail[HP_REASON_MAX];  /* why the relay attempt failed, "" if it did not */
-  int with_code;                   /* hp_config.code given: psk holds the key derived from it */
+  char relay_fail[HP_REASON_MAX]; /* why the relay attempt failed, "" if it did not */
+  int with_code;                  /* hp_config.code given: psk holds the key derived from it */
   uint8_t psk[HP_CODE_PSK_BYTES];
   int id_generated; /* own_id is ours (not configured): a new one on each rejoin */
   int auth_failures;
@@ -388,9 +388,14 @@ static void start_relay_attempt(hp_punch *p, const hp__msg_peer *pm) {
   prm.role = p->role[0];
   prm.psk = p->with_code ? p->psk : NULL;
   delay = (uint64_t)(p->cfg.relay_after * 1000.0) + (uint64_t)pm->start_in_ms;
-  /* Connect, join and wait for the peer to join: as long as punching may
-   * take, and at least the secure handshake's time. */
-  bound = (uint64_t)(p->cfg.p2p_connect_timeout * 1000.0) + 10000;
+  /* Connect, join and wait for the peer to join: until punching would give
+   * up, plus 10 s for a relay that is slower to join than the punch (so a
+   * worker without a relaying peer exits 5 at most ~10 s (+ the handshake's
+   * 10 s) after P2P_CONNECT_TIMEOUT). */
+  bound = (p->cfg.p2p_connect_timeout > p->cfg.relay_after
+               ? (uint64_t)((p->cfg.p2p_connect_timeout - p->cfg.relay_after) * 1000.0)
+               : 0) +
+          10000;
   r = hp__ra_start(p->loop, &p->url, p->ca_file, &prm, delay, bound, on_relay, p, &p->ra);
   if (r < 0) {
     p->ra = NULL;
