@@ -9,6 +9,8 @@
 #     relayed session and both results "relayed";
 #  2. pipe, 20 MiB each way through the relay: equal sha256 both ways, both
 #     exit 0;
+#  2b. only one worker relays (the other RELAY_AFTER=off): both exit 5,
+#     the relaying one after its relay attempt's bound, saying so;
 #  3. the rendezvous killed (SIGKILL) in the middle of a relayed pipe (a
 #     4 MiB/s RELAY_RATE makes it last): both workers stop by themselves
 #     with exit 6 (the transfer failed) and say why, within the bound.
@@ -70,6 +72,17 @@ for w in a b; do
     lab_fail "pipe $w: no log line saying the connection is relayed"
 done
 lab_log "ok: 20 MiB each way through the relay, sha256 equal"
+
+# --- 2b. only one side relays: both end with exit 5, bounded --------------
+room="relay-oneside-$$"
+lab_run_worker oa a "$room" P2P_CONNECT_TIMEOUT=3 RELAY_AFTER=1
+lab_run_worker ob b "$room" P2P_CONNECT_TIMEOUT=3 RELAY_AFTER=off
+lab_wait_exit ob 30 || lab_fail "worker ob (no relay) did not give up within 30 s"
+lab_wait_exit oa 40 || lab_fail "worker oa (its peer never joins the relay) did not give up within 40 s"
+lab_expect_rc oa 5
+lab_expect_rc ob 5
+lab_expect_grep "$LAB_DIR/oa.err" 'giving up: .*the relay failed too: ' "oa says the relay failed too"
+lab_log "oa: $(grep -o 'the relay failed too: [^"]*' "$LAB_DIR/oa.err" | head -n1)"
 
 # --- 3. the rendezvous killed mid-transfer ---------------------------------
 lab_stop rendezvous
