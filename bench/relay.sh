@@ -93,7 +93,7 @@ relay_copy() {
   wait "$pa" || die "relay end a failed"
   wait "$pb" || die "relay end b failed"
   t1=$(cpu_ticks "$RDV_PID")
-  echo "$(sed -n 's/.*seconds=//p' "$tmp/pa.out" "$tmp/pb.out" | sort -n | tail -n1) $(((t1 - t0)))"
+  echo "$(sed -n 's/.*seconds=//p' "$tmp/pa.out" "$tmp/pb.out" | sort -n | tail -n1) $((t1 - t0))"
 }
 
 tcp_copy() {

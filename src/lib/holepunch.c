@@ -328,10 +328,10 @@ static void say(char *buf, size_t cap, const char *fmt, ...) {
 
 static void on_relay(hp__ra *ra, int status, const char *why, void *data) {
   hp_punch *p = data;
-  char reason[2048];
 
   (void)ra;
   if (status < 0) {
+    char reason[2048];
     snprintf(p->relay_fail, sizeof p->relay_fail, "%s", why ? why : "failed");
     hp__ra_destroy(p->ra);
     p->ra = NULL;

@@ -65,12 +65,12 @@ static void fail(hp__ra *ra, int err, const char *why) {
 
 static void on_secured(hp_bs *s, int status, const char *why, void *data) {
   hp__ra *ra = data;
-  char msg[HP_REASON_MAX + 64];
 
   (void)s;
   if (ra->st != RA_SECURING)
     return;
   if (status < 0) {
+    char msg[HP_REASON_MAX + 64];
     snprintf(msg, sizeof msg, "secure handshake over the relay: %s", why ? why : "failed");
     fail(ra, status, msg);
     return;
