@@ -87,7 +87,7 @@ lab_log "oa: $(grep -o 'the relay failed too: [^"]*' "$LAB_DIR/oa.err" | head -n
 # --- 3. the rendezvous killed mid-transfer ---------------------------------
 lab_stop rendezvous
 unset 'LAB_PID[rendezvous]'
-lab_run rendezvous2 rdv env PORT=$LAB_RDV_PORT LOG_FORMAT=json LOG_LEVEL=debug RELAY_RATE=4194304 \
+lab_run rendezvous2 rdv env PORT="$LAB_RDV_PORT" LOG_FORMAT=json LOG_LEVEL=debug RELAY_RATE=4194304 \
   "$HP_BUILD_DIR/holepunch-rendezvous"
 lab_wait_http rdv "$LAB_RDV_URL/healthz" 10 rendezvous2 || lab_fail "the second rendezvous did not start"
 room="relay-kill-$$"
