@@ -36,7 +36,8 @@ typedef enum hp_status {
   HP_STATUS_CONFIG = 2,     /**< bad configuration */
   HP_STATUS_RENDEZVOUS = 3, /**< rendezvous unreachable, refused us, or broke the protocol */
   HP_STATUS_NO_PEER = 4,    /**< no peer within ws_recv_timeout */
-  HP_STATUS_NO_DIRECT = 5,  /**< no direct connection within p2p_connect_timeout */
+  HP_STATUS_NO_DIRECT = 5,  /**< no connection at all: no direct connection within
+                                 p2p_connect_timeout, and no relayed one (relay off or failed) */
   HP_STATUS_EXCHANGE = 6,   /**< connected, but the message exchange failed (CLI only) */
   HP_STATUS_AUTH = 7        /**< only peers that do not know the code came, until ws_recv_timeout
                                  (wrong code, or someone else joined the room) */
@@ -57,6 +58,9 @@ typedef struct hp_config {
                                       (127/8, ::1) or link-local (169.254/16, fe80::/10) address,
                                       which would reach our own host's services or a cloud
                                       metadata address; 1: dial them (both peers on one host) */
+  double relay_after;            /**< s after the peer message to start the relay attempt alongside
+                                      punching (5); 0: both at once; negative: never (no relay).
+                                      The first channel that authenticates wins */
   const char *code;              /**< the shared code (`holepunch code`), or NULL: no code. With a
                                       code the peer must prove it knows it, and the room is derived
                                       from it unless room is set (then room is used as given) */
@@ -142,13 +146,15 @@ HP_EXPORT const char *hp_punch_state(const hp_punch *p);
 
 /** Information about the attempt; strings live as long as the handle. */
 typedef struct hp_info {
-  const char *own_id;      /**< our id in the room */
-  const char *peer_id;     /**< the peer's id ("" before pairing) */
-  const char *role;        /**< "a" or "b" ("" before pairing) */
-  const char *peer_addr;   /**< "ip:port" of the winning connection, or "" */
-  const char *mapped_addr; /**< our public mapping as the rendezvous saw it, or "" */
-  const char *reason;      /**< why it failed, a sentence; "" on success */
-  double elapsed_ms;       /**< from receiving the peer to authentication */
+  const char *own_id;       /**< our id in the room */
+  const char *peer_id;      /**< the peer's id ("" before pairing) */
+  const char *role;         /**< "a" or "b" ("" before pairing) */
+  const char *peer_addr;    /**< "ip:port" of the winning connection, or "" */
+  const char *mapped_addr;  /**< our public mapping as the rendezvous saw it, or "" */
+  const char *reason;       /**< why it failed, a sentence; "" on success */
+  double elapsed_ms;        /**< from receiving the peer to authentication */
+  const char *transport;    /**< "direct" or "relayed" once connected, else "" */
+  const char *relay_reason; /**< relayed: why the direct connection failed, else "" */
 } hp_info;
 
 /** Fill info from p (valid until hp_punch_destroy). p NULL gives empty

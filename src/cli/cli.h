@@ -31,6 +31,7 @@ typedef struct hp__cli_cfg {
   int log_level;
   int log_format;
   int allow_loopback;
+  const char *relay_after; /* seconds, or "off" */
   /* pipe, forward, expose */
   const char *code;
   /* greet */

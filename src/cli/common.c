@@ -47,6 +47,9 @@ const hp__cfg_spec hp__cli_common_specs[] = {
     {"ALLOW_LOOPBACK_CANDIDATES", "allow-loopback-candidates", HP_CFG_BOOL, "0", 0, 0, NULL,
      offsetof(hp__cli_cfg, allow_loopback),
      "dial peer candidates on loopback/link-local addresses (both workers on one host)"},
+    {"RELAY_AFTER", "relay-after", HP_CFG_STRING, "5", 0, 0, NULL,
+     offsetof(hp__cli_cfg, relay_after),
+     "s after pairing to try the rendezvous' relay alongside punching (0: at once, off: never)"},
 };
 const size_t hp__cli_ncommon_specs = sizeof hp__cli_common_specs / sizeof hp__cli_common_specs[0];
 
@@ -141,10 +144,36 @@ void hp__cli_startup_error(const char *setting, const char *fmt, ...) {
            "%s", msg);
 }
 
+/* RELAY_AFTER: "off" (-1) or seconds from 0 to 3600. 0 or -1. */
+static int relay_after_value(const char *s, double *out) {
+  char *end;
+  double v;
+
+  if (strcasecmp(s, "off") == 0) {
+    *out = -1;
+    return 0;
+  }
+  if (!*s || strspn(s, "0123456789.") != strlen(s) || strlen(s) > 16)
+    return -1;
+  v = strtod(s, &end);
+  if (*end || v < 0 || v > 3600)
+    return -1;
+  *out = v;
+  return 0;
+}
+
 int hp__cli_check_common(const hp__cli_cfg *c) {
   char err[256];
   hp__url url;
+  double ra;
 
+  if (relay_after_value(c->relay_after, &ra) < 0) {
+    hp__cli_startup_error("RELAY_AFTER",
+                          "RELAY_AFTER=\"%.64s\" is not valid: expected seconds from 0 to 3600 "
+                          "(0: relay and punch at once) or \"off\" (never relay)",
+                          c->relay_after);
+    return -1;
+  }
   if (!hp__wire_valid_name(c->room, strlen(c->room))) {
     hp__cli_startup_error(
         "ROOM", "ROOM=\"%.64s\" is not valid: expected 1 to 64 of A-Z a-z 0-9 . _ -", c->room);
@@ -191,6 +220,8 @@ void hp__cli_punch_config(const hp__cli_cfg *c, const char *kept_id, hp_config *
   out->allow_loopback_candidates = c->allow_loopback;
   /* The engine runs the secure handshake with the code's key. */
   out->code = c->code && strcmp(c->code, HP_CLI_CODE_NONE) != 0 ? c->code : NULL;
+  if (!c->relay_after || relay_after_value(c->relay_after, &out->relay_after) < 0)
+    out->relay_after = 5.0; /* checked at start-up (hp__cli_check_common) */
 }
 
 int hp__cli_load(const hp__cfg_spec *specs, size_t n, hp__cli_cfg *c, int argc, char **argv,

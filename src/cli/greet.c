@@ -70,6 +70,8 @@ typedef struct app {
   char own_id[HP_ID_MAX + 1];
   char peer_id[HP_ID_MAX + 1];
   char room[HP_ID_MAX + 1];
+  char transport[16];     /* "direct" or "relayed" of the last connection, "" before */
+  char relay_reason[256]; /* relayed: why the direct connection failed */
   /* message exchange */
   uv_tcp_t xtcp;
   uv_timer_t xtimer;
@@ -254,8 +256,17 @@ static void on_punch_done(hp_punch *p, hp_status status, void *data) {
   hp_punch_info(p, &info);
   snprintf(a->own_id, sizeof a->own_id, "%s", info.own_id);
   snprintf(a->peer_id, sizeof a->peer_id, "%s", info.peer_id);
-  if (status == HP_STATUS_OK)
+  snprintf(a->transport, sizeof a->transport, "%s", info.transport);
+  snprintf(a->relay_reason, sizeof a->relay_reason, "%s", info.relay_reason);
+  if (status == HP_STATUS_OK) {
+    HP_INFO("worker",
+            json_pack("{s:s, s:s, s:s, s:s}", "peer", info.peer_id, "room", a->room, "transport",
+                      info.transport, "relay_reason", info.relay_reason),
+            "connected to %s: %s%s%s%s", info.peer_id, info.transport,
+            *info.relay_reason ? " (no direct connection: " : "", info.relay_reason,
+            *info.relay_reason ? ")" : "");
     fd = hp_punch_take_fd(p);
+  }
   hp_punch_destroy(p);
   a->punch = NULL;
   if (a->stopping) {
@@ -302,6 +313,9 @@ static void health_fill(json_t *o, void *data) {
   json_object_set_new(o, "id", json_string(id));
   json_object_set_new(o, "peer", *peer ? json_string(peer) : json_null());
   json_object_set_new(o, "attempts", json_integer(a->attempts));
+  json_object_set_new(o, "transport", *a->transport ? json_string(a->transport) : json_null());
+  if (*a->relay_reason)
+    json_object_set_new(o, "relay_reason", json_string(a->relay_reason));
 }
 
 static void on_signal(uv_signal_t *s, int signum) {

@@ -1,6 +1,6 @@
 /*
  * relay_msg.h - the text messages of the relay WebSocket (docs/PROTOCOL.md
- * section 7). Shared by the rendezvous (decodes join and eof, encodes ready,
+ * section 8). Shared by the rendezvous (decodes join and eof, encodes ready,
  * eof, error) and the worker's relay carrier (encodes join and eof, decodes
  * ready, eof, error). No I/O; bounded: a relay text message is at most
  * HP_RELAY_MSG_MAX bytes.

@@ -394,14 +394,17 @@ static int decode_result(const json_t *o, hp__msg_result *r, hp__wire_err *err) 
   char status[16];
 
   if (s != NULL && json_is_string(s) && strcmp(json_string_value(s), "direct") != 0 &&
-      strcmp(json_string_value(s), "failed") != 0) {
+      strcmp(json_string_value(s), "failed") != 0 && strcmp(json_string_value(s), "relayed") != 0) {
     char q[64];
-    return fail(err, "bad_message", "status %s is not known: expected \"direct\" or \"failed\"",
+    return fail(err, "bad_message",
+                "status %s is not known: expected \"direct\", \"relayed\" or \"failed\"",
                 quote(json_string_value(s), json_string_length(s), q, sizeof(q)));
   }
   if (get_string(o, "", "status", 1, status, sizeof(status), err, NULL) < 0)
     return -1;
-  r->status = strcmp(status, "direct") == 0 ? HP_RESULT_DIRECT : HP_RESULT_FAILED;
+  r->status = strcmp(status, "direct") == 0    ? HP_RESULT_DIRECT
+              : strcmp(status, "relayed") == 0 ? HP_RESULT_RELAYED
+                                               : HP_RESULT_FAILED;
   r->elapsed_ms = -1;
   if (get_addr(o, "", "addr", 0, r->addr, err) < 0 ||
       get_nonneg(o, "", "elapsed_ms", 0, 86400000L, &r->elapsed_ms, err) < 0)
@@ -566,7 +569,9 @@ static json_t *msg_json(const hp__msg *m) {
     const hp__msg_result *r = &m->u.result;
     bad |= json_object_set_new(o, "type", json_string("result"));
     bad |= json_object_set_new(o, "status",
-                               json_string(r->status == HP_RESULT_DIRECT ? "direct" : "failed"));
+                               json_string(r->status == HP_RESULT_DIRECT    ? "direct"
+                                           : r->status == HP_RESULT_RELAYED ? "relayed"
+                                                                            : "failed"));
     bad |= set_opt_str(o, "addr", r->addr);
     if (r->elapsed_ms >= 0)
       bad |= json_object_set_new(o, "elapsed_ms", json_integer(r->elapsed_ms));

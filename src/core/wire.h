@@ -69,7 +69,11 @@ typedef struct hp__msg_peer {
   char relay_url[HP_RELAY_URL_MAX];
 } hp__msg_peer;
 
-typedef enum hp__result_status { HP_RESULT_DIRECT = 1, HP_RESULT_FAILED } hp__result_status;
+typedef enum hp__result_status {
+  HP_RESULT_DIRECT = 1,
+  HP_RESULT_FAILED,
+  HP_RESULT_RELAYED /* connected through the relay; reason: why direct failed */
+} hp__result_status;
 
 typedef struct hp__msg_result {
   hp__result_status status;

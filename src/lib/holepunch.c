@@ -8,6 +8,14 @@
  *   SIGNALING     hp__sig_open, hello, until welcome (WS_OPEN_TIMEOUT)
  *   WAITING_PEER  until peer (WS_RECV_TIMEOUT), with progress lines
  *   PUNCHING      hp__pe_start (P2P_CONNECT_TIMEOUT, in the engine)
+ *   (relay)       from RELAY_AFTER after peer on (hp_config.relay_after; at once
+ *                 when punching fails first) a relay attempt (relay_attempt.h)
+ *                 runs alongside PUNCHING: the secure handshake over the
+ *                 rendezvous' relay. It wins if it authenticates before a
+ *                 direct connection is nominated; a nominated direct
+ *                 connection ends it (both sides nominate the same one, so
+ *                 both then drop the relay)
+ *   RELAYING      punching failed, the relay attempt still runs
  *   SECURING      the nominated connection runs the secure handshake
  *                 (chan/secure.h, SECURE_TIMEOUT_MS); the engine is gone. A
  *                 peer that fails it (does not know the code) is dropped: the
@@ -42,6 +50,7 @@
 #include "code.h"
 #include "log.h"
 #include "punch.h"
+#include "relay_attempt.h"
 #include "signal_client.h"
 #include "stream_int.h"
 #include "url.h"
@@ -64,13 +73,14 @@ typedef enum phase {
   P_WAITING_PEER,
   P_PUNCHING,
   P_SECURING,
+  P_RELAYING,
   P_ENDING,
   P_ENDED,
   P_DESTROYED
 } phase;
 
-static const char *const phase_names[] = {"listening",    "discovering", "signaling",
-                                          "waiting_peer", "punching",    "securing"};
+static const char *const phase_names[] = {"listening", "discovering", "signaling", "waiting_peer",
+                                          "punching",  "securing",    "relaying"};
 
 struct hp_punch {
   uv_loop_t *loop;
@@ -87,9 +97,13 @@ struct hp_punch {
   char reason[HP_REASON_MAX];
   int port_preserved; /* -1 unknown */
   phase st;
-  hp_status status; /* the outcome, from ENDING on */
-  hp_bs *chan;      /* the secure channel (SECURING, then status OK until taken) */
-  int with_code;    /* hp_config.code given: psk holds the key derived from it */
+  hp_status status;       /* the outcome, from ENDING on */
+  hp_bs *chan;            /* the secure channel (SECURING, then status OK until taken) */
+  hp__ra *ra;             /* the relay attempt, from peer until it wins, fails or is dropped */
+  int relayed;            /* the channel runs over the relay */
+  char direct_fail[1536]; /* why the direct path failed (relayed, or both failed) */
+  char relay_fail[HP_REASON_MAX]; /* why the relay attempt failed, "" if it did not */
+  int with_code;                  /* hp_config.code given: psk holds the key derived from it */
   uint8_t psk[HP_CODE_PSK_BYTES];
   int id_generated; /* own_id is ours (not configured): a new one on each rejoin */
   int auth_failures;
@@ -115,6 +129,7 @@ void hp_config_init(hp_config *cfg) {
   cfg->ws_recv_timeout = 120.0;
   cfg->listener_ready_timeout = 15.0;
   cfg->p2p_connect_timeout = 30.0;
+  cfg->relay_after = 5.0;
 }
 
 const char *hp_version(void) {
@@ -139,7 +154,7 @@ static void send_result(hp_punch *p, int ok, const char *reason) {
 
   memset(&m, 0, sizeof m);
   m.type = HP_MSG_RESULT;
-  m.u.result.status = ok ? HP_RESULT_DIRECT : HP_RESULT_FAILED;
+  m.u.result.status = !ok ? HP_RESULT_FAILED : p->relayed ? HP_RESULT_RELAYED : HP_RESULT_DIRECT;
   snprintf(m.u.result.addr, sizeof m.u.result.addr, "%s", ok ? p->peer_addr : "");
   m.u.result.elapsed_ms = (long)(p->elapsed_ms + 0.5);
   snprintf(m.u.result.reason, sizeof m.u.result.reason, "%s", reason);
@@ -151,7 +166,7 @@ static void send_result(hp_punch *p, int ok, const char *reason) {
 /* Decide the outcome and stop every phase now; the callback follows on the
  * next loop turn (never inside a call of ours or of a module's callback). */
 static void end(hp_punch *p, hp_status status, const char *reason) {
-  const int paired = p->st == P_PUNCHING || p->st == P_SECURING;
+  const int paired = p->st == P_PUNCHING || p->st == P_SECURING || p->st == P_RELAYING;
 
   if (p->st >= P_ENDING)
     return;
@@ -162,6 +177,8 @@ static void end(hp_punch *p, hp_status status, const char *reason) {
   p->who = NULL;
   hp__pe_destroy(p->pe);
   p->pe = NULL;
+  hp__ra_destroy(p->ra);
+  p->ra = NULL;
   if (status != HP_STATUS_OK && p->chan) {
     hp_bs_close(p->chan);
     p->chan = NULL;
@@ -171,7 +188,7 @@ static void end(hp_punch *p, hp_status status, const char *reason) {
      * itself down without calling back, so the caller gets the channel now
      * rather than after the close handshake. */
     if (paired)
-      send_result(p, status == HP_STATUS_OK, p->reason);
+      send_result(p, status == HP_STATUS_OK, p->relayed ? p->direct_fail : p->reason);
     hp__sig_close(p->sig, NULL, NULL);
     p->sig = NULL;
   }
@@ -187,6 +204,10 @@ static void try_listen(hp_punch *p);
 static void rejoin(hp_punch *p, const char *why) {
   uint64_t now = uv_now(p->loop);
 
+  hp__ra_destroy(p->ra); /* the relay would meet the same peer */
+  p->ra = NULL;
+  p->relayed = 0;
+  p->direct_fail[0] = p->relay_fail[0] = '\0';
   if (p->sig) {
     send_result(p, 0, why);
     hp__sig_close(p->sig, NULL, NULL);
@@ -220,6 +241,12 @@ static void on_secured(hp_bs *s, int status, const char *why, void *data) {
   (void)s;
 
   if (status == 0) {
+    if (p->relayed)
+      HP_INFO("holepunch",
+              json_pack("{s:s, s:s, s:s, s:s, s:s}", "room", p->room, "id", p->own_id, "peer",
+                        p->peer_id, "transport", "relayed", "direct_failed", p->direct_fail),
+              "relayed connection to %s established (no direct connection: %s)", p->peer_id,
+              p->direct_fail);
     if (p->with_code)
       HP_INFO("holepunch",
               json_pack("{s:s, s:s, s:s, s:b}", "room", p->room, "id", p->own_id, "peer",
@@ -254,9 +281,14 @@ static void start_securing(hp_punch *p, hp__pe *pe) {
   int fd = hp__pe_take_fd(pe), r;
 
   /* The nominated connection is final: the engine (listener, the other
-   * connectors) goes now; the handshake runs on this one socket. */
+   * connectors) goes now; the handshake runs on this one socket. Both
+   * sides nominate the same connection, so both drop the relay now. */
   hp__pe_destroy(p->pe);
   p->pe = NULL;
+  if (p->ra)
+    HP_DEBUG("holepunch", ctx(p), "direct connection nominated: the relay attempt is dropped");
+  hp__ra_destroy(p->ra);
+  p->ra = NULL;
   r = fd < 0 ? -EBADF : hp__tcp_from_fd(p->loop, fd, &carrier);
   if (r < 0) {
     if (fd >= 0)
@@ -275,6 +307,97 @@ static void start_securing(hp_punch *p, hp__pe *pe) {
   if (r < 0) {
     p->chan = NULL;
     end(p, HP_STATUS_NO_DIRECT, "cannot start the secure handshake");
+  }
+}
+
+/* ---- the relay attempt ---- */
+
+/* A sentence into a bounded buffer: cut at the end when it does not fit
+ * (the reasons are for people and for the 255-byte result message). */
+static void say(char *buf, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void say(char *buf, size_t cap, const char *fmt, ...) {
+  va_list ap;
+
+  va_start(ap, fmt);
+  vsnprintf(buf, cap, fmt, ap);
+  va_end(ap);
+}
+
+static void on_relay(hp__ra *ra, int status, const char *why, void *data) {
+  hp_punch *p = data;
+
+  (void)ra;
+  if (status < 0) {
+    char reason[2048];
+    snprintf(p->relay_fail, sizeof p->relay_fail, "%s", why ? why : "failed");
+    hp__ra_destroy(p->ra);
+    p->ra = NULL;
+    if (p->st != P_RELAYING) {
+      HP_WARN(
+          "holepunch",
+          json_pack("{s:s, s:s, s:s}", "room", p->room, "id", p->own_id, "relay", p->relay_fail),
+          "the relay failed (%s); punching goes on", p->relay_fail);
+      return;
+    }
+    say(reason, sizeof reason, "%s; the relay failed too: %s", p->direct_fail, p->relay_fail);
+    HP_ERROR("holepunch", ctx(p), "giving up: %s", reason);
+    end(p, HP_STATUS_NO_DIRECT, reason);
+    return;
+  }
+  /* The relay authenticated first: the punch (if still running) goes,
+   * and what it tried so far is the reason the connection is relayed. */
+  if (p->pe && !*p->direct_fail) {
+    char tried[512];
+    hp__pe_result r;
+    json_decref(hp__pe_report(p->pe, tried, sizeof tried));
+    hp__pe_get_result(p->pe, &r);
+    say(p->direct_fail, sizeof p->direct_fail,
+        "none within RELAY_AFTER (%.1f s): %u connect attempts, %u inbound, tried %s",
+        p->cfg.relay_after, r.attempts, r.inbound_seen, tried);
+  }
+  p->chan = hp__ra_take(p->ra);
+  hp__ra_destroy(p->ra);
+  p->ra = NULL;
+  hp__pe_destroy(p->pe);
+  p->pe = NULL;
+  p->relayed = 1;
+  p->elapsed_ms = (double)((uv_hrtime() - p->hr_peer) / 1000) / 1000.0;
+  if (!*p->direct_fail)
+    snprintf(p->direct_fail, sizeof p->direct_fail,
+             "no direct connection within RELAY_AFTER (%.1f s); the relay authenticated first",
+             p->cfg.relay_after);
+  snprintf(p->peer_addr, sizeof p->peer_addr, "%s", "");
+  on_secured(p->chan, 0, NULL, p);
+}
+
+/* The relay attempt starts with the punch, connecting after relay_after. */
+static void start_relay_attempt(hp_punch *p, const hp__msg_peer *pm) {
+  hp__hs_params prm;
+  uint64_t delay, bound;
+  int r;
+
+  if (p->cfg.relay_after < 0)
+    return; /* RELAY_AFTER=off */
+  memset(&prm, 0, sizeof prm);
+  prm.session = p->session;
+  prm.own_id = p->own_id;
+  prm.peer_id = p->peer_id;
+  prm.role = p->role[0];
+  prm.psk = p->with_code ? p->psk : NULL;
+  delay = (uint64_t)(p->cfg.relay_after * 1000.0) + (uint64_t)pm->start_in_ms;
+  /* Connect, join and wait for the peer to join: until punching would give
+   * up, plus 10 s for a relay that is slower to join than the punch (so a
+   * worker without a relaying peer exits 5 at most ~10 s (+ the handshake's
+   * 10 s) after P2P_CONNECT_TIMEOUT). */
+  bound = (p->cfg.p2p_connect_timeout > p->cfg.relay_after
+               ? (uint64_t)((p->cfg.p2p_connect_timeout - p->cfg.relay_after) * 1000.0)
+               : 0) +
+          10000;
+  r = hp__ra_start(p->loop, &p->url, p->ca_file, &prm, delay, bound, on_relay, p, &p->ra);
+  if (r < 0) {
+    p->ra = NULL;
+    HP_WARN("holepunch", ctx(p), "cannot start the relay attempt: %s", strerror(-r));
   }
 }
 
@@ -349,6 +472,23 @@ static void on_punched(hp__pe *pe, int ok, void *data) {
       json_object_set_new(rep, "port_preserved",
                           p->port_preserved < 0 ? json_null() : json_boolean(p->port_preserved));
     }
+    if (p->ra) {
+      /* The relay attempt decides now; the summary is its reason. */
+      say(p->direct_fail, sizeof p->direct_fail, "%s; tried: %s; hint: %s", reason, tried, hint);
+      hp__pe_destroy(p->pe);
+      p->pe = NULL;
+      HP_WARN("holepunch", rep,
+              "no direct connection: %s; tried: %s; inbound seen: %u, rejected: %u; our "
+              "mapping: %d -> %s; hint: %s; waiting for the relay",
+              reason, tried, r.inbound_seen, r.rejected, port, *p->mapped ? p->mapped : "unknown",
+              hint);
+      p->st = P_RELAYING;
+      hp__ra_now(p->ra);
+      return;
+    }
+    if (*p->relay_fail)
+      say(reason + strlen(reason), sizeof reason - strlen(reason), "; the relay failed too: %s",
+          p->relay_fail);
     HP_ERROR("holepunch", rep,
              "giving up: %s; tried: %s; inbound seen: %u, rejected: %u; our mapping: %d -> %s "
              "(%s); hint: %s",
@@ -432,6 +572,9 @@ static void on_peer(hp_punch *p, const hp__msg_peer *pm) {
   prm.timeout_s = p->cfg.p2p_connect_timeout;
   prm.allow_loopback = p->cfg.allow_loopback_candidates;
   p->st = P_PUNCHING;
+  p->relayed = 0;
+  p->direct_fail[0] = p->relay_fail[0] = '\0';
+  start_relay_attempt(p, pm);
   r = hp__pe_start(p->pe, &prm, on_punched, p);
   if (r < 0) {
     HP_ERROR("holepunch", ctx(p), "the peer message cannot be used for punching: %s", strerror(-r));
@@ -452,7 +595,7 @@ static void on_sig_message(void *data, const hp__msg *m) {
     return;
   }
   if (m->type == HP_MSG_ERROR) {
-    if (p->st == P_PUNCHING || p->st == P_SECURING) {
+    if (p->st == P_PUNCHING || p->st == P_SECURING || p->st == P_RELAYING) {
       HP_WARN("holepunch", ctx(p), "the rendezvous sent an error while punching: %s: %s (ignored)",
               m->u.error.code, m->u.error.message);
       return;
@@ -468,7 +611,7 @@ static void on_sig_message(void *data, const hp__msg *m) {
   }
   snprintf(reason, sizeof reason,
            "the rendezvous broke the protocol: unexpected message in state %s", phase_names[p->st]);
-  if (p->st == P_PUNCHING || p->st == P_SECURING) {
+  if (p->st == P_PUNCHING || p->st == P_SECURING || p->st == P_RELAYING) {
     /* The direct path does not need the rendezvous any more. */
     HP_WARN("holepunch", ctx(p), "%s (ignored while punching)", reason);
     return;
@@ -483,7 +626,7 @@ static void on_sig_failed(void *data, const char *why) {
 
   hp__sig_close(p->sig, NULL, NULL);
   p->sig = NULL;
-  if (p->st == P_PUNCHING || p->st == P_SECURING) {
+  if (p->st == P_PUNCHING || p->st == P_SECURING || p->st == P_RELAYING) {
     HP_WARN("holepunch", ctx(p), "%s; punching goes on, the result cannot be reported", why);
     return;
   }
@@ -783,7 +926,7 @@ void hp_punch_info(const hp_punch *p, hp_info *info) {
   memset(info, 0, sizeof *info);
   if (!p) {
     info->own_id = info->peer_id = info->role = info->peer_addr = info->mapped_addr = info->reason =
-        "";
+        info->transport = info->relay_reason = "";
     return;
   }
   info->own_id = p->own_id;
@@ -793,6 +936,9 @@ void hp_punch_info(const hp_punch *p, hp_info *info) {
   info->mapped_addr = p->mapped;
   info->reason = p->reason;
   info->elapsed_ms = p->elapsed_ms;
+  info->transport =
+      p->st >= P_ENDING && p->status == HP_STATUS_OK ? (p->relayed ? "relayed" : "direct") : "";
+  info->relay_reason = p->relayed ? p->direct_fail : "";
 }
 
 const char *hp__punch_session(const hp_punch *p) {
@@ -816,6 +962,8 @@ void hp_punch_destroy(hp_punch *p) {
   p->sig = NULL;
   hp__pe_destroy(p->pe);
   p->pe = NULL;
+  hp__ra_destroy(p->ra);
+  p->ra = NULL;
   if (p->chan)
     hp_bs_close(p->chan); /* a channel nobody took */
   p->chan = NULL;

@@ -88,6 +88,7 @@ int hp__rdv_metrics_format(const hp__rdv_metrics *m, char *buf, size_t cap) {
   family(&o, "holepunch_results_total", "counter", "Punch results reported by workers.");
   put(&o, "holepunch_results_total{status=\"direct\"} %" PRIu64 "\n", m->results_direct);
   put(&o, "holepunch_results_total{status=\"failed\"} %" PRIu64 "\n", m->results_failed);
+  put(&o, "holepunch_results_total{status=\"relayed\"} %" PRIu64 "\n", m->results_relayed);
   family(&o, "holepunch_errors_total", "counter", "Error messages sent to clients, by code.");
   for (int i = 0; i < HP_RDV_ERR_COUNT; i++)
     put(&o, "holepunch_errors_total{code=\"%s\"} %" PRIu64 "\n", err_names[i], m->errors[i]);

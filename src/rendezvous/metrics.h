@@ -42,7 +42,7 @@ typedef struct hp__rdv_metrics {
   uint64_t waiting;         /* workers waiting for a peer */
   /* counters */
   uint64_t pairings;
-  uint64_t results_direct, results_failed;
+  uint64_t results_direct, results_failed, results_relayed;
   uint64_t errors[HP_RDV_ERR_COUNT];
   uint64_t bytes_received, bytes_sent; /* WebSocket message payload bytes */
   uint64_t http_requests[HP_RDV_ROUTE_COUNT];

@@ -1,5 +1,5 @@
 /*
- * relay.c - the relay route of the rendezvous (docs/PROTOCOL.md section 7):
+ * relay.c - the relay route of the rendezvous (docs/PROTOCOL.md section 8):
  * GET /relay upgrades to a WebSocket whose first message (join) names a
  * session registered by signaling and the worker's own id; once both
  * workers of that pairing have joined, each gets `ready` and binary frames
@@ -681,6 +681,7 @@ void hp__rdv_relay_timer(rdv_conn *c) {
 
 int hp__rdv_relay_metrics(const hp__rdv *s, char *buf, size_t cap) {
   const hp__rdv_relay_svc *v = s->relay;
+
   static const char *const refusal_names[RL_REFUSE_COUNT] = {
       [HP_RELAY_REFUSE_UNKNOWN] = "unknown_session", [HP_RELAY_REFUSE_NOT_IN] = "not_in_session",
       [HP_RELAY_REFUSE_IN_USE] = "session_in_use",   [HP_RELAY_REFUSE_USED] = "session_used",
@@ -690,6 +691,10 @@ int hp__rdv_relay_metrics(const hp__rdv *s, char *buf, size_t cap) {
   size_t o = 0;
   int n;
 
+  /* Expiry is lazy (on register and join): drop what is due before
+   * counting, so that the gauge does not show expired pairings. */
+  if (v)
+    (void)hp__relay_table_expire(v->t, uv_now(s->loop));
 #define PUT(...)                                                                                   \
   do {                                                                                             \
     n = snprintf(buf + o, cap - o, __VA_ARGS__);                                                   \

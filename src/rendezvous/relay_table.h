@@ -31,7 +31,7 @@ typedef enum hp__relay_state {
   HP_RELAY_ENDED           /* both gone: refused as "session_used" until expiry */
 } hp__relay_state;
 
-/* Why a join was refused (docs/PROTOCOL.md section 7 error codes). */
+/* Why a join was refused (docs/PROTOCOL.md section 8 error codes). */
 typedef enum hp__relay_refusal {
   HP_RELAY_REFUSE_UNKNOWN = 0, /* unknown_session: never registered, or expired */
   HP_RELAY_REFUSE_NOT_IN,      /* not_in_session: the id is not one of the two */

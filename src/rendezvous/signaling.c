@@ -437,7 +437,8 @@ static void on_hello(rdv_conn *c, const hp__msg_hello *h) {
 
 static void on_result(rdv_conn *c, const hp__msg_result *r) {
   hp__rdv *s = c->srv;
-  int direct = r->status == HP_RESULT_DIRECT;
+  int direct = r->status == HP_RESULT_DIRECT, relayed = r->status == HP_RESULT_RELAYED;
+  const char *st = direct ? "direct" : relayed ? "relayed" : "failed";
 
   if (c->sig != RDV_SIG_PAIRED) {
     hp__rdv_conn_fail(c, HP_RDV_ERR_UNEXPECTED_MESSAGE, HP_WS_CLOSE_POLICY, "%s",
@@ -450,14 +451,16 @@ static void on_result(rdv_conn *c, const hp__msg_result *r) {
   c->sig = RDV_SIG_REPORTED;
   if (direct)
     s->m.results_direct++;
+  else if (relayed)
+    s->m.results_relayed++;
   else
     s->m.results_failed++;
   HP_INFO(RDV_COMP,
           json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:s}", "room", c->room, "peer", c->id, "peer_b",
-                    c->peer_id, "status", direct ? "direct" : "failed", "addr", r->addr,
-                    "elapsed_ms", (json_int_t)r->elapsed_ms, "reason", r->reason),
-          "result %s from %s (peer %s) in room %s", direct ? "direct" : "failed", c->id,
-          c->peer_id[0] ? c->peer_id : "-", c->room);
+                    c->peer_id, "status", st, "addr", r->addr, "elapsed_ms",
+                    (json_int_t)r->elapsed_ms, "reason", r->reason),
+          "result %s from %s (peer %s) in room %s", st, c->id, c->peer_id[0] ? c->peer_id : "-",
+          c->room);
 }
 
 static const char *type_name(hp__msg_type t) {

@@ -35,8 +35,8 @@ internal=8082
 timeout=5
 margin=15
 room="proxy-changing-$$"
-lab_run_worker a a "$room" INTERNAL_TCP_PORT=$internal P2P_CONNECT_TIMEOUT=$timeout
-lab_run_worker b b "$room" INTERNAL_TCP_PORT=$internal P2P_CONNECT_TIMEOUT=$timeout
+lab_run_worker a a "$room" INTERNAL_TCP_PORT=$internal P2P_CONNECT_TIMEOUT=$timeout RELAY_AFTER=off
+lab_run_worker b b "$room" INTERNAL_TCP_PORT=$internal P2P_CONNECT_TIMEOUT=$timeout RELAY_AFTER=off
 lab_wait_exit a $((timeout + margin)) || lab_fail "worker a did not give up within ${timeout}+${margin} s"
 lab_wait_exit b $((timeout + margin)) || lab_fail "worker b did not give up within ${timeout}+${margin} s"
 

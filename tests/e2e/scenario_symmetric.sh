@@ -23,8 +23,8 @@ lab_start_rendezvous
 timeout=5
 margin=15
 room="symmetric-$$"
-lab_run_worker a a "$room" P2P_CONNECT_TIMEOUT=$timeout
-lab_run_worker b b "$room" P2P_CONNECT_TIMEOUT=$timeout
+lab_run_worker a a "$room" P2P_CONNECT_TIMEOUT=$timeout RELAY_AFTER=off
+lab_run_worker b b "$room" P2P_CONNECT_TIMEOUT=$timeout RELAY_AFTER=off
 lab_wait_exit a $((timeout + margin)) || lab_fail "worker a did not give up within ${timeout}+${margin} s"
 lab_wait_exit b $((timeout + margin)) || lab_fail "worker b did not give up within ${timeout}+${margin} s"
 

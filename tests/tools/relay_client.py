@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""relay_client.py - a client of the rendezvous' relay (docs/PROTOCOL.md section 7).
+"""relay_client.py - a client of the rendezvous' relay (docs/PROTOCOL.md section 8).
 
 Library (imported by tests/deploy/test_relay.sh and bench/relay.sh) and a small CLI.
 

@@ -176,6 +176,41 @@ static const struct bad_env bad_envs[] = {
     {"ROOM=", "ROOM=\"\" is not valid: expected a non-empty value"},
 };
 
+/* HP_CFG_BYTES (the relay's limits): a uint64_t of plain digits, no sign,
+ * no fraction, no exponent, within the range. */
+typedef struct bcfg {
+  uint64_t b;
+} bcfg;
+
+static void test_bytes(void **state) {
+  static const hp__cfg_spec bspecs[] = {
+      {"MAXB", "max-bytes", HP_CFG_BYTES, "10737418240", 0, 1e15, NULL, offsetof(bcfg, b), "bytes"},
+  };
+  static const char *const good[][2] = {
+      {"MAXB=0", "0"}, {"MAXB=1000000000000000", "1000000000000000"}, {NULL, "10737418240"}};
+  static const char *const bad[] = {"MAXB=-1", "MAXB=1.5", "MAXB=1e3", "MAXB=1000000000000001",
+                                    "MAXB= 1", "MAXB=0x10"};
+  char *argv[] = {"prog", NULL};
+  char err[256];
+  bcfg c;
+
+  (void)state;
+  for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+    const char *env[] = {good[i][0], NULL};
+    fake_env = env;
+    assert_int_equal(hp__cfg_load_env(bspecs, 1, &c, 1, argv, fake_getenv, err, sizeof(err)),
+                     HP_CFG_OK);
+    assert_true(c.b == strtoull(good[i][1], NULL, 10));
+  }
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    const char *env[] = {bad[i], NULL};
+    fake_env = env;
+    if (hp__cfg_load_env(bspecs, 1, &c, 1, argv, fake_getenv, err, sizeof(err)) != HP_CFG_ERROR)
+      fail_msg("%s accepted", bad[i]);
+    assert_non_null(strstr(err, "bytes, an integer from 0 to 1000000000000000"));
+  }
+}
+
 static void test_bad_env(void **state) {
   (void)state;
   for (size_t i = 0; i < sizeof(bad_envs) / sizeof(bad_envs[0]); i++) {
@@ -329,6 +364,7 @@ int main(void) {
       cmocka_unit_test(test_unknown_and_positional),
       cmocka_unit_test(test_help_version),
       cmocka_unit_test(test_usage),
+      cmocka_unit_test(test_bytes),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -140,6 +140,16 @@ static void test_roundtrip_result(void **state) {
   assert_string_equal(b.u.result.addr, "");
   assert_int_equal(b.u.result.elapsed_ms, -1);
   assert_int_equal(strlen(b.u.result.reason), HP_REASON_MAX - 1);
+
+  /* Relayed (issue 8): the reason is why the direct connection failed. */
+  memset(&m, 0, sizeof(m));
+  m.type = HP_MSG_RESULT;
+  m.u.result.status = HP_RESULT_RELAYED;
+  m.u.result.elapsed_ms = 5100;
+  strcpy(m.u.result.reason, "no direct connection within RELAY_AFTER (5.0 s)");
+  b = roundtrip(&m);
+  assert_int_equal(b.u.result.status, HP_RESULT_RELAYED);
+  assert_string_equal(b.u.result.reason, m.u.result.reason);
 }
 
 static void test_roundtrip_error(void **state) {

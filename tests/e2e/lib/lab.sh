@@ -515,14 +515,16 @@ lab_run() {
 }
 
 # lab_run_worker PROC HOST ROOM [VAR=VALUE ...]: the worker binary with the
-# lab's defaults, overridden by the given variables.
+# lab's defaults, overridden by the given variables. The relay is off by
+# default here (RELAY_AFTER=off): the scenarios test punching, and a relayed
+# connection would hide its outcome; the relay's scenarios turn it on.
 lab_run_worker() {
   local proc=$1 host=$2 room=$3
   shift 3
   lab_run "$proc" "$host" env \
     RENDEZVOUS_SERVICE_URL="$LAB_RDV_URL" \
     INTERNAL_TCP_PORT=8082 PORT=8090 ROOM="$room" WORKER_ID="$proc" \
-    P2P_CONNECT_TIMEOUT=10 WS_OPEN_TIMEOUT=5 WS_RECV_TIMEOUT=20 P2P_MSG_TIMEOUT=5 \
+    P2P_CONNECT_TIMEOUT=10 WS_OPEN_TIMEOUT=5 WS_RECV_TIMEOUT=20 P2P_MSG_TIMEOUT=5 RELAY_AFTER=off \
     LOG_FORMAT=json LOG_LEVEL=debug "$@" "$HP_BUILD_DIR/holepunch"
   lab_log "started worker $proc on $host (${LAB_IP[$host]}) in room $room"
 }
