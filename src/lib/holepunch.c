@@ -374,6 +374,9 @@ static void on_relay(hp__ra *ra, int status, const char *why, void *data) {
 /* The relay attempt starts with the punch, connecting after relay_after. */
 static void start_relay_attempt(hp_punch *p, const hp__msg_peer *pm) {
   hp__hs_params prm;
+  hp__url ru;
+  const hp__url *relay;
+  char err[160];
   uint64_t delay, bound;
   int r;
 
@@ -394,7 +397,18 @@ static void start_relay_attempt(hp_punch *p, const hp__msg_peer *pm) {
                ? (uint64_t)((p->cfg.p2p_connect_timeout - p->cfg.relay_after) * 1000.0)
                : 0) +
           10000;
-  r = hp__ra_start(p->loop, &p->url, p->ca_file, &prm, delay, bound, on_relay, p, &p->ra);
+  /* Several instances: the pair's relay is the waiting worker's instance,
+   * named by peer.relay_url; without it, this rendezvous. The channel is
+   * authenticated end to end either way, so the URL only routes bytes. */
+  relay = &p->url;
+  if (pm->relay_url[0]) {
+    if (hp__url_parse(pm->relay_url, &ru, err, sizeof err) == 0)
+      relay = &ru;
+    else
+      HP_WARN("holepunch", ctx(p), "the rendezvous named a relay URL we cannot use (%s): %s",
+              pm->relay_url, err);
+  }
+  r = hp__ra_start(p->loop, relay, p->ca_file, &prm, delay, bound, on_relay, p, &p->ra);
   if (r < 0) {
     p->ra = NULL;
     HP_WARN("holepunch", ctx(p), "cannot start the relay attempt: %s", strerror(-r));

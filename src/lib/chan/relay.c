@@ -315,7 +315,8 @@ static void wsc_end(void *arg, const hp__wsc_end *e) {
   maybe_free(r);
 }
 
-static const hp__wsc_cbs wsc_cbs = {wsc_open, wsc_message, wsc_drained, wsc_end};
+static const hp__wsc_cbs wsc_cbs = {
+    .open = wsc_open, .message = wsc_message, .drained = wsc_drained, .end = wsc_end};
 
 /* ---- hp_bs ---- */
 
