@@ -21,6 +21,8 @@
  * delay is only there to line up the first SYNs of both sides; 10 s is far
  * more than that needs, and a larger value would only eat the punch time. */
 #define HP_START_IN_MS_MAX 10000
+/* peer.start_at_us: an integer JSON carries exactly (2^53 - 1). */
+#define HP_START_AT_US_MAX 9007199254740991ULL
 
 typedef enum hp__msg_type {
   HP_MSG_HELLO = 1,
@@ -63,6 +65,10 @@ typedef struct hp__msg_peer {
   char peer_observed[HP_ADDR_STRLEN]; /* "" when absent */
   hp__cands peer_cands;
   long start_in_ms; /* 0..HP_START_IN_MS_MAX */
+  /* Optional: when to send the first SYNs, on the receiving worker's own
+   * monotonic clock in µs (the clock of its clock pings, see clocksync.h);
+   * 0 when absent. 1..HP_START_AT_US_MAX. */
+  unsigned long long start_at_us;
 } hp__msg_peer;
 
 typedef enum hp__result_status { HP_RESULT_DIRECT = 1, HP_RESULT_FAILED } hp__result_status;

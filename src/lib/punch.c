@@ -21,7 +21,9 @@
  * (RST: e.g. the peer's listener is not up yet, or a NAT that rejects),
  * unreachable (ICMP), reset or closed before the first byte, or the kernel's
  * own connect timeout. The next socket follows after 20 ms, doubling to 500 ms
- * per candidate. A connection that failed its handshake (a bad line: a
+ * per candidate; but after a refused connect in a synchronised start
+ * (prm.synced: both sides started at one instant) it follows at the next
+ * point of a grid both sides share, see grid_next. A connection that failed its handshake (a bad line: a
  * stranger, or broken) is retried after 500 ms. Silence is a failure only on
  * an inbound connection that has not proved the session yet (hello_ms, see
  * start_read); a connection that carries our hello waits for TCP.
@@ -66,6 +68,8 @@
 #define RETRY_MIN_MS 20
 #define RETRY_MAX_MS 500
 #define HELLO_DEFAULT_MS 3000
+#define GRID_MS 50          /* synchronised retries: start + m * GRID_MS */
+#define SWEEP_MAX_MS 40     /* role a's shift of a grid point, at most */
 
 static unsigned umin(unsigned a, unsigned b) {
   return a < b ? a : b;
@@ -427,6 +431,44 @@ void hp__pe_start_read(conn *c) {
     reject(c, "cannot read");
 }
 
+/*
+ * Synchronised retry (issue 9). With NATs that answer an unsolicited SYN
+ * with a reset, a refused connect means the two SYNs missed each other: the
+ * peer's SYN was refused too (the reset that reached us also closed our NAT's
+ * fresh entry). Backing off on our own would keep the offset between the
+ * two sides' SYNs for every later attempt. Both sides started at one instant
+ * (the rendezvous' start_at_us), so both retry at the next point of one grid
+ * anchored there, start + m * GRID_MS, after their refusal. Role a shifts
+ * its points by a sweep, 0, +s, -s, +2s, -2s, ... (at most SWEEP_MAX_MS),
+ * s = half the round trip the refusal took (the one-way delay to the peer's
+ * NAT, the width of the window the SYNs must hit; at least 1 ms, the timer's
+ * grain): an error of the clock estimate that made the first SYNs miss is
+ * swept instead of repeated. Returns the uv_now() time of the next socket.
+ */
+static uint64_t grid_next(hp__pe *pe, cand *k, uint64_t rtt_ms) {
+  uint64_t now = uv_now(pe->loop), at, step = rtt_ms / 2 ? rtt_ms / 2 : 1;
+  long shift = 0;
+
+  at = pe->t_start + ((now - pe->t_start) / GRID_MS + 1) * GRID_MS;
+  if (pe->prm.role == 'a') {
+    unsigned j = ++k->sweep;
+    shift = (long)(((j + 1) / 2) * step);
+    if (shift > SWEEP_MAX_MS) {
+      k->sweep = 1; /* start over */
+      shift = (long)step;
+      j = 1;
+    }
+    if (!(j & 1))
+      shift = -shift;
+  }
+  if ((long)(at - now) + shift < 2) /* too close to catch: the point after */
+    at += GRID_MS;
+  HP_DEBUG("punch", json_pack("{s:s, s:i, s:i}", "addr", k->c.addr, "in_ms",
+                              (int)((long)(at - now) + shift), "shift_ms", (int)shift),
+           "refused: next SYN to %s at the next common grid point", k->c.addr);
+  return (uint64_t)((long)at + shift);
+}
+
 static void on_connect(uv_connect_t *req, int status) {
   conn *c = req->data;
   hp__pe *pe = c->pe;
@@ -446,8 +488,12 @@ static void on_connect(uv_connect_t *req, int status) {
         json_pack("{s:s, s:i, s:i}", "addr", k->c.addr, "attempt", k->attempts, "syns", k->syns),
         "connect to %s: %s", k->c.addr, hp__pe_err_name(status));
     hp__pe_close_conn(c, 1);
-    k->next_at = uv_now(pe->loop) + k->retry_ms;
-    k->retry_ms = umin(k->retry_ms * 2, RETRY_MAX_MS);
+    if (pe->prm.synced && status == UV_ECONNREFUSED) {
+      k->next_at = grid_next(pe, k, uv_now(pe->loop) - c->t_sent);
+    } else {
+      k->next_at = uv_now(pe->loop) + k->retry_ms;
+      k->retry_ms = umin(k->retry_ms * 2, RETRY_MAX_MS);
+    }
     hp__pe_reschedule(pe);
     return;
   }
@@ -548,6 +594,7 @@ static void start_attempt(hp__pe *pe, int idx) {
   /* No deadline: the kernel retransmits the SYN until an answer, a hard
    * error or its own connect timeout (see the top of the file). */
   c->st = C_CONNECTING;
+  c->t_sent = now;
   c->syns_counted = 0;
   c->deadline = 0;
   k->cur = c;
@@ -605,6 +652,7 @@ static void on_timer(uv_timer_t *t) {
   if (pe->st == PE_DELAYING) {
     pe->st = PE_PUNCHING;
     pe->hr_start = uv_hrtime();
+    pe->t_start = now;
     pe->t_deadline = now + (uint64_t)(pe->prm.timeout_s * 1000.0);
     HP_DEBUG("punch", NULL, "first SYNs now");
   }

@@ -40,6 +40,7 @@ typedef struct conn {
   conn_state st;
   int syns_counted;           /* the candidate's syns include this socket's */
   uint64_t deadline;          /* uv_now() ms: handshake bound, 0 = none */
+  uint64_t t_sent;            /* uv_now() ms: connect() called (outbound) */
   struct sockaddr_storage ra; /* the remote address (the 4-tuple's far end) */
   char addr[HP_ADDR_STRLEN];
   char rbuf[HP_PEERHELLO_MAX];
@@ -58,6 +59,7 @@ typedef struct cand {
   unsigned attempts;      /* sockets created (connect() calls) */
   unsigned syns;          /* SYNs those sockets sent, kernel retransmissions included */
   unsigned retry_ms;      /* delay before the next socket after a hard error */
+  unsigned sweep;         /* synchronised retries so far (role a's shift) */
   int last_err;           /* UV_E* of the last attempt, ERR_NO_ANSWER, 0 = none */
   char last_why[WHY_MAX]; /* handshake failure on a connection to it */
 } cand;
@@ -92,6 +94,7 @@ struct hp__pe {
   conn *conns;
   conn *nominee;
   uint64_t t_deadline;
+  uint64_t t_start; /* uv_now() ms of the first SYNs: the retry grid's origin */
   uint64_t hr_start;
   hp__pe_cb cb;
   void *data;

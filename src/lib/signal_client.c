@@ -7,8 +7,8 @@
  * freed only after the context's last uv handle has closed, and every
  * callback that arrives in a state that does not expect it is ignored.
  *
- *   CONNECTING --established--> OPEN
- *   CONNECTING | OPEN --error, close, bad input--> FAILING --tick--> FAILED
+ *   CONNECTING --established--> CLOCK --pongs in, or 1 s--> OPEN (opened())
+ *   CONNECTING | CLOCK | OPEN --error, close, bad input--> FAILING --tick--> FAILED
  *     (failed() is delivered from the timer, never inside an lws callback)
  *   any --hp__sig_close--> CLOSING (OPEN: flush the queue, then
  *     CLOSE_SENT: close frame, until the answer; bounded, 2 s in all;
@@ -23,9 +23,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clocksync.h"
 #include "log.h"
 
 #define SIG_QUEUE_MAX 8
+/* Clock pings before hello (clocksync.h): this many samples, the first
+ * alone, the others spaced by a quarter of its round trip (1..20 ms, so
+ * that they see independent jitter), for at most CLOCK_BOUND_MS. */
+#define SIG_CLOCK_PINGS 10
+#define SIG_CLOCK_BOUND_MS 1000
 #define SIG_CLOSE_BOUND_MS 2000
 #define REAPER_PERIOD_MS 5
 #define REAPER_TRIES 400 /* 2 s */
@@ -38,6 +44,7 @@
 
 typedef enum sig_state {
   SIG_CONNECTING, /* TCP, TLS, upgrade in progress */
+  SIG_CLOCK,      /* established: clock pings, no message yet (before opened()) */
   SIG_OPEN,       /* established: messages flow both ways */
   SIG_FAILING,    /* a failure was seen; failed() goes out on the next tick */
   SIG_FAILED,     /* failed() delivered; waiting for hp__sig_close */
@@ -64,6 +71,12 @@ struct hp__sig {
   char *rx; /* fragment assembly, HP_MSG_MAX cap */
   size_t rx_len;
   int close_code;
+  /* Clock pings (SIG_CLOCK): send times t0 and pong times t2, µs. */
+  uint64_t ck_t0[SIG_CLOCK_PINGS], ck_t2[SIG_CLOCK_PINGS];
+  unsigned ck_sent, ck_got, ck_gap_ms;
+  uint64_t ck_begin, ck_next; /* uv_now() ms */
+  unsigned char ping[LWS_PRE + HP_CS_REPORT_LEN]; /* one ping to write */
+  size_t ping_len;                                /* 0: none */
   char host_hdr[SIG_HOST_HDR_MAX];
   char path[SIG_PATH_MAX];
   char url[SIG_URL_MAX];
@@ -159,7 +172,7 @@ static void fail(hp__sig *s, const char *fmt, ...) {
   va_list ap;
 
   /* Only the first failure counts, and none after hp__sig_close. */
-  if (s->st != SIG_CONNECTING && s->st != SIG_OPEN)
+  if (s->st != SIG_CONNECTING && s->st != SIG_CLOCK && s->st != SIG_OPEN)
     return;
   s->st = SIG_FAILING;
   va_start(ap, fmt);
@@ -209,10 +222,81 @@ static void reap_step(hp__sig *s) {
   uv_close((uv_handle_t *)&s->timer, on_sig_freed);
 }
 
+static uint64_t now_us(void) {
+  return uv_hrtime() / 1000;
+}
+
+static void clock_ping(hp__sig *s, const unsigned char *p, size_t n) {
+  memcpy(s->ping + LWS_PRE, p, n);
+  s->ping_len = n;
+  if (s->wsi)
+    lws_callback_on_writable(s->wsi);
+}
+
+/* The next clock ping, or the end of sampling: the report (the smallest
+ * round trip's times and the largest round trip), then opened(). */
+static void clock_step(hp__sig *s) {
+  uint64_t now = uv_now(s->loop), bound = s->ck_begin + SIG_CLOCK_BOUND_MS;
+
+  if (s->ck_got == SIG_CLOCK_PINGS || now >= bound) {
+    if (s->ck_got) {
+      unsigned char p[HP_CS_REPORT_LEN];
+      uint64_t best = 0, rtt_max = 0;
+      for (unsigned i = 1; i < s->ck_sent; i++)
+        if (s->ck_t2[i] && (!s->ck_t2[best] || s->ck_t2[i] - s->ck_t0[i] <
+                                                   s->ck_t2[best] - s->ck_t0[best]))
+          best = i;
+      for (unsigned i = 0; i < s->ck_sent; i++)
+        if (s->ck_t2[i] && s->ck_t2[i] - s->ck_t0[i] > rtt_max)
+          rtt_max = s->ck_t2[i] - s->ck_t0[i];
+      clock_ping(s, p, hp__cs_encode_report(p, s->ck_t0[best], s->ck_t2[best], rtt_max));
+      HP_DEBUG("signal",
+               json_pack("{s:i,s:i,s:i}", "samples", (int)s->ck_got, "rtt_us",
+                         (int)(s->ck_t2[best] - s->ck_t0[best]), "rtt_max_us", (int)rtt_max),
+               "clock pings done");
+    }
+    s->st = SIG_OPEN;
+    s->cbs.opened(s->data);
+    return;
+  }
+  if (s->ck_got && s->ck_sent < SIG_CLOCK_PINGS && !s->ping_len && now >= s->ck_next) {
+    unsigned char p[HP_CS_SAMPLE_LEN];
+    s->ck_t0[s->ck_sent] = now_us();
+    clock_ping(s, p, hp__cs_encode_sample(p, s->ck_t0[s->ck_sent]));
+    s->ck_sent++;
+    s->ck_next = now + s->ck_gap_ms;
+  }
+  schedule(s, s->ck_got && s->ck_sent < SIG_CLOCK_PINGS && s->ck_next < bound
+                  ? (s->ck_next > now ? s->ck_next - now : 1)
+                  : bound - now);
+}
+
+static void clock_pong(hp__sig *s, const void *in, size_t len) {
+  hp__cs_ping p;
+  uint64_t now = now_us();
+
+  if (hp__cs_decode(in, len, &p) < 0 || p.kind != HP_CS_SAMPLE)
+    return;
+  for (unsigned i = 0; i < s->ck_sent; i++) {
+    if (s->ck_t0[i] == p.t0 && !s->ck_t2[i] && now >= p.t0) {
+      s->ck_t2[i] = now;
+      if (!s->ck_got++) {
+        uint64_t q = (now - p.t0) / 4000;
+        s->ck_gap_ms = q < 1 ? 1 : q > 20 ? 20 : (unsigned)q;
+      }
+      schedule(s, 0);
+      return;
+    }
+  }
+}
+
 static void on_timer(uv_timer_t *t) {
   hp__sig *s = t->data;
 
   switch (s->st) {
+  case SIG_CLOCK:
+    clock_step(s);
+    return;
   case SIG_FAILING:
     s->st = SIG_FAILED;
     /* The caller calls hp__sig_close, maybe from inside this callback. */
@@ -268,6 +352,17 @@ static int rx_frame(hp__sig *s, struct lws *wsi, const void *in, size_t len) {
 }
 
 static int write_one(hp__sig *s, struct lws *wsi) {
+  if (s->ping_len) {
+    size_t n = s->ping_len;
+    s->ping_len = 0;
+    if (lws_write(wsi, s->ping + LWS_PRE, n, LWS_WRITE_PING) < (int)n) {
+      fail(s, "writing to the rendezvous WebSocket failed");
+      return -1;
+    }
+    if (s->qn || s->st == SIG_CLOSING)
+      lws_callback_on_writable(wsi);
+    return 0;
+  }
   if (s->qn) {
     char *buf = s->q[0];
     size_t len = s->qlen[0];
@@ -332,19 +427,29 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
   case LWS_CALLBACK_CLIENT_ESTABLISHED:
     if (s->st != SIG_CONNECTING)
       return -1; /* closed or failed meanwhile: hang up */
-    s->st = SIG_OPEN;
+    s->st = SIG_CLOCK;
     HP_DEBUG("signal", json_pack("{s:s}", "url", s->url), "WebSocket open");
-    s->cbs.opened(s->data);
-    if (s->qn || s->st == SIG_CLOSING)
-      lws_callback_on_writable(wsi);
+    {
+      /* The first clock ping; the hello follows the clock pings. */
+      unsigned char p[HP_CS_SAMPLE_LEN];
+      s->ck_begin = uv_now(s->loop);
+      s->ck_t0[0] = now_us();
+      s->ck_sent = 1;
+      clock_ping(s, p, hp__cs_encode_sample(p, s->ck_t0[0]));
+      schedule(s, SIG_CLOCK_BOUND_MS);
+    }
+    break;
+  case LWS_CALLBACK_CLIENT_RECEIVE_PONG:
+    if (s->st == SIG_CLOCK)
+      clock_pong(s, in, len);
     break;
   case LWS_CALLBACK_CLIENT_RECEIVE:
-    if (s->st == SIG_OPEN)
+    if (s->st == SIG_OPEN || s->st == SIG_CLOCK)
       return rx_frame(s, wsi, in, len);
     /* After a failure nothing more is read; while closing, input is moot. */
     return s->st == SIG_FAILING || s->st == SIG_FAILED ? -1 : 0;
   case LWS_CALLBACK_CLIENT_WRITEABLE:
-    if (s->st == SIG_OPEN || s->st == SIG_CLOSING)
+    if (s->st == SIG_OPEN || s->st == SIG_CLOCK || s->st == SIG_CLOSING)
       return write_one(s, wsi);
     return s->st == SIG_FAILING || s->st == SIG_FAILED ? -1 : 0;
   case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:

@@ -31,6 +31,7 @@
 #define LINGER_MAX 32                /* refused connections answered at once */
 #define FRAME_RATE 20.0              /* frames per second per WebSocket, sustained */
 #define FRAME_BURST 64.0
+#define RTT_PINGS 3 /* round-trip samples taken at the upgrade, one after the other */
 
 static void conn_read(hp__stream *st, const uint8_t *data, size_t len);
 static void conn_eof(hp__stream *st, int err);
@@ -52,6 +53,7 @@ static uint64_t now_ms(const rdv_conn *c) {
 static void conn_maybe_free(rdv_conn *c) {
   if (c->handles || c->refs)
     return;
+  free(c->clock);
   free(c);
 }
 
@@ -348,7 +350,48 @@ static void ws_failed(void *arg, hp__ws_fail why, const char *text) {
   }
 }
 
-static const hp__ws_ops ws_ops = {ws_writev, ws_message, ws_chunk, ws_closed, ws_failed};
+/* µs of the monotonic clock: the time base of clock pings and round trips. */
+static uint64_t now_us(void) {
+  return uv_hrtime() / 1000;
+}
+
+static void rtt_ping(rdv_conn *c) {
+  uint8_t p[HP_CS_RDVPING_LEN];
+  (void)hp__ws_ping_data(c->ws, p, hp__cs_encode_rdvping(p, now_us()));
+}
+
+/* Round-trip measurement (our pings' pongs) and the worker's clock pings. */
+static void ws_control(void *arg, int pong, const uint8_t *data, size_t len) {
+  rdv_conn *c = arg;
+  uint64_t now = now_us();
+  hp__cs_ping p;
+
+  if (c->state != RDV_WS || hp__cs_decode(data, len, &p) < 0)
+    return; /* any other ping or pong is just answered / ignored */
+  if (pong) {
+    if (p.kind != HP_CS_RDVPING || p.t0 > now)
+      return;
+    hp__cs_rtt_add(&c->rtt, now - p.t0);
+    if (c->rtt.n < RTT_PINGS)
+      rtt_ping(c);
+    return;
+  }
+  if (p.kind == HP_CS_SAMPLE) {
+    /* Taken at the first clock ping only: old workers never cost this. */
+    if (!c->clock && !(c->clock = calloc(1, sizeof *c->clock)))
+      return;
+    hp__cs_clock_sample(c->clock, p.t0, now);
+  } else if (p.kind == HP_CS_REPORT && c->clock && hp__cs_clock_report(c->clock, &p) == 0) {
+    HP_DEBUG(RDV_COMP,
+             json_pack("{s:s,s:I,s:i,s:i}", "addr", c->observed, "offset_us",
+                       (json_int_t)c->clock->offset_us, "rtt_us", (int)c->clock->rtt_us,
+                       "rtt_max_us", (int)c->clock->rtt_max_us),
+             "clock of the worker estimated");
+  }
+}
+
+static const hp__ws_ops ws_ops = {ws_writev, ws_message, ws_chunk, ws_closed, ws_failed,
+                                  ws_control};
 
 int hp__rdv_conn_send_text(rdv_conn *c, const char *text, size_t len) {
   int rc;
@@ -385,6 +428,8 @@ int hp__rdv_conn_upgrade(rdv_conn *c) {
   c->frame_refill_ms = c->t0;
   s->m.connections++;
   HP_DEBUG(RDV_COMP, json_pack("{s:s}", "addr", c->observed), "websocket open");
+  /* The first round-trip sample, behind the 101: ready by the pairing. */
+  rtt_ping(c);
   rearm(c);
   return 0;
 }

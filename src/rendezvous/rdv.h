@@ -20,6 +20,7 @@
 #include <uv.h>
 
 #include "addr.h"
+#include "clocksync.h"
 #include "http1.h"
 #include "iptable.h"
 #include "listener.h"
@@ -82,6 +83,8 @@ typedef struct rdv_conn {
   uint8_t ping_sent;
   uint8_t observed_full; /* observed is "ip:port", not a bare forwarded ip */
   uint8_t ncands;
+  hp__cs_rtt rtt;               /* round trips of our own pings (clocksync.h) */
+  hp__cs_clock *clock;          /* the worker's clock pings, NULL until one came */
   hp__cand *cands;              /* a waiting worker's candidates, else NULL */
   struct sockaddr_storage peer; /* TCP peer */
   char observed[HP_ADDR_STRLEN];
@@ -134,6 +137,7 @@ int hp__rdv_conn_upgrade(rdv_conn *c);
 /** Drop a reference taken for an asynchronous operation. */
 void hp__rdv_conn_unref(rdv_conn *c);
 
+
 /* http_routes.c */
 /** Answer one complete request. Returns 1: keep reading requests on the
  * connection; 0: the connection is closing or was upgraded. */
@@ -159,6 +163,11 @@ void hp__rdv_sig_message(rdv_conn *c, int binary, const uint8_t *data, size_t le
 void hp__rdv_sig_leave(rdv_conn *c);
 /** The address entry whose hello bucket counts this client. */
 hp__ipent *hp__rdv_sig_client_entry(rdv_conn *c);
+
+/* sync_start.c */
+/** The start times of a pair (synchronised start, clocksync.h) into both
+ * peer messages: from the round trips and clock pings of a and b. */
+void hp__rdv_start_times(const rdv_conn *a, const rdv_conn *b, hp__msg_peer *pa, hp__msg_peer *pb);
 
 /* server.c */
 void hp__rdv_conn_gone(hp__rdv *s, rdv_conn *c);

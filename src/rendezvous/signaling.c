@@ -145,6 +145,7 @@ static void pair(rdv_conn *a, rdv_conn *b, const hp__cands *b_cands) {
   }
   peer_msg(&ma, a, b, 'a', session, b_cands->c, b_cands->n);
   peer_msg(&mb, b, a, 'b', session, a->cands, a->ncands);
+  hp__rdv_start_times(a, b, &ma.u.peer, &mb.u.peer);
   ta = encode(&ma, &la);
   tb = encode(&mb, &lb);
   if (!ta || !tb) {
