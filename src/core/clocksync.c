@@ -37,12 +37,20 @@ size_t hp__cs_encode_rdvping(uint8_t out[HP_CS_RDVPING_LEN], uint64_t t_us) {
   return encode1(out, HP_CS_RDVPING, t_us);
 }
 
-size_t hp__cs_encode_report(uint8_t out[HP_CS_REPORT_LEN], uint64_t t0_us, uint64_t t2_us,
-                            uint64_t rtt_max_us) {
-  encode1(out, HP_CS_REPORT, t0_us);
-  put64(out + 13, t2_us);
-  put64(out + 21, rtt_max_us);
-  return HP_CS_REPORT_LEN;
+size_t hp__cs_encode_report(uint8_t out[HP_CS_REPORT_MAX], const uint64_t *t0, const uint64_t *t2,
+                            unsigned n) {
+  if (n < 1 || n > HP_CS_RING)
+    return 0;
+  encode1(out, HP_CS_REPORT, t0[0]);
+  out[13] = (uint8_t)n;
+  for (unsigned i = 0; i < n; i++) {
+    uint64_t r = t2[i] && t2[i] >= t0[i] ? t2[i] - t0[i] : 0;
+    uint32_t v = r > HP_CS_RTT_MAX_US ? 0 : (uint32_t)r;
+    uint8_t *p = out + HP_CS_REPORT_HDR + 4 * i;
+    p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8),
+    p[3] = (uint8_t)v;
+  }
+  return HP_CS_REPORT_HDR + 4 * (size_t)n;
 }
 
 int hp__cs_decode(const uint8_t *p, size_t n, hp__cs_ping *out) {
@@ -58,15 +66,17 @@ int hp__cs_decode(const uint8_t *p, size_t n, hp__cs_ping *out) {
     out->kind = (hp__cs_kind)p[4];
     return 0;
   case HP_CS_REPORT:
-    if (n != HP_CS_REPORT_LEN)
+    if (n < HP_CS_REPORT_HDR || p[13] < 1 || p[13] > HP_CS_RING ||
+        n != HP_CS_REPORT_HDR + 4 * (size_t)p[13])
       return -1;
     out->kind = HP_CS_REPORT;
-    out->t2 = get64(p + 13);
-    out->rtt_max = get64(p + 21);
-    /* t2 before t0, or a round trip over 10 s: not a measurement. */
-    if (out->t2 < out->t0 || out->t2 - out->t0 > HP_CS_RTT_MAX_US ||
-        out->rtt_max > HP_CS_RTT_MAX_US)
-      return -1;
+    out->n = p[13];
+    for (unsigned i = 0; i < out->n; i++) {
+      const uint8_t *q = p + HP_CS_REPORT_HDR + 4 * i;
+      out->rtt[i] = (uint32_t)q[0] << 24 | (uint32_t)q[1] << 16 | (uint32_t)q[2] << 8 | q[3];
+      if (out->rtt[i] > HP_CS_RTT_MAX_US)
+        return -1; /* not a measurement */
+    }
     return 0;
   default:
     return -1;
@@ -91,20 +101,45 @@ void hp__cs_clock_sample(hp__cs_clock *c, uint64_t t0, uint64_t t1) {
 }
 
 int hp__cs_clock_report(hp__cs_clock *c, const hp__cs_ping *r) {
-  if (r->kind != HP_CS_REPORT || r->t2 < r->t0 || r->t2 - r->t0 > HP_CS_RTT_MAX_US)
+  int start = -1, got = 0;
+  int64_t up_min = 0, down_min = 0;
+  uint32_t lo = 0, hi = 0;
+
+  if (r->kind != HP_CS_REPORT || r->n < 1 || r->n > HP_CS_RING)
     return -1;
-  for (int i = 0; i < HP_CS_RING; i++) {
-    if (c->t1[i] && c->t0[i] == r->t0) {
-      uint64_t rtt = r->t2 - r->t0;
-      /* offset = t1 - (t0 + t2) / 2, without overflowing the sum. */
-      c->offset_us = (int64_t)(c->t1[i] - r->t0) - (int64_t)(rtt / 2);
-      c->rtt_us = (uint32_t)rtt;
-      c->rtt_max_us = (uint32_t)(r->rtt_max > rtt ? r->rtt_max : rtt);
-      c->have = 1;
-      return 0;
-    }
+  for (int i = 0; i < HP_CS_RING && start < 0; i++)
+    if (c->t1[i] && c->t0[i] == r->t0)
+      start = i;
+  if (start < 0)
+    return -1;
+  /* The ring holds the samples in the order they arrived, which is the
+   * order they were sent (one TCP stream). */
+  for (unsigned k = 0; k < r->n; k++) {
+    int i = (start + (int)k) % HP_CS_RING;
+    int64_t up, down;
+    if (k && (!c->t1[i] || c->t0[i] <= c->t0[(i + HP_CS_RING - 1) % HP_CS_RING]))
+      return -1; /* the report does not match what we saw */
+    if (!r->rtt[k])
+      continue;
+    up = (int64_t)(c->t1[i] - c->t0[i]);
+    down = (int64_t)(c->t0[i] + r->rtt[k] - c->t1[i]);
+    if (!got || up < up_min)
+      up_min = up;
+    if (!got || down < down_min)
+      down_min = down;
+    if (!got || r->rtt[k] < lo)
+      lo = r->rtt[k];
+    if (!got || r->rtt[k] > hi)
+      hi = r->rtt[k];
+    got++;
   }
-  return -1;
+  if (!got)
+    return -1;
+  c->offset_us = (up_min - down_min) / 2;
+  c->rtt_us = lo;
+  c->rtt_max_us = hi;
+  c->have = 1;
+  return 0;
 }
 
 /* A worker's round-trip bounds from what is known; 0 when nothing is. */
@@ -132,8 +167,8 @@ static long ms_clamp(int64_t us) {
   return ms < 0 ? 0 : ms > HP_START_IN_MS_MAX ? HP_START_IN_MS_MAX : (long)ms;
 }
 
-uint64_t hp__cs_plan(const hp__cs_side *a, const hp__cs_side *b, uint64_t now_us,
-                     hp__cs_start *sa, hp__cs_start *sb) {
+uint64_t hp__cs_plan(const hp__cs_side *a, const hp__cs_side *b, uint64_t now_us, hp__cs_start *sa,
+                     hp__cs_start *sb) {
   uint64_t lo_a, hi_a, lo_b, hi_b, w_a, w_b, w;
 
   memset(sa, 0, sizeof *sa);

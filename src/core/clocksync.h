@@ -13,11 +13,18 @@
  *   worker -> rdv  ping "HPck" 's' t0           (t0: worker clock at sending)
  *   rdv            notes t1 (its clock at receipt) for t0, answers the pong
  *   worker         notes t2 at the pong: rtt = t2 - t0
- *   worker -> rdv  ping "HPck" 'r' t0 t2 rtt_max (the sample with the
- *                  smallest rtt, and the largest rtt seen), before hello
- *   rdv            offset = t1 - (t0 + t2) / 2: rdv clock = worker clock +
- *                  offset, with an error of at most half that sample's rtt
- *                  jitter; the smallest rtt has the least.
+ *   worker -> rdv  ping "HPck" 'r' t0_first n rtt_1..rtt_n: the round trip
+ *                  of each sample in the order sent (0: no pong), before
+ *                  its hello
+ *   rdv            up_i = t1_i - t0_i = offset + one-way delay up,
+ *                  down_i = t0_i + rtt_i - t1_i = one-way delay down - offset;
+ *                  offset = (min up - min down) / 2, rdv clock = worker clock
+ *                  + offset. The minima are taken per direction: each needs
+ *                  one sample with little jitter in its own direction (the
+ *                  sample with the smallest round trip would need both at
+ *                  once); the error is half the difference of the two
+ *                  directions' smallest jitters (and of any asymmetry of
+ *                  the paths' base delays).
  *
  * The rendezvous also pings each WebSocket itself (payload "HPck" 'p' t) and
  * times the pongs: the round trip of workers that send no clock pings.
@@ -28,26 +35,35 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define HP_CS_SAMPLE_LEN 13 /* "HPck" 's' t0 */
+#define HP_CS_SAMPLE_LEN 13  /* "HPck" 's' t0 */
 #define HP_CS_RDVPING_LEN 13 /* "HPck" 'p' t */
-#define HP_CS_REPORT_LEN 29 /* "HPck" 'r' t0 t2 rtt_max */
-#define HP_CS_RING 16       /* worker pings the rendezvous remembers */
+#define HP_CS_REPORT_HDR 14  /* "HPck" 'r' t0_first n, then n x 4 bytes of rtt */
+#define HP_CS_REPORT_MAX (HP_CS_REPORT_HDR + 4 * HP_CS_RING)
+#define HP_CS_RING 16                /* worker pings the rendezvous remembers */
 #define HP_CS_RTT_MAX_US 10000000ULL /* a sample above 10 s is nonsense */
 #define HP_CS_MARGIN_US 5000ULL      /* start after the later `peer` + this */
 #define HP_CS_WAIT_MAX_US 3000000ULL /* never make a pair wait longer */
 
-typedef enum hp__cs_kind { HP_CS_SAMPLE = 's', HP_CS_REPORT = 'r', HP_CS_RDVPING = 'p' } hp__cs_kind;
+typedef enum hp__cs_kind {
+  HP_CS_SAMPLE = 's',
+  HP_CS_REPORT = 'r',
+  HP_CS_RDVPING = 'p'
+} hp__cs_kind;
 
 typedef struct hp__cs_ping {
   hp__cs_kind kind;
-  uint64_t t0, t2, rtt_max; /* t0 only for SAMPLE and RDVPING */
+  uint64_t t0;              /* SAMPLE, RDVPING: the send time; REPORT: t0 of the first */
+  uint8_t n;                /* REPORT: samples, 1..HP_CS_RING */
+  uint32_t rtt[HP_CS_RING]; /* REPORT: µs, 0 = no pong */
 } hp__cs_ping;
 
 /** Payloads (big-endian 64-bit fields); return the length written. */
 size_t hp__cs_encode_sample(uint8_t out[HP_CS_SAMPLE_LEN], uint64_t t0_us);
 size_t hp__cs_encode_rdvping(uint8_t out[HP_CS_RDVPING_LEN], uint64_t t_us);
-size_t hp__cs_encode_report(uint8_t out[HP_CS_REPORT_LEN], uint64_t t0_us, uint64_t t2_us,
-                            uint64_t rtt_max_us);
+/** n samples (1..HP_CS_RING): their send times t0 and pong times t2 (0: no
+ * pong), in the order sent. 0 when n is out of range. */
+size_t hp__cs_encode_report(uint8_t out[HP_CS_REPORT_MAX], const uint64_t *t0, const uint64_t *t2,
+                            unsigned n);
 /** 0 and *out, or -1: not one of ours (any other ping payload is fine). */
 int hp__cs_decode(const uint8_t *p, size_t n, hp__cs_ping *out);
 
@@ -64,7 +80,7 @@ typedef struct hp__cs_clock {
   uint8_t next; /* ring position */
   uint8_t have; /* a report matched: offset and rtts are valid */
   int64_t offset_us;
-  uint32_t rtt_us, rtt_max_us; /* the report's best and largest rtt */
+  uint32_t rtt_us, rtt_max_us; /* the report's smallest and largest rtt */
 } hp__cs_clock;
 /** A sample ping with t0 arrived at t1 (rendezvous clock). */
 void hp__cs_clock_sample(hp__cs_clock *c, uint64_t t0, uint64_t t1);
@@ -78,7 +94,7 @@ typedef struct hp__cs_side {
 } hp__cs_side;
 
 typedef struct hp__cs_start {
-  long start_in_ms;              /* relative: for every worker */
+  long start_in_ms;               /* relative: for every worker */
   unsigned long long start_at_us; /* on that worker's clock; 0: not given */
 } hp__cs_start;
 
@@ -95,7 +111,7 @@ typedef struct hp__cs_start {
  * W never exceeds HP_CS_WAIT_MAX_US; start_in_ms stays within 0..10000.
  * Returns W in µs (0 for the relative or no plan).
  */
-uint64_t hp__cs_plan(const hp__cs_side *a, const hp__cs_side *b, uint64_t now_us,
-                     hp__cs_start *sa, hp__cs_start *sb);
+uint64_t hp__cs_plan(const hp__cs_side *a, const hp__cs_side *b, uint64_t now_us, hp__cs_start *sa,
+                     hp__cs_start *sb);
 
 #endif

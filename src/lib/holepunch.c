@@ -303,11 +303,13 @@ static void on_peer(hp_punch *p, const hp__msg_peer *pm) {
     long long in_us;
     uv_update_time(p->loop);
     in_us = (long long)pm->start_at_us - (long long)(uv_hrtime() / 1000);
-    prm.start_in_ms = in_us <= 0 ? 0 : in_us >= HP_START_IN_MS_MAX * 1000LL ? HP_START_IN_MS_MAX
-                                                                           : (long)((in_us + 500) / 1000);
+    prm.start_in_ms = in_us <= 0                             ? 0
+                      : in_us >= HP_START_IN_MS_MAX * 1000LL ? HP_START_IN_MS_MAX
+                                                             : (long)((in_us + 500) / 1000);
     prm.synced = 1;
-    HP_DEBUG("holepunch", json_pack("{s:I, s:i}", "start_in_us", (json_int_t)in_us, "late_ms",
-                                    in_us < 0 ? (int)(-in_us / 1000) : 0),
+    HP_DEBUG("holepunch",
+             json_pack("{s:I, s:i}", "start_in_us", (json_int_t)in_us, "late_ms",
+                       in_us < 0 ? (int)(-in_us / 1000) : 0),
              "synchronised start in %lld us%s", in_us, in_us < 0 ? " (late: starting now)" : "");
   }
   prm.timeout_s = p->cfg.p2p_connect_timeout;

@@ -23,10 +23,10 @@
  * own connect timeout. The next socket follows after 20 ms, doubling to 500 ms
  * per candidate; but after a refused connect in a synchronised start
  * (prm.synced: both sides started at one instant) it follows at the next
- * point of a grid both sides share, see grid_next. A connection that failed its handshake (a bad line: a
- * stranger, or broken) is retried after 500 ms. Silence is a failure only on
- * an inbound connection that has not proved the session yet (hello_ms, see
- * start_read); a connection that carries our hello waits for TCP.
+ * point of a grid both sides share, see grid_next. A connection that failed its handshake (a bad
+ * line: a stranger, or broken) is retried after 500 ms. Silence is a failure only on an inbound
+ * connection that has not proved the session yet (hello_ms, see start_read); a connection that
+ * carries our hello waits for TCP.
  *
  * Every connection the engine gives up is aborted (SO_LINGER {1, 0}): an
  * established or half-open (SYN_RECV) one sends a RST instead of a FIN, and
@@ -68,8 +68,8 @@
 #define RETRY_MIN_MS 20
 #define RETRY_MAX_MS 500
 #define HELLO_DEFAULT_MS 3000
-#define GRID_MS 50          /* synchronised retries: start + m * GRID_MS */
-#define SWEEP_MAX_MS 40     /* role a's shift of a grid point, at most */
+#define GRID_MS 50      /* synchronised retries: start + m * GRID_MS */
+#define SWEEP_MAX_MS 40 /* role a's shift of a grid point, at most */
 
 static unsigned umin(unsigned a, unsigned b) {
   return a < b ? a : b;
@@ -463,8 +463,9 @@ static uint64_t grid_next(hp__pe *pe, cand *k, uint64_t rtt_ms) {
   }
   if ((long)(at - now) + shift < 2) /* too close to catch: the point after */
     at += GRID_MS;
-  HP_DEBUG("punch", json_pack("{s:s, s:i, s:i}", "addr", k->c.addr, "in_ms",
-                              (int)((long)(at - now) + shift), "shift_ms", (int)shift),
+  HP_DEBUG("punch",
+           json_pack("{s:s, s:i, s:i}", "addr", k->c.addr, "in_ms", (int)((long)(at - now) + shift),
+                     "shift_ms", (int)shift),
            "refused: next SYN to %s at the next common grid point", k->c.addr);
   return (uint64_t)((long)at + shift);
 }

@@ -28,9 +28,9 @@
 
 #define SIG_QUEUE_MAX 8
 /* Clock pings before hello (clocksync.h): this many samples, the first
- * alone, the others spaced by a quarter of its round trip (1..20 ms, so
+ * alone, the others spaced by a third of its round trip (1..30 ms, so
  * that they see independent jitter), for at most CLOCK_BOUND_MS. */
-#define SIG_CLOCK_PINGS 10
+#define SIG_CLOCK_PINGS 16
 #define SIG_CLOCK_BOUND_MS 1000
 #define SIG_CLOSE_BOUND_MS 2000
 #define REAPER_PERIOD_MS 5
@@ -74,8 +74,8 @@ struct hp__sig {
   /* Clock pings (SIG_CLOCK): send times t0 and pong times t2, µs. */
   uint64_t ck_t0[SIG_CLOCK_PINGS], ck_t2[SIG_CLOCK_PINGS];
   unsigned ck_sent, ck_got, ck_gap_ms;
-  uint64_t ck_begin, ck_next; /* uv_now() ms */
-  unsigned char ping[LWS_PRE + HP_CS_REPORT_LEN]; /* one ping to write */
+  uint64_t ck_begin, ck_next;                     /* uv_now() ms */
+  unsigned char ping[LWS_PRE + HP_CS_REPORT_MAX]; /* one ping to write */
   size_t ping_len;                                /* 0: none */
   char host_hdr[SIG_HOST_HDR_MAX];
   char path[SIG_PATH_MAX];
@@ -240,19 +240,10 @@ static void clock_step(hp__sig *s) {
 
   if (s->ck_got == SIG_CLOCK_PINGS || now >= bound) {
     if (s->ck_got) {
-      unsigned char p[HP_CS_REPORT_LEN];
-      uint64_t best = 0, rtt_max = 0;
-      for (unsigned i = 1; i < s->ck_sent; i++)
-        if (s->ck_t2[i] && (!s->ck_t2[best] || s->ck_t2[i] - s->ck_t0[i] <
-                                                   s->ck_t2[best] - s->ck_t0[best]))
-          best = i;
-      for (unsigned i = 0; i < s->ck_sent; i++)
-        if (s->ck_t2[i] && s->ck_t2[i] - s->ck_t0[i] > rtt_max)
-          rtt_max = s->ck_t2[i] - s->ck_t0[i];
-      clock_ping(s, p, hp__cs_encode_report(p, s->ck_t0[best], s->ck_t2[best], rtt_max));
+      unsigned char p[HP_CS_REPORT_MAX];
+      clock_ping(s, p, hp__cs_encode_report(p, s->ck_t0, s->ck_t2, s->ck_sent));
       HP_DEBUG("signal",
-               json_pack("{s:i,s:i,s:i}", "samples", (int)s->ck_got, "rtt_us",
-                         (int)(s->ck_t2[best] - s->ck_t0[best]), "rtt_max_us", (int)rtt_max),
+               json_pack("{s:i,s:i}", "sent", (int)s->ck_sent, "answered", (int)s->ck_got),
                "clock pings done");
     }
     s->st = SIG_OPEN;
@@ -281,8 +272,8 @@ static void clock_pong(hp__sig *s, const void *in, size_t len) {
     if (s->ck_t0[i] == p.t0 && !s->ck_t2[i] && now >= p.t0) {
       s->ck_t2[i] = now;
       if (!s->ck_got++) {
-        uint64_t q = (now - p.t0) / 4000;
-        s->ck_gap_ms = q < 1 ? 1 : q > 20 ? 20 : (unsigned)q;
+        uint64_t q = (now - p.t0) / 3000;
+        s->ck_gap_ms = q < 1 ? 1 : q > 30 ? 30 : (unsigned)q;
       }
       schedule(s, 0);
       return;

@@ -390,8 +390,8 @@ static void ws_control(void *arg, int pong, const uint8_t *data, size_t len) {
   }
 }
 
-static const hp__ws_ops ws_ops = {ws_writev, ws_message, ws_chunk, ws_closed, ws_failed,
-                                  ws_control};
+static const hp__ws_ops ws_ops = {ws_writev, ws_message, ws_chunk,
+                                  ws_closed, ws_failed,  ws_control};
 
 int hp__rdv_conn_send_text(rdv_conn *c, const char *text, size_t len) {
   int rc;

@@ -137,7 +137,6 @@ int hp__rdv_conn_upgrade(rdv_conn *c);
 /** Drop a reference taken for an asynchronous operation. */
 void hp__rdv_conn_unref(rdv_conn *c);
 
-
 /* http_routes.c */
 /** Answer one complete request. Returns 1: keep reading requests on the
  * connection; 0: the connection is closing or was upgraded. */

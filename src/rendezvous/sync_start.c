@@ -8,8 +8,7 @@
 #include "log.h"
 #include "rdv.h"
 
-void hp__rdv_start_times(const rdv_conn *a, const rdv_conn *b, hp__msg_peer *pa,
-                              hp__msg_peer *pb) {
+void hp__rdv_start_times(const rdv_conn *a, const rdv_conn *b, hp__msg_peer *pa, hp__msg_peer *pb) {
   hp__cs_side sa = {&a->rtt, a->clock}, sb = {&b->rtt, b->clock};
   hp__cs_start ra, rb;
   uint64_t w = hp__cs_plan(&sa, &sb, uv_hrtime() / 1000, &ra, &rb);
@@ -24,6 +23,6 @@ void hp__rdv_start_times(const rdv_conn *a, const rdv_conn *b, hp__msg_peer *pa,
                      b->rtt.n ? (int)b->rtt.min_us : -1, "start_in_ms", (int)ra.start_in_ms,
                      "start_in_ms_b", (int)rb.start_in_ms, "clock", a->clock && a->clock->have,
                      "clock_b", b->clock && b->clock->have, "wait_us", (int)w),
-           "start times: %s", w ? "common instant (both clocks known)"
-                                : "relative (from round trips, or none)");
+           "start times: %s",
+           w ? "common instant (both clocks known)" : "relative (from round trips, or none)");
 }
