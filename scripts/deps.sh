@@ -20,7 +20,7 @@ pkgs=(
   build-essential cmake pkg-config
   libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libjansson-dev libssl-dev
   libcurl4-openssl-dev ca-certificates libwslay-dev libhttp-parser-dev libhiredis-dev
-  libminiupnpc-dev libnatpmp-dev zlib1g-dev
+  libminiupnpc-dev libnatpmp-dev zlib1g-dev libsodium-dev
 )
 ((build_only)) || pkgs+=(
   libcmocka-dev

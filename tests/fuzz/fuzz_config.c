@@ -2,7 +2,7 @@
  * fuzz_config.c - hp__cfg_load_env (configuration as a validated table,
  * src/lib/config.h) with a fake environment.
  *
- * The table has the worker's shape (src/worker/main.c: a required string, an
+ * The table has the worker's shape (src/cli/greet.c: a required string, an
  * int, seconds, enums, a bool) plus an int with a negative range. The input
  * is text, one item per line: "NAME=value" sets a variable of the fake
  * environment (the first one wins, as with getenv), any other line

@@ -5,7 +5,7 @@
 # Loopback only (the rendezvous is bound to 127.0.0.1), every wait bounded,
 # every process killed on exit (trap), also on failure.
 #
-# Run for two ways of switching service mode on (src/worker/main.c):
+# Run for two ways of switching service mode on (src/cli/greet.c):
 #   svc   SERVICE_MODE=1
 #   ksvc  K_SERVICE=hp-test with SERVICE_MODE unset (what Cloud Run sets)
 # each asserting:

@@ -63,6 +63,19 @@ expect 2 'ROOM="bad room" is not valid' "${W[@]}" --rendezvous-url http://127.0.
 expect 2 'WORKER_ID="use" is not valid' "${W[@]}" --rendezvous-url http://127.0.0.1:9 --worker-id use
 expect 2 'unknown option' "${W[@]}" --no-such-flag
 expect 2 'PORT="x" is not valid' env -i PORT=x "$B/holepunch-rendezvous"
+# Subcommands (src/cli/main.c): the list, greet by name = no subcommand,
+# flags before or after the name, a flag's value is never taken for a name,
+# an unknown name is a configuration error.
+expect 0 '^  greet +punch a direct connection' "${W[@]}" help
+expect 0 'RENDEZVOUS_SERVICE_URL' "${W[@]}" greet --help
+expect 0 '^holepunch [0-9]+\.[0-9]+\.[0-9]+$' "${W[@]}" greet --version
+expect 2 'unknown subcommand "frobnicate"' "${W[@]}" frobnicate
+expect 2 'RENDEZVOUS_SERVICE_URL="ftp://x" is not valid' "${W[@]}" greet --rendezvous-url ftp://x
+expect 2 'RENDEZVOUS_SERVICE_URL="ftp://x" is not valid' "${W[@]}" --rendezvous-url ftp://x greet
+expect 2 'RENDEZVOUS_SERVICE_URL="ftp://x" is not valid' "${W[@]}" --room help \
+  --rendezvous-url ftp://x
+expect 2 'unexpected argument "extra"' "${W[@]}" greet extra --rendezvous-url http://127.0.0.1:9
+
 expect 2 'TRUST_PROXY="maybe" is not valid' env -i TRUST_PROXY=maybe "$B/holepunch-rendezvous"
 
 # Issue 6 item 6: CA_FILE naming a missing file is a configuration error.

@@ -770,13 +770,13 @@ lab_json_count() {
 
 # --- the worker's log and output ------------------------------------------
 # The worker's JSON log messages the scenarios look for (src/lib/punch.c,
-# src/lib/holepunch.c, src/worker/main.c). One place to keep them in step.
+# src/lib/holepunch.c, src/cli/greet.c). One place to keep them in step.
 LAB_MSG_DIRECT='^direct connection established$'   # fields addr, elapsed_ms
 LAB_MSG_MAPPING='^our mapping: '                    # field mapped
 LAB_MAPPING_FIELD=mapped
 LAB_MSG_GIVEUP='giving up: no direct connection to' # the one summary line
 LAB_MSG_REJECT='rejected (inbound|outbound) connection'
-# The worker's stdout (src/worker/main.c): "peer <id> says: hello from <id> in room <room>".
+# The worker's stdout (src/cli/greet.c): "peer <id> says: hello from <id> in room <room>".
 LAB_GREETING_PREFIX='^peer '
 
 # lab_worker_addr PROC: the "addr" of PROC's "direct connection established".

@@ -1,6 +1,7 @@
 /*
- * main.c - the `holepunch` worker: meet a peer in a room of the rendezvous,
- * punch a direct TCP connection, exchange one greeting line each way.
+ * greet.c - `holepunch [greet]`, the original behaviour: meet a peer in a
+ * room of the rendezvous, punch a direct TCP connection, exchange one
+ * greeting line each way.
  *
  * One libuv loop carries everything: the library's punch (lws client,
  * listener, punch sockets), the health server (a second lws context on the
@@ -11,90 +12,43 @@
  * SIGINT (128 + signal number, after a clean shutdown).
  */
 #include <arpa/inet.h>
-#include <errno.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <unistd.h>
 
-#include "config.h"
+#include "cli.h"
 #include "health.h"
 #include "holepunch.h"
 #include "log.h"
-#include "url.h"
 #include "wire.h"
 
 #define GREETING_MAX 4096
 #define BACKOFF_MIN_MS 1000
 #define BACKOFF_MAX_MS 60000
-
-typedef struct wcfg {
-  const char *url;
-  int internal_port;
-  int port;
-  double ws_open, ws_recv, listener_ready, p2p_msg, p2p_connect;
-  const char *room;
-  const char *worker_id;
-  const char *ca_file;
-  int log_level;
-  int log_format;
-  int service_mode;
-  int allow_loopback;
-  const char *health_bind;
-} wcfg;
-
-static const char *const level_choices[] = {"debug", "info", "warning", "error", NULL};
-static const char *const format_choices[] = {"auto", "json", "text", NULL};
-
-#define ID_AUTO "auto"
-#define CA_SYSTEM "system"
 #define BIND_AUTO "auto"
 
-static hp__cfg_spec specs[] = {
-    {"RENDEZVOUS_SERVICE_URL", "rendezvous-url", HP_CFG_STRING, NULL, 0, 0, NULL,
-     offsetof(wcfg, url), "rendezvous base URL: http://, https://, ws:// or wss://"},
-    {"INTERNAL_TCP_PORT", "internal-tcp-port", HP_CFG_INT, "8082", 1, 65535, NULL,
-     offsetof(wcfg, internal_port), "listen + punch port"},
-    {"PORT", "port", HP_CFG_INT, "8080", 0, 65535, NULL, offsetof(wcfg, port),
+/* greet's own settings, after the common ones (cli.h); SERVICE_MODE stays
+ * the last entry (its default depends on K_SERVICE). */
+const hp__cfg_spec hp__cli_greet_specs[] = {
+    {"PORT", "port", HP_CFG_INT, "8080", 0, 65535, NULL, offsetof(hp__cli_cfg, port),
      "health-check HTTP port (GET /healthz); 0 disables it"},
-    {"WS_OPEN_TIMEOUT", "ws-open-timeout", HP_CFG_SECONDS, "15.0", 0.1, 3600, NULL,
-     offsetof(wcfg, ws_open), "s to reach the rendezvous (whoami, WebSocket)"},
-    {"WS_RECV_TIMEOUT", "ws-recv-timeout", HP_CFG_SECONDS, "120.0", 0.1, 86400, NULL,
-     offsetof(wcfg, ws_recv), "s to wait for a peer"},
-    {"LISTENER_READY_TIMEOUT", "listener-ready-timeout", HP_CFG_SECONDS, "15.0", 0.1, 3600, NULL,
-     offsetof(wcfg, listener_ready), "s for the listener to get its port (retried while busy)"},
     {"P2P_MSG_TIMEOUT", "p2p-msg-timeout", HP_CFG_SECONDS, "10.0", 0.1, 3600, NULL,
-     offsetof(wcfg, p2p_msg), "s for the message exchange once connected"},
-    {"P2P_CONNECT_TIMEOUT", "p2p-connect-timeout", HP_CFG_SECONDS, "30.0", 0.1, 3600, NULL,
-     offsetof(wcfg, p2p_connect), "s of punching before giving up"},
-    {"ROOM", "room", HP_CFG_STRING, "default", 0, 0, NULL, offsetof(wcfg, room),
-     "room to meet the peer in (1-64 of A-Za-z0-9._-)"},
-    {"WORKER_ID", "worker-id", HP_CFG_STRING, ID_AUTO, 0, 0, NULL, offsetof(wcfg, worker_id),
-     "own id in the room; \"auto\" generates one"},
-    {"CA_FILE", "ca-file", HP_CFG_STRING, CA_SYSTEM, 0, 0, NULL, offsetof(wcfg, ca_file),
-     "CA bundle for https/wss; \"system\" uses the system store"},
-    {"LOG_LEVEL", "log-level", HP_CFG_ENUM, "info", 0, 0, level_choices, offsetof(wcfg, log_level),
-     "debug, info, warning or error"},
-    {"LOG_FORMAT", "log-format", HP_CFG_ENUM, "auto", 0, 0, format_choices,
-     offsetof(wcfg, log_format), "json, text, or auto (json unless stderr is a terminal)"},
+     offsetof(hp__cli_cfg, p2p_msg), "s for the message exchange once connected"},
     {"HEALTH_BIND", "health-bind", HP_CFG_STRING, BIND_AUTO, 0, 0, NULL,
-     offsetof(wcfg, health_bind),
+     offsetof(hp__cli_cfg, health_bind),
      "address of the health server: \"auto\" is 127.0.0.1, or 0.0.0.0 in service mode"},
-    {"ALLOW_LOOPBACK_CANDIDATES", "allow-loopback-candidates", HP_CFG_BOOL, "0", 0, 0, NULL,
-     offsetof(wcfg, allow_loopback),
-     "dial peer candidates on loopback/link-local addresses (both workers on one host)"},
-    {"SERVICE_MODE", "service-mode", HP_CFG_BOOL, "0", 0, 0, NULL, offsetof(wcfg, service_mode),
+    {"SERVICE_MODE", "service-mode", HP_CFG_BOOL, "0", 0, 0, NULL,
+     offsetof(hp__cli_cfg, service_mode),
      "keep pairing with backoff instead of exiting (default on when K_SERVICE is set)"},
 };
-#define NSPECS (sizeof specs / sizeof specs[0])
+const size_t hp__cli_ngreet_specs = sizeof hp__cli_greet_specs / sizeof hp__cli_greet_specs[0];
 
 typedef struct app {
   uv_loop_t loop;
-  wcfg cfg;
+  hp__cli_cfg cfg;
   uv_signal_t sigterm, sigint;
   uv_timer_t retry;
   hp__health *health;
@@ -311,20 +265,8 @@ static void start_attempt(app *a) {
   hp_config c;
   int r;
 
-  hp_config_init(&c);
-  c.rendezvous_url = a->cfg.url;
-  c.room = a->cfg.room;
-  c.worker_id = strcmp(a->cfg.worker_id, ID_AUTO) == 0 ? NULL : a->cfg.worker_id;
   /* In service mode a generated id is kept over retries. */
-  if (!c.worker_id && *a->own_id)
-    c.worker_id = a->own_id;
-  c.internal_tcp_port = a->cfg.internal_port;
-  c.ws_open_timeout = a->cfg.ws_open;
-  c.ws_recv_timeout = a->cfg.ws_recv;
-  c.listener_ready_timeout = a->cfg.listener_ready;
-  c.p2p_connect_timeout = a->cfg.p2p_connect;
-  c.ca_file = strcmp(a->cfg.ca_file, CA_SYSTEM) == 0 ? NULL : a->cfg.ca_file;
-  c.allow_loopback_candidates = a->cfg.allow_loopback;
+  hp__cli_punch_config(&a->cfg, a->own_id, &c);
   a->attempts++;
   a->peer_id[0] = '\0';
   r = hp_punch_start(&a->loop, &c, on_punch_done, a, &a->punch);
@@ -363,122 +305,40 @@ static void on_signal(uv_signal_t *s, int signum) {
   shutdown_all(a);
 }
 
-/*
- * A start-up error: one line in the log's format (JSON for a log collector,
- * text on a terminal), naming the setting. The log is set up from LOG_FORMAT
- * before the configuration is read, so even a bad value is reported so.
- */
-static void startup_error(const char *setting, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void startup_error(const char *setting, const char *fmt, ...) {
-  char msg[768];
-  va_list ap;
-
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  HP_ERROR("worker", setting ? json_pack("{s:s, s:i}", "setting", setting, "exit_code", 2) : NULL,
-           "%s", msg);
-}
-
-/* The log format from LOG_FORMAT / --log-format, read before the full
- * configuration (which may be what is wrong). */
-static hp__log_format early_log_format(int argc, char **argv) {
-  const char *v = getenv("LOG_FORMAT");
-
-  for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--log-format") == 0 && i + 1 < argc)
-      v = argv[i + 1];
-    else if (strncmp(argv[i], "--log-format=", 13) == 0)
-      v = argv[i] + 13;
-  }
-  if (v && strcasecmp(v, "json") == 0)
-    return HP_LOG_JSON;
-  if (v && strcasecmp(v, "text") == 0)
-    return HP_LOG_TEXT;
-  return isatty(STDERR_FILENO) ? HP_LOG_TEXT : HP_LOG_JSON;
-}
-
-/*
- * Checks the config table cannot express: names, the URL, the CA file, the
- * health address. Messages in the same form as config.c's, naming the
- * variable, the value and what is allowed.
- */
-static int check_settings(const wcfg *c) {
-  char err[256];
-  hp__url url;
-
-  if (!hp__wire_valid_name(c->room, strlen(c->room))) {
-    startup_error("ROOM", "ROOM=\"%.64s\" is not valid: expected 1 to 64 of A-Z a-z 0-9 . _ -",
-                  c->room);
+/* What the table cannot express beyond the common checks: the health
+ * address. */
+static int check_settings(const hp__cli_cfg *c) {
+  if (hp__cli_check_common(c) != 0)
     return -1;
-  }
-  if (strcmp(c->worker_id, ID_AUTO) != 0 &&
-      (!hp__wire_valid_name(c->worker_id, strlen(c->worker_id)) ||
-       strcmp(c->worker_id, "use") == 0)) {
-    startup_error("WORKER_ID",
-                  "WORKER_ID=\"%.64s\" is not valid: expected 1 to 64 of A-Z a-z 0-9 . _ - "
-                  "other than \"use\" (reserved), or \"auto\" to generate one",
-                  c->worker_id);
-    return -1;
-  }
-  if (hp__url_parse(c->url, &url, err, sizeof err) != 0) {
-    startup_error("RENDEZVOUS_SERVICE_URL", "RENDEZVOUS_SERVICE_URL=\"%.200s\" is not valid: %s",
-                  c->url, err);
-    return -1;
-  }
-  if (strcmp(c->ca_file, CA_SYSTEM) != 0 && access(c->ca_file, R_OK) != 0) {
-    startup_error("CA_FILE",
-                  "CA_FILE=\"%.200s\" cannot be read: %s (give a PEM bundle of CA certificates, "
-                  "or \"system\" for the system store)",
-                  c->ca_file, strerror(errno));
-    return -1;
-  }
   if (strcmp(c->health_bind, BIND_AUTO) != 0) {
     unsigned char tmp[16];
     if (inet_pton(AF_INET, c->health_bind, tmp) != 1) {
-      startup_error("HEALTH_BIND",
-                    "HEALTH_BIND=\"%.64s\" is not valid: expected \"auto\" or an IPv4 address "
-                    "of this host (127.0.0.1, 0.0.0.0 for all)",
-                    c->health_bind);
+      hp__cli_startup_error("HEALTH_BIND",
+                            "HEALTH_BIND=\"%.64s\" is not valid: expected \"auto\" or an IPv4 "
+                            "address of this host (127.0.0.1, 0.0.0.0 for all)",
+                            c->health_bind);
       return -1;
     }
   }
   return 0;
 }
 
-int main(int argc, char **argv) {
+int hp__cli_greet(int argc, char **argv) {
   static app a;
-  char err[512];
-  hp__cfg_result cr;
+  hp__cfg_spec specs[HP_CLI_SPECS_MAX];
+  size_t n = hp__cli_specs(specs, hp__cli_greet_specs, hp__cli_ngreet_specs);
   const char *bind;
   int r;
 
-  signal(SIGPIPE, SIG_IGN);
-  hp__log_setup(HP_LOG_INFO, early_log_format(argc, argv));
   if (getenv("K_SERVICE"))
-    specs[NSPECS - 1].def = "1"; /* SERVICE_MODE, the last entry */
-  cr = hp__cfg_load(specs, NSPECS, &a.cfg, argc, argv, err, sizeof err);
-  if (cr == HP_CFG_HELP) {
-    hp__cfg_usage(specs, NSPECS, "holepunch",
-                  "Meet a peer in a room of the rendezvous service, punch a direct TCP "
-                  "connection through both NATs, exchange one greeting.\nExit codes: 0 ok, 2 "
-                  "configuration, 3 rendezvous, 4 no peer, 5 no direct connection, 6 message "
-                  "exchange, 130/143 SIGINT/SIGTERM.",
-                  stdout);
-    return 0;
-  }
-  if (cr == HP_CFG_VERSION) {
-    printf("holepunch %s\n", hp_version());
-    return 0;
-  }
-  if (cr != HP_CFG_OK) {
-    startup_error(NULL, "%s", err);
-    return HP_STATUS_CONFIG;
-  }
-  hp__log_setup((hp__log_level)a.cfg.log_level,
-                a.cfg.log_format == 2 || (a.cfg.log_format == 0 && isatty(2)) ? HP_LOG_TEXT
-                                                                              : HP_LOG_JSON);
+    specs[n - 1].def = "1"; /* SERVICE_MODE, the last entry */
+  r = hp__cli_load(specs, n, &a.cfg, argc, argv, "holepunch [greet]",
+                   "Meet a peer in a room of the rendezvous service, punch a direct TCP "
+                   "connection through both NATs, exchange one greeting.\nExit codes: 0 ok, 2 "
+                   "configuration, 3 rendezvous, 4 no peer, 5 no direct connection, 6 message "
+                   "exchange, 130/143 SIGINT/SIGTERM.\nOther subcommands: holepunch help.");
+  if (r >= 0)
+    return r;
   if (check_settings(&a.cfg) != 0)
     return HP_STATUS_CONFIG;
   snprintf(a.room, sizeof a.room, "%s", a.cfg.room);
@@ -504,10 +364,11 @@ int main(int argc, char **argv) {
           "holepunch %s starting", hp_version());
   if (a.cfg.port > 0 &&
       (r = hp__health_start(&a.loop, bind, a.cfg.port, health_fill, &a, &a.health)) < 0) {
-    startup_error("PORT",
-                  "PORT: cannot listen on %s:%d: %s (choose another port, or 0 to disable the "
-                  "health server)",
-                  bind, a.cfg.port, strerror(-r));
+    hp__cli_startup_error(
+        "PORT",
+        "PORT: cannot listen on %s:%d: %s (choose another port, or 0 to disable the "
+        "health server)",
+        bind, a.cfg.port, strerror(-r));
     a.exit_code = HP_STATUS_CONFIG;
     shutdown_all(&a);
   } else {
