@@ -50,6 +50,10 @@ typedef struct hp_config {
                                       (127/8, ::1) or link-local (169.254/16, fe80::/10) address,
                                       which would reach our own host's services or a cloud
                                       metadata address; 1: dial them (both peers on one host) */
+  const char *stun_servers; /**< STUN servers asked over TCP from the punch port, "ip:port" list
+                                 separated by commas or spaces (at most 4); NULL or "" = none */
+  int port_mapping;         /**< 1: ask the router for a mapping of the punch port (UPnP-IGD,
+                                 NAT-PMP) and offer it as a candidate; 0 (default): do not */
 } hp_config;
 
 /** Fill cfg with the documented defaults (rendezvous_url NULL). */

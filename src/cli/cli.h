@@ -28,6 +28,8 @@ typedef struct hp__cli_cfg {
   int log_level;
   int log_format;
   int allow_loopback;
+  const char *stun_servers;
+  int port_mapping;
   /* greet */
   int port;
   double p2p_msg;

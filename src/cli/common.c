@@ -12,6 +12,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "addr.h"
 #include "log.h"
 #include "url.h"
 #include "wire.h"
@@ -46,6 +47,12 @@ const hp__cfg_spec hp__cli_common_specs[] = {
     {"ALLOW_LOOPBACK_CANDIDATES", "allow-loopback-candidates", HP_CFG_BOOL, "0", 0, 0, NULL,
      offsetof(hp__cli_cfg, allow_loopback),
      "dial peer candidates on loopback/link-local addresses (both workers on one host)"},
+    {"STUN_SERVERS", "stun-servers", HP_CFG_STRING, "", 0, 0, NULL,
+     offsetof(hp__cli_cfg, stun_servers),
+     "STUN servers asked over TCP from the punch port: ip:port list (commas), at most 4"},
+    {"PORT_MAPPING", "port-mapping", HP_CFG_BOOL, "0", 0, 0, NULL,
+     offsetof(hp__cli_cfg, port_mapping),
+     "ask the router to map the punch port (UPnP-IGD, NAT-PMP); offered as a candidate"},
 };
 const size_t hp__cli_ncommon_specs = sizeof hp__cli_common_specs / sizeof hp__cli_common_specs[0];
 
@@ -163,6 +170,21 @@ int hp__cli_check_common(const hp__cli_cfg *c) {
                           "RENDEZVOUS_SERVICE_URL=\"%.200s\" is not valid: %s", c->url, err);
     return -1;
   }
+  {
+    struct sockaddr_storage ss[4];
+    char bad[96];
+    int n = hp__addr_list_parse(c->stun_servers, ss, 4, bad, sizeof bad);
+    if (n < 0) {
+      if (n == -E2BIG)
+        hp__cli_startup_error("STUN_SERVERS", "STUN_SERVERS lists more than 4 servers");
+      else
+        hp__cli_startup_error("STUN_SERVERS",
+                              "STUN_SERVERS entry \"%s\" is not an address: expected ip:port or "
+                              "[v6]:port (host names are not resolved), separated by commas",
+                              bad);
+      return -1;
+    }
+  }
   if (strcmp(c->ca_file, HP_CLI_CA_SYSTEM) != 0 && access(c->ca_file, R_OK) != 0) {
     hp__cli_startup_error(
         "CA_FILE",
@@ -188,6 +210,8 @@ void hp__cli_punch_config(const hp__cli_cfg *c, const char *kept_id, hp_config *
   out->p2p_connect_timeout = c->p2p_connect;
   out->ca_file = strcmp(c->ca_file, HP_CLI_CA_SYSTEM) == 0 ? NULL : c->ca_file;
   out->allow_loopback_candidates = c->allow_loopback;
+  out->stun_servers = c->stun_servers;
+  out->port_mapping = c->port_mapping;
 }
 
 int hp__cli_load(const hp__cfg_spec *specs, size_t n, hp__cli_cfg *c, int argc, char **argv,

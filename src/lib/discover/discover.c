@@ -7,11 +7,16 @@
  */
 #include "discover.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "addr.h"
 #include "log.h"
+#include "nat_classify.h"
 
 typedef enum disc_state { D_RUNNING, D_REPORTED, D_STOPPED } disc_state;
 
@@ -157,4 +162,96 @@ void hp__disc_stop(hp__disc *d) {
     hp__portmap_stop(d->pm, NULL, NULL); /* removes the mapping, frees itself */
   d->pm = NULL;
   uv_close((uv_handle_t *)&d->timer, on_closed);
+}
+
+static int port_of(const struct sockaddr_storage *ss) {
+  if (ss->ss_family == AF_INET)
+    return ntohs(((const struct sockaddr_in *)ss)->sin_port);
+  if (ss->ss_family == AF_INET6)
+    return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+  return -1;
+}
+
+/* Add addr as srflx after the srflx entries, unless it is listed. */
+static void add_srflx(hp__cands *c, const char *addr) {
+  size_t at = 0;
+
+  for (size_t i = 0; i < c->n; i++)
+    if (strcmp(c->c[i].addr, addr) == 0)
+      return;
+  while (at < c->n && c->c[at].kind == HP_CAND_SRFLX)
+    at++;
+  if (c->n == HP_CANDS_MAX) {
+    if (at == c->n)
+      return; /* all srflx already: keep the earlier ones */
+    c->n--;   /* the last host candidate makes room */
+  }
+  memmove(&c->c[at + 1], &c->c[at], (c->n - at) * sizeof c->c[0]);
+  c->c[at].kind = HP_CAND_SRFLX;
+  snprintf(c->c[at].addr, sizeof c->c[at].addr, "%s", addr);
+  c->n++;
+}
+
+void hp__disc_apply(const hp__disc_result *r, int local_port, const struct sockaddr *rdv,
+                    char *mapped, size_t mappedlen, int *port_preserved, hp__cands *cands) {
+  hp__nat_input in;
+  hp__nat_verdict v;
+  char a[HP_ADDR_STRLEN];
+
+  memset(&in, 0, sizeof in);
+  in.hairpin = -1;
+  {
+    struct sockaddr_in *l = (struct sockaddr_in *)&in.local;
+    l->sin_family = AF_INET;
+    l->sin_port = htons((uint16_t)local_port);
+  }
+  /* The rendezvous' view counts only when it saw the port. */
+  if (rdv && *port_preserved >= 0) {
+    socklen_t sl;
+    if (hp__addr_parse(mapped, strlen(mapped), &in.obs[0].mapped, &sl) == 0) {
+      memcpy(&in.obs[0].observer, rdv,
+             rdv->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
+      in.n_obs = 1;
+    }
+  }
+  for (size_t i = 0; i < r->nstun; i++) {
+    const hp__stun_tcp_result *s = &r->stun[i];
+    char srv[HP_ADDR_STRLEN] = "";
+    hp__addr_format((const struct sockaddr *)&s->server, srv, sizeof srv);
+    if (s->status < 0 || hp__addr_format((const struct sockaddr *)&s->mapped, a, sizeof a) < 0) {
+      HP_INFO("discover", json_pack("{s:s, s:s}", "server", srv, "why", s->err),
+              "STUN server %s: no mapping (%s)", srv, s->err);
+      continue;
+    }
+    HP_INFO("discover", json_pack("{s:s, s:s, s:f}", "server", srv, "mapped", a, "rtt_ms", s->rtt_ms),
+            "STUN server %s sees our punch port as %s", srv, a);
+    if (*port_preserved < 0) {
+      /* The rendezvous could not see our port (a proxy in front of it):
+       * the STUN server could. */
+      snprintf(mapped, mappedlen, "%s", a);
+      *port_preserved = port_of(&s->mapped) == local_port;
+      if (cands->n && cands->c[0].kind == HP_CAND_SRFLX)
+        snprintf(cands->c[0].addr, sizeof cands->c[0].addr, "%s", a);
+    }
+    add_srflx(cands, a);
+    if (in.n_obs < HP_NAT_OBS_MAX) {
+      in.obs[in.n_obs].observer = s->server;
+      in.obs[in.n_obs].mapped = s->mapped;
+      in.n_obs++;
+    }
+  }
+  if (r->portmap_status == 0 &&
+      hp__addr_format((const struct sockaddr *)&r->portmap_external, a, sizeof a) > 0) {
+    HP_INFO("discover", json_pack("{s:s, s:s}", "mapped", a, "protocol",
+                                  hp__portmap_proto_name(r->portmap_proto)),
+            "the router maps %s to our punch port (%s): offered as a candidate", a,
+            hp__portmap_proto_name(r->portmap_proto));
+    add_srflx(cands, a);
+  }
+  if (in.n_obs >= 2 && hp__nat_classify(&in, &v) == 0)
+    HP_INFO("discover",
+            json_pack("{s:s, s:s, s:i}", "mapping",
+                      hp__nat_mapping_name(v.mapping) ? hp__nat_mapping_name(v.mapping) : "unknown",
+                      "public_ip", v.public_ip, "port_preserved", v.port_preserved),
+            "NAT: %s", v.summary);
 }

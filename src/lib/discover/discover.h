@@ -14,6 +14,7 @@
 
 #include "portmap.h"
 #include "stun_tcp.h"
+#include "wire.h"
 
 #define HP_DISC_STUN_MAX 4 /* STUN servers asked */
 
@@ -44,5 +45,18 @@ int hp__disc_start(uv_loop_t *loop, int port, const hp__disc_opts *opts, hp__dis
  * removed (in the background: the loop must run a little longer), then the
  * object frees itself. NULL is a no-op. */
 void hp__disc_stop(hp__disc *d);
+
+/*
+ * What the answers add to the session's own view (pure):
+ * - *mapped ("ip:port" from /whoami, or "ip:<internal port>" guessed behind a
+ *   proxy when port_preserved is -1): replaced by the first STUN mapping when
+ *   the rendezvous could not see the port; *port_preserved then follows it;
+ * - cands (srflx first): every other STUN mapping and the router's mapping
+ *   are added as srflx right after the existing srflx entries (at most
+ *   HP_CANDS_MAX in all, host candidates dropped last-first to make room).
+ * Logs what was learnt (one line) and the NAT verdict from all observers.
+ */
+void hp__disc_apply(const hp__disc_result *r, int local_port, const struct sockaddr *rdv,
+                    char *mapped, size_t mappedlen, int *port_preserved, hp__cands *cands);
 
 #endif
