@@ -39,6 +39,7 @@ typedef struct hp__cli_cfg {
 
 #define HP_CLI_ID_AUTO "auto"
 #define HP_CLI_CA_SYSTEM "system"
+#define HP_CLI_NONE "none" /* STUN_SERVERS: no server */
 #define HP_CLI_SPECS_MAX 48
 
 /* The settings every punching subcommand has (RENDEZVOUS_SERVICE_URL ..

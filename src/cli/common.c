@@ -47,9 +47,10 @@ const hp__cfg_spec hp__cli_common_specs[] = {
     {"ALLOW_LOOPBACK_CANDIDATES", "allow-loopback-candidates", HP_CFG_BOOL, "0", 0, 0, NULL,
      offsetof(hp__cli_cfg, allow_loopback),
      "dial peer candidates on loopback/link-local addresses (both workers on one host)"},
-    {"STUN_SERVERS", "stun-servers", HP_CFG_STRING, "", 0, 0, NULL,
+    {"STUN_SERVERS", "stun-servers", HP_CFG_STRING, HP_CLI_NONE, 0, 0, NULL,
      offsetof(hp__cli_cfg, stun_servers),
-     "STUN servers asked over TCP from the punch port: ip:port list (commas), at most 4"},
+     "STUN servers asked over TCP from the punch port: ip:port list (commas), at most 4; "
+     "\"none\""},
     {"PORT_MAPPING", "port-mapping", HP_CFG_BOOL, "0", 0, 0, NULL,
      offsetof(hp__cli_cfg, port_mapping),
      "ask the router to map the punch port (UPnP-IGD, NAT-PMP); offered as a candidate"},
@@ -173,7 +174,9 @@ int hp__cli_check_common(const hp__cli_cfg *c) {
   {
     struct sockaddr_storage ss[4];
     char bad[96];
-    int n = hp__addr_list_parse(c->stun_servers, ss, 4, bad, sizeof bad);
+    int n = strcmp(c->stun_servers, HP_CLI_NONE) == 0
+                ? 0
+                : hp__addr_list_parse(c->stun_servers, ss, 4, bad, sizeof bad);
     if (n < 0) {
       if (n == -E2BIG)
         hp__cli_startup_error("STUN_SERVERS", "STUN_SERVERS lists more than 4 servers");
@@ -210,7 +213,7 @@ void hp__cli_punch_config(const hp__cli_cfg *c, const char *kept_id, hp_config *
   out->p2p_connect_timeout = c->p2p_connect;
   out->ca_file = strcmp(c->ca_file, HP_CLI_CA_SYSTEM) == 0 ? NULL : c->ca_file;
   out->allow_loopback_candidates = c->allow_loopback;
-  out->stun_servers = c->stun_servers;
+  out->stun_servers = strcmp(c->stun_servers, HP_CLI_NONE) == 0 ? NULL : c->stun_servers;
   out->port_mapping = c->port_mapping;
 }
 

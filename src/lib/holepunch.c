@@ -73,9 +73,9 @@ struct hp_punch {
   int fd;           /* the connected socket (status OK) until taken */
   hp__pe *pe;
   hp__whoami *who;
-  int who_done;      /* the whoami answered (DISCOVERING) */
-  hp__disc *disc;    /* STUN servers and the port mapping (lives until the end) */
-  int disc_pending;  /* its callback is awaited (DISCOVERING) */
+  int who_done;     /* the whoami answered (DISCOVERING) */
+  hp__disc *disc;   /* STUN servers and the port mapping (lives until the end) */
+  int disc_pending; /* its callback is awaited (DISCOVERING) */
   hp__disc_opts disc_opts;
   hp__disc_result disc_res;
   hp__sig *sig;

@@ -99,8 +99,8 @@ static void on_portmap(const hp__portmap_result *r, void *data) {
   one_done(d);
 }
 
-int hp__disc_start(uv_loop_t *loop, int port, const hp__disc_opts *opts, hp__disc_cb cb,
-                   void *data, hp__disc **out) {
+int hp__disc_start(uv_loop_t *loop, int port, const hp__disc_opts *opts, hp__disc_cb cb, void *data,
+                   hp__disc **out) {
   hp__disc *d;
 
   if (opts->nstun > HP_DISC_STUN_MAX || port <= 0 || port > 65535)
@@ -135,7 +135,9 @@ int hp__disc_start(uv_loop_t *loop, int port, const hp__disc_opts *opts, hp__dis
   if (opts->portmap) {
     hp__portmap_opts po;
     memset(&po, 0, sizeof po);
-    po.timeout_ms = opts->timeout_ms;
+    /* SSDP discovery waits this long for answers, then the SOAP calls
+     * follow: a third of the bound leaves them the rest. */
+    po.timeout_ms = opts->timeout_ms / 3 ? opts->timeout_ms / 3 : 1;
     if (hp__portmap_start(loop, port, &po, on_portmap, d, &d->pm) == 0) {
       d->pm_pending = 1;
       d->pending++;
@@ -223,7 +225,8 @@ void hp__disc_apply(const hp__disc_result *r, int local_port, const struct socka
               "STUN server %s: no mapping (%s)", srv, s->err);
       continue;
     }
-    HP_INFO("discover", json_pack("{s:s, s:s, s:f}", "server", srv, "mapped", a, "rtt_ms", s->rtt_ms),
+    HP_INFO("discover",
+            json_pack("{s:s, s:s, s:f}", "server", srv, "mapped", a, "rtt_ms", s->rtt_ms),
             "STUN server %s sees our punch port as %s", srv, a);
     if (*port_preserved < 0) {
       /* The rendezvous could not see our port (a proxy in front of it):
@@ -242,10 +245,11 @@ void hp__disc_apply(const hp__disc_result *r, int local_port, const struct socka
   }
   if (r->portmap_status == 0 &&
       hp__addr_format((const struct sockaddr *)&r->portmap_external, a, sizeof a) > 0) {
-    HP_INFO("discover", json_pack("{s:s, s:s}", "mapped", a, "protocol",
-                                  hp__portmap_proto_name(r->portmap_proto)),
-            "the router maps %s to our punch port (%s): offered as a candidate", a,
-            hp__portmap_proto_name(r->portmap_proto));
+    HP_INFO(
+        "discover",
+        json_pack("{s:s, s:s}", "mapped", a, "protocol", hp__portmap_proto_name(r->portmap_proto)),
+        "the router maps %s to our punch port (%s): offered as a candidate", a,
+        hp__portmap_proto_name(r->portmap_proto));
     add_srflx(cands, a);
   }
   if (in.n_obs >= 2 && hp__nat_classify(&in, &v) == 0)

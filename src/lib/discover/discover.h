@@ -38,8 +38,8 @@ typedef struct hp__disc hp__disc;
 
 /* Start; cb fires exactly once on a later loop turn (unless stopped first).
  * 0 and *out, or -ENOMEM / -EINVAL. */
-int hp__disc_start(uv_loop_t *loop, int port, const hp__disc_opts *opts, hp__disc_cb cb,
-                   void *data, hp__disc **out);
+int hp__disc_start(uv_loop_t *loop, int port, const hp__disc_opts *opts, hp__disc_cb cb, void *data,
+                   hp__disc **out);
 
 /* No callback any more; pending requests are cancelled, a port mapping is
  * removed (in the background: the loop must run a little longer), then the
