@@ -89,7 +89,7 @@ static void conn_closed(hp__stream *st) {
   if (c->admission == RDV_ADM_REFUSED) {
     s->lingering--;
   } else if (c->admission == RDV_ADM_ADMITTED) {
-    hp__listener_release(s->lis, c->ent);
+    hp__listener_release(c->lis ? c->lis : s->lis, c->ent);
     if (c->fwd_ent) {
       c->fwd_ent->conns--;
       hp__iptable_maybe_drop(s->ips, c->fwd_ent, s->o.max_hellos_per_minute,
@@ -559,6 +559,8 @@ void hp__rdv_conn_accepted(void *arg, hp__stream *st, const struct sockaddr_stor
 
   c->state = RDV_HTTP;
   c->admission = RDV_ADM_ADMITTED;
+  if (!c->lis)
+    c->lis = s->lis; /* the observer port's callback set lis2 first */
   c->ent = ent;
   c->peer = *peer;
   s->m.tcp_connections++;
@@ -572,6 +574,15 @@ void hp__rdv_conn_accepted(void *arg, hp__stream *st, const struct sockaddr_stor
     return;
   }
   rearm(c);
+}
+
+void hp__rdv_conn_accepted2(void *arg, hp__stream *st, const struct sockaddr_storage *peer,
+                            hp__ipent *ent) {
+  hp__rdv *s = arg;
+  rdv_conn *c = conn_of(st);
+
+  c->lis = s->lis2; /* before anything can close it: its slot is lis2's */
+  hp__rdv_conn_accepted(arg, st, peer, ent);
 }
 
 void hp__rdv_conn_refused(void *arg, hp__stream *st, hp__refusal why) {

@@ -40,6 +40,7 @@ typedef struct rdv_config {
   double http_timeout;
   double request_line_timeout;
   double ping_interval;
+  int observer_port;
   double idle_timeout;
   double shutdown_timeout;
 } rdv_config;
@@ -86,6 +87,9 @@ static const hp__cfg_spec specs[] = {
      "s of WebSocket silence before the server sends a ping"},
     {"IDLE_TIMEOUT", "idle-timeout", HP_CFG_SECONDS, "90", 2, 7200, NULL, F(idle_timeout),
      "s of WebSocket silence (no pong either) before the server hangs up"},
+    {"OBSERVER_PORT", "observer-port", HP_CFG_INT, "0", 0, 65535, NULL, F(observer_port),
+     "a second port with the same routes, the second observer of `holepunch diagnose` "
+     "(0: none)"},
     {"SHUTDOWN_TIMEOUT", "shutdown-timeout", HP_CFG_SECONDS, "5", 0, 600, NULL, F(shutdown_timeout),
      "s to wait for clients to close on SIGTERM/SIGINT before exiting"},
 };
@@ -246,6 +250,7 @@ int main(int argc, char **argv) {
   o.request_line_timeout = cfg.request_line_timeout;
   o.ping_interval = cfg.ping_interval;
   o.idle_timeout = cfg.idle_timeout;
+  o.observer_port = cfg.observer_port;
   rc = hp__rdv_create(&a.loop, &o, &a.srv);
   if (rc < 0) {
     /* Already logged at ERROR; a.srv (if set) is being torn down. */

@@ -65,6 +65,7 @@ typedef struct rdv_conn {
   uv_timer_t timer;
   struct hp__rdv *srv;
   struct rdv_conn *prev, *next; /* every connection, for the shutdown */
+  struct hp__listener *lis;     /* the listener that accepted it (its slot) */
   hp__ipent *ent;               /* TCP peer's entry (per-IP slot), or NULL */
   hp__ipent *fwd_ent;           /* forwarded client's entry (TRUST_PROXY), or NULL */
   hp__http1 *http;              /* while reading HTTP */
@@ -97,6 +98,8 @@ struct hp__rdv {
   hp__rdv_opts o;
   char bind[48];
   hp__listener *lis;
+  hp__listener *lis2; /* OBSERVER_PORT, or NULL */
+  unsigned connect_backs; /* in flight (connect_back.c) */
   hp__iptable *ips;
   hp__ws_env *wsenv;
   hp__rooms *rooms;
@@ -170,5 +173,19 @@ void hp__rdv_start_times(const rdv_conn *a, const rdv_conn *b, hp__msg_peer *pa,
 
 /* server.c */
 void hp__rdv_conn_gone(hp__rdv *s, rdv_conn *c);
+/* The accept callbacks of the observer port's listener (conn.c). */
+void hp__rdv_conn_accepted2(void *arg, hp__stream *s, const struct sockaddr_storage *peer,
+                            hp__ipent *ent);
+
+/* http_routes.c */
+/** A JSON response (takes the reference j; NULL: 500). */
+void hp__rdv_http_json(rdv_conn *c, int status, json_t *j, int keep);
+
+/* connect_back.c */
+/** GET /connectback: connect from here to the client's address and port
+ * (its NAT mapping, when the request comes from its punch port) and answer
+ * how that went: open, drop (no answer within 2 s) or reset. The response
+ * is written when the attempt ends. */
+void hp__rdv_connect_back(rdv_conn *c, const hp__http1_req *req);
 
 #endif

@@ -30,6 +30,7 @@ typedef struct hp__rdv_opts {
   double request_line_timeout; /* s to send the request line */
   double ping_interval;        /* s of silence before the server pings */
   double idle_timeout;         /* s of silence (no pong either) before hang-up */
+  int observer_port;           /* a second port with the same routes (diagnose); 0: none */
 } hp__rdv_opts;
 
 typedef struct hp__rdv hp__rdv;
