@@ -35,6 +35,8 @@ typedef struct hp__cli_cfg {
   double p2p_msg;
   const char *health_bind;
   int service_mode;
+  /* diagnose */
+  int diag_json;
 } hp__cli_cfg;
 
 #define HP_CLI_ID_AUTO "auto"
@@ -90,5 +92,8 @@ int hp__cli_load(const hp__cfg_spec *specs, size_t n, hp__cli_cfg *c, int argc, 
 int hp__cli_greet(int argc, char **argv);
 extern const hp__cfg_spec hp__cli_greet_specs[];
 extern const size_t hp__cli_ngreet_specs;
+int hp__cli_diagnose(int argc, char **argv);
+extern const hp__cfg_spec hp__cli_diagnose_specs[];
+extern const size_t hp__cli_ndiagnose_specs;
 
 #endif

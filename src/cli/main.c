@@ -28,6 +28,8 @@ static int run_help(int argc, char **argv);
 static const subcmd subcmds[] = {
     {"greet", hp__cli_greet, hp__cli_greet_specs, &hp__cli_ngreet_specs,
      "punch a direct connection and exchange one greeting (the default)"},
+    {"diagnose", hp__cli_diagnose, hp__cli_diagnose_specs, &hp__cli_ndiagnose_specs,
+     "what the NAT does to the punch port, and what that means (--json)"},
     {"help", run_help, NULL, NULL, "list the subcommands"},
 };
 #define NSUBCMDS (sizeof subcmds / sizeof subcmds[0])

@@ -7,7 +7,8 @@
  *   {"ip":..., "port":..., "connect_back":"open"|"drop"|"reset",
  *    "observer_port": N or null}
  *
- * "open": connected (the mapping accepts anybody: endpoint-independent
+ * "open": connected, or reset only after connecting (the mapping accepts
+ * anybody: endpoint-independent
  * filtering, or no NAT); "reset": refused (a NAT, firewall or host that
  * answers with a reset); "drop": no answer within CONNECT_BACK_MS (or an
  * ICMP error). Only ever the requester's own address: no third party can be
@@ -77,8 +78,10 @@ static void on_connect(uv_connect_t *req, int status) {
 
   if (status == UV_ECANCELED)
     return;
-  if (status == 0)
-    finish(b, "open", "connected");
+  /* Reset after the handshake (the client aborts what it accepted): the
+   * SYN got through all the same. */
+  if (status == 0 || status == UV_ECONNRESET)
+    finish(b, "open", status ? "connected, then reset by the client" : "connected");
   else if (status == UV_ECONNREFUSED)
     finish(b, "reset", uv_strerror(status));
   else
