@@ -76,7 +76,7 @@ typedef struct dg {
   hp__portmap *pm;
   hp__portmap_result pm_res;
   int pm_asked, pm_answered;
-  int hairpin; /* 1, 0, -1 */
+  int hairpin;      /* 1, 0, -1 */
   unsigned inbound; /* connections accepted on P (the connect-back, a hairpin) */
   int exit_code;
 } dg;
@@ -168,7 +168,7 @@ static void on_hair_connect(uv_connect_t *req, int status) {
 
 static void on_hair_timer(uv_timer_t *t) {
   dg *d = t->data;
-  d->hairpin = 0; /* no answer: the NAT does not loop it back */
+  d->hairpin = 0;                                   /* no answer: the NAT does not loop it back */
   uv_close((uv_handle_t *)&d->hair, on_closed_nop); /* cancels the connect */
   one_done(d);
 }
@@ -180,8 +180,8 @@ static void on_connectback(const hp__whoami_result *r, void *data) {
   d->cb_res = *r;
   if (r->status == 0 && r->observer_port > 0) {
     d->pending++;
-    if (hp__whoami_start_at(&d->loop, &d->url, "/whoami", r->observer_port, d->port,
-                            d->cfg.ws_open, NULL, on_observer, d, &w) < 0)
+    if (hp__whoami_start_at(&d->loop, &d->url, "/whoami", r->observer_port, d->port, d->cfg.ws_open,
+                            NULL, on_observer, d, &w) < 0)
       d->pending--;
   }
   if (r->status == 0 && r->port > 0) {
@@ -189,7 +189,8 @@ static void on_connectback(const hp__whoami_result *r, void *data) {
     struct sockaddr_storage m;
     char a[HP_ADDR_STRLEN];
     socklen_t sl;
-    if (hp__addr_join(r->ip, r->port, a, sizeof a) > 0 && hp__addr_parse(a, strlen(a), &m, &sl) == 0) {
+    if (hp__addr_join(r->ip, r->port, a, sizeof a) > 0 &&
+        hp__addr_parse(a, strlen(a), &m, &sl) == 0) {
       uv_tcp_init(&d->loop, &d->hair);
       d->hair_req.data = d;
       d->hair_done = 1;
@@ -229,7 +230,7 @@ static void report(dg *d) {
                : !strcmp(d->cb_res.connect_back, "drop")  ? HP_NAT_FILTER_DROP
                : !strcmp(d->cb_res.connect_back, "reset") ? HP_NAT_FILTER_RESET
                                                           : HP_NAT_FILTER_UNKNOWN;
-#define OBS(who, ip, port, what)                                                              \
+#define OBS(who, ip, port, what)                                                                   \
   do {                                                                                             \
     if (hp__addr_join(ip, port, a, sizeof a) > 0 && hp__addr_parse(a, strlen(a), &m, &sl) == 0 &&  \
         in.n_obs < HP_NAT_OBS_MAX) {                                                               \
@@ -276,9 +277,9 @@ static void report(dg *d) {
     observers = NULL;
     json_object_set_new(j, "port_mapping",
                         !d->pm_asked ? json_null()
-                        : *pm ? json_pack("{s:s,s:s}", "protocol",
-                                          hp__portmap_proto_name(d->pm_res.proto), "external", pm)
-                              : json_false());
+                        : *pm        ? json_pack("{s:s,s:s}", "protocol",
+                                                 hp__portmap_proto_name(d->pm_res.proto), "external", pm)
+                                     : json_false());
     json_object_set_new(j, "local_port", json_integer(d->port));
   }
   if (d->cfg.diag_json) {
@@ -397,8 +398,8 @@ int hp__cli_diagnose(int argc, char **argv) {
     return HP_STATUS_CONFIG;
   }
   d.pending = 1;
-  if (hp__whoami_start_at(&d.loop, &d.url, "/connectback", 0, d.port, d.cfg.ws_open,
-                          NULL, on_connectback, &d, &w) < 0) {
+  if (hp__whoami_start_at(&d.loop, &d.url, "/connectback", 0, d.port, d.cfg.ws_open, NULL,
+                          on_connectback, &d, &w) < 0) {
     d.cb_res.status = -ENOMEM;
     d.pending--;
   }

@@ -240,9 +240,9 @@ void hp__whoami_parse_probe(const char *body, size_t len, char *connect_back, si
   if (!root)
     return;
   v = json_object_get(root, "connect_back");
-  if (json_is_string(v) && (strcmp(json_string_value(v), "open") == 0 ||
-                            strcmp(json_string_value(v), "drop") == 0 ||
-                            strcmp(json_string_value(v), "reset") == 0))
+  if (json_is_string(v) &&
+      (strcmp(json_string_value(v), "open") == 0 || strcmp(json_string_value(v), "drop") == 0 ||
+       strcmp(json_string_value(v), "reset") == 0))
     snprintf(connect_back, cblen, "%s", json_string_value(v));
   v = json_object_get(root, "observer_port");
   if (json_is_integer(v) && json_integer_value(v) > 0 && json_integer_value(v) <= 65535)
@@ -281,8 +281,8 @@ int hp__whoami_start_at(uv_loop_t *loop, const hp__url *url, const char *path, i
   w = calloc(1, sizeof *w);
   if (!w)
     return -ENOMEM;
-  snprintf(w->url, sizeof w->url, "%s://%s%s%s:%d%s%s", url->tls ? "https" : "http",
-           v6 ? "[" : "", url->host, v6 ? "]" : "", port > 0 ? port : url->port, url->base, path);
+  snprintf(w->url, sizeof w->url, "%s://%s%s%s:%d%s%s", url->tls ? "https" : "http", v6 ? "[" : "",
+           url->host, v6 ? "]" : "", port > 0 ? port : url->port, url->base, path);
   w->res.observer_port = -1;
   w->loop = loop;
   w->cb = cb;

@@ -106,8 +106,7 @@ void hp__rdv_connect_back(rdv_conn *c, const hp__http1_req *req) {
     return;
   }
   if (s->connect_backs >= CONNECT_BACK_MAX || s->draining) {
-    hp__rdv_http_error(c, 503, "server_full", "Too many connect-back tests at once; try again.",
-                       0);
+    hp__rdv_http_error(c, 503, "server_full", "Too many connect-back tests at once; try again.", 0);
     return;
   }
   b = calloc(1, sizeof *b);

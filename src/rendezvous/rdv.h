@@ -98,7 +98,7 @@ struct hp__rdv {
   hp__rdv_opts o;
   char bind[48];
   hp__listener *lis;
-  hp__listener *lis2; /* OBSERVER_PORT, or NULL */
+  hp__listener *lis2;     /* OBSERVER_PORT, or NULL */
   unsigned connect_backs; /* in flight (connect_back.c) */
   hp__iptable *ips;
   hp__ws_env *wsenv;
