@@ -30,6 +30,7 @@ typedef struct hp__cli_cfg {
   int allow_loopback;
   const char *stun_servers;
   int port_mapping;
+  int low_ttl_syn;
   /* greet */
   int port;
   double p2p_msg;

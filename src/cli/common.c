@@ -54,6 +54,10 @@ const hp__cfg_spec hp__cli_common_specs[] = {
     {"PORT_MAPPING", "port-mapping", HP_CFG_BOOL, "0", 0, 0, NULL,
      offsetof(hp__cli_cfg, port_mapping),
      "ask the router to map the punch port (UPnP-IGD, NAT-PMP); offered as a candidate"},
+    {"LOW_TTL_SYN", "low-ttl-syn", HP_CFG_INT, "0", 0, 32, NULL,
+     offsetof(hp__cli_cfg, low_ttl_syn),
+     "role b's first SYN with this IP TTL (both workers; only paths without ICMP Time "
+     "Exceeded); 0: off"},
 };
 const size_t hp__cli_ncommon_specs = sizeof hp__cli_common_specs / sizeof hp__cli_common_specs[0];
 
@@ -215,6 +219,7 @@ void hp__cli_punch_config(const hp__cli_cfg *c, const char *kept_id, hp_config *
   out->allow_loopback_candidates = c->allow_loopback;
   out->stun_servers = strcmp(c->stun_servers, HP_CLI_NONE) == 0 ? NULL : c->stun_servers;
   out->port_mapping = c->port_mapping;
+  out->low_ttl_syn = c->low_ttl_syn;
 }
 
 int hp__cli_load(const hp__cfg_spec *specs, size_t n, hp__cli_cfg *c, int argc, char **argv,

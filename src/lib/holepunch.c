@@ -323,6 +323,7 @@ static void on_peer(hp_punch *p, const hp__msg_peer *pm) {
   }
   prm.timeout_s = p->cfg.p2p_connect_timeout;
   prm.allow_loopback = p->cfg.allow_loopback_candidates;
+  prm.low_ttl = p->cfg.low_ttl_syn;
   p->st = P_PUNCHING;
   r = hp__pe_start(p->pe, &prm, on_punched, p);
   if (r < 0) {
@@ -591,7 +592,7 @@ int hp_punch_start(uv_loop_t *loop, const hp_config *cfg, hp_done_cb cb, void *d
   }
   if (cfg->internal_tcp_port < 0 || cfg->internal_tcp_port > 65535 || !(cfg->ws_open_timeout > 0) ||
       !(cfg->ws_recv_timeout > 0) || !(cfg->listener_ready_timeout > 0) ||
-      !(cfg->p2p_connect_timeout > 0)) {
+      !(cfg->p2p_connect_timeout > 0) || cfg->low_ttl_syn < 0 || cfg->low_ttl_syn > 32) {
     HP_ERROR("holepunch", NULL, "bad configuration: ports 0-65535, timeouts > 0");
     return -EINVAL;
   }

@@ -68,8 +68,9 @@
 #define RETRY_MIN_MS 20
 #define RETRY_MAX_MS 500
 #define HELLO_DEFAULT_MS 3000
-#define GRID_MS 50      /* synchronised retries: start + m * GRID_MS */
-#define SWEEP_MAX_MS 40 /* role a's shift of a grid point, at most */
+#define LOW_TTL_DELAY_MS 10 /* role a's first SYNs after role b's low-TTL ones */
+#define GRID_MS 50          /* synchronised retries: start + m * GRID_MS */
+#define SWEEP_MAX_MS 40     /* role a's shift of a grid point, at most */
 
 static unsigned umin(unsigned a, unsigned b) {
   return a < b ? a : b;
@@ -587,7 +588,32 @@ static void start_attempt(hp__pe *pe, int idx) {
   }
   /* fd belongs to the handle now. */
   c->creq.data = c;
-  r = uv_tcp_connect(&c->creq, &c->tcp, (struct sockaddr *)&k->sa, on_connect);
+  {
+    /*
+     * Low-TTL first SYN (LOW_TTL_SYN, issue 9): role b's first SYN to the
+     * peer's public mapping opens our NAT's entry and expires in the core
+     * before it can reach the peer's NAT, so that NAT has nothing to reset;
+     * role a's SYN, LOW_TTL_DELAY_MS later, then finds our NAT open. The
+     * kernel sends the SYN inside connect(): the TTL is set back at once,
+     * so retransmissions and the connection use the normal TTL. Only
+     * where no router returns ICMP Time Exceeded (Linux aborts a SYN_SENT
+     * socket on one): opt-in, see docs/lab.md.
+     */
+    int ttl = 0, old = 0;
+    socklen_t ol = sizeof old;
+    if (pe->prm.low_ttl > 0 && pe->prm.role == 'b' && k->attempts == 1 &&
+        k->c.kind == HP_CAND_SRFLX && k->sa.ss_family == AF_INET &&
+        getsockopt(fd, IPPROTO_IP, IP_TTL, &old, &ol) == 0) {
+      ttl = pe->prm.low_ttl;
+      setsockopt(fd, IPPROTO_IP, IP_TTL, &ttl, sizeof ttl);
+    }
+    r = uv_tcp_connect(&c->creq, &c->tcp, (struct sockaddr *)&k->sa, on_connect);
+    if (ttl) {
+      setsockopt(fd, IPPROTO_IP, IP_TTL, &old, sizeof old);
+      HP_DEBUG("punch", json_pack("{s:s, s:i}", "addr", k->c.addr, "ttl", ttl),
+               "first SYN to %s with TTL %d", k->c.addr, ttl);
+    }
+  }
   if (r < 0) {
     hp__pe_close_conn(c, 1);
     goto fail;
@@ -812,7 +838,10 @@ int hp__pe_start(hp__pe *pe, const hp__pe_params *prm, hp__pe_cb cb, void *data)
               "peer candidate %s skipped: %s", k->c.addr, k->skip);
   }
   pe->st = PE_DELAYING;
-  uv_timer_start(&pe->timer, on_timer, (uint64_t)prm->start_in_ms, 0);
+  uv_timer_start(&pe->timer, on_timer,
+                 (uint64_t)prm->start_in_ms +
+                     (prm->low_ttl > 0 && prm->role == 'a' ? LOW_TTL_DELAY_MS : 0),
+                 0);
   return 0;
 }
 
