@@ -169,7 +169,7 @@ static long ms_clamp(int64_t us) {
 
 uint64_t hp__cs_plan(const hp__cs_side *a, const hp__cs_side *b, uint64_t now_us, hp__cs_start *sa,
                      hp__cs_start *sb) {
-  uint64_t lo_a, hi_a, lo_b, hi_b, w_a, w_b, w;
+  uint64_t lo_a, hi_a, lo_b, hi_b, w;
 
   memset(sa, 0, sizeof *sa);
   memset(sb, 0, sizeof *sb);
@@ -178,8 +178,7 @@ uint64_t hp__cs_plan(const hp__cs_side *a, const hp__cs_side *b, uint64_t now_us
   if (a->clock && a->clock->have && b->clock && b->clock->have) {
     /* The one-way delay to x is at most its largest round trip minus the
      * shortest way back (half its smallest round trip). */
-    w_a = hi_a - lo_a / 2;
-    w_b = hi_b - lo_b / 2;
+    uint64_t w_a = hi_a - lo_a / 2, w_b = hi_b - lo_b / 2;
     w = (w_a > w_b ? w_a : w_b) + HP_CS_MARGIN_US;
     if (w > HP_CS_WAIT_MAX_US)
       w = HP_CS_WAIT_MAX_US;

@@ -241,7 +241,8 @@ static void clock_step(hp__sig *s) {
   if (s->ck_got == SIG_CLOCK_PINGS || now >= bound) {
     if (s->ck_got) {
       unsigned char p[HP_CS_REPORT_MAX];
-      clock_ping(s, p, hp__cs_encode_report(p, s->ck_t0, s->ck_t2, s->ck_sent));
+      size_t n = hp__cs_encode_report(p, s->ck_t0, s->ck_t2, s->ck_sent);
+      clock_ping(s, p, n);
       HP_DEBUG("signal",
                json_pack("{s:i,s:i}", "sent", (int)s->ck_sent, "answered", (int)s->ck_got),
                "clock pings done");
@@ -252,8 +253,10 @@ static void clock_step(hp__sig *s) {
   }
   if (s->ck_got && s->ck_sent < SIG_CLOCK_PINGS && !s->ping_len && now >= s->ck_next) {
     unsigned char p[HP_CS_SAMPLE_LEN];
+    size_t n;
     s->ck_t0[s->ck_sent] = now_us();
-    clock_ping(s, p, hp__cs_encode_sample(p, s->ck_t0[s->ck_sent]));
+    n = hp__cs_encode_sample(p, s->ck_t0[s->ck_sent]);
+    clock_ping(s, p, n);
     s->ck_sent++;
     s->ck_next = now + s->ck_gap_ms;
   }
@@ -426,7 +429,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
       s->ck_begin = uv_now(s->loop);
       s->ck_t0[0] = now_us();
       s->ck_sent = 1;
-      clock_ping(s, p, hp__cs_encode_sample(p, s->ck_t0[0]));
+      size_t n = hp__cs_encode_sample(p, s->ck_t0[0]);
+      clock_ping(s, p, n);
       schedule(s, SIG_CLOCK_BOUND_MS);
     }
     break;
