@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,6 +103,21 @@ static int parse_seconds(const char *s, double min, double max, double *out) {
   return 0;
 }
 
+/* A byte count: plain decimal digits, no sign, within [min, max]. */
+static int parse_bytes(const char *s, double min, double max, uint64_t *out) {
+  unsigned long long v;
+  char *end;
+
+  if (*s == '\0' || strspn(s, "0123456789") != strlen(s) || strlen(s) > 16)
+    return -EINVAL;
+  errno = 0;
+  v = strtoull(s, &end, 10);
+  if (errno != 0 || *end != '\0' || (double)v < min || (double)v > max)
+    return -EINVAL;
+  *out = (uint64_t)v;
+  return 0;
+}
+
 /* "an integer from 1 to 65535" and friends, for messages and --help. */
 static void describe(const hp__cfg_spec *sp, char *buf, size_t buflen) {
   size_t o;
@@ -113,6 +129,9 @@ static void describe(const hp__cfg_spec *sp, char *buf, size_t buflen) {
     break;
   case HP_CFG_SECONDS:
     snprintf(buf, buflen, "seconds from %g to %g", sp->min, sp->max);
+    break;
+  case HP_CFG_BYTES:
+    snprintf(buf, buflen, "bytes, an integer from %.0f to %.0f", sp->min, sp->max);
     break;
   case HP_CFG_BOOL:
     snprintf(buf, buflen, "one of 1, 0, true, false, yes, no, on, off");
@@ -134,6 +153,7 @@ static int apply(const hp__cfg_spec *sp, const char *value, void *target) {
   char *dst = (char *)target + sp->offset;
   int iv;
   double dv;
+  uint64_t uv;
 
   if (value == NULL || value[0] == '\0')
     return -EINVAL;
@@ -150,6 +170,11 @@ static int apply(const hp__cfg_spec *sp, const char *value, void *target) {
     if (parse_seconds(value, sp->min, sp->max, &dv) < 0)
       return -EINVAL;
     memcpy(dst, &dv, sizeof(dv));
+    return 0;
+  case HP_CFG_BYTES:
+    if (parse_bytes(value, sp->min, sp->max, &uv) < 0)
+      return -EINVAL;
+    memcpy(dst, &uv, sizeof(uv));
     return 0;
   case HP_CFG_BOOL:
     if (parse_bool(value, &iv) < 0)
@@ -346,6 +371,9 @@ static void flag_col(const hp__cfg_spec *sp, char *buf, size_t buflen) {
     break;
   case HP_CFG_SECONDS:
     snprintf(buf, buflen, "--%s SECONDS", sp->flag);
+    break;
+  case HP_CFG_BYTES:
+    snprintf(buf, buflen, "--%s BYTES", sp->flag);
     break;
   case HP_CFG_BOOL:
     snprintf(buf, buflen, "--%s [BOOL]", sp->flag);

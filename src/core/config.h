@@ -17,7 +17,8 @@ typedef enum hp__cfg_type {
   HP_CFG_INT,     /* int within [min, max] */
   HP_CFG_SECONDS, /* double within [min, max], seconds, decimal allowed */
   HP_CFG_BOOL,    /* int 0/1; accepts 0/1/true/false/yes/no/on/off */
-  HP_CFG_ENUM     /* int index into choices[] */
+  HP_CFG_ENUM,    /* int index into choices[] */
+  HP_CFG_BYTES    /* uint64_t within [min, max] (whole bytes; max at most 2^53) */
 } hp__cfg_type;
 
 typedef struct hp__cfg_spec {

@@ -32,12 +32,17 @@
 #define FRAME_RATE 20.0              /* frames per second per WebSocket, sustained */
 #define FRAME_BURST 64.0
 #define RTT_PINGS 3 /* round-trip samples taken at the upgrade, one after the other */
+/* A relay connection's write queue: backpressure (relay.c) stops its
+ * source at 256 KiB, one read adds at most 64 KiB; the rest is headroom. */
+#define RELAY_QUEUE_MAX (1024 * 1024)
+#define RELAY_MAX_FRAGMENTS (1u << 30) /* relayed frames cost no memory per fragment */
 
 static void conn_read(hp__stream *st, const uint8_t *data, size_t len);
 static void conn_eof(hp__stream *st, int err);
 static void conn_closed(hp__stream *st);
+static void conn_drained(hp__stream *st);
 
-static const hp__stream_cb stream_cb = {conn_read, conn_eof, NULL, conn_closed};
+static const hp__stream_cb stream_cb = {conn_read, conn_eof, conn_drained, conn_closed};
 
 static rdv_conn *conn_of(hp__stream *st) {
   return (rdv_conn *)(void *)st; /* s is the first member */
@@ -72,13 +77,15 @@ static void conn_closed(hp__stream *st) {
   rdv_conn *c = conn_of(st);
   hp__rdv *s = c->srv;
   c->handles--;
-  if (c->ws && c->sig != RDV_SIG_GONE)
+  if (c->relay)
+    hp__rdv_relay_free(c);
+  else if (c->ws && c->sig != RDV_SIG_GONE)
     hp__rdv_sig_leave(c);
   if (c->ws) {
     HP_DEBUG(RDV_COMP,
              json_pack("{s:s,s:s,s:s}", "addr", c->observed, "peer", c->m.id, "room", c->m.room),
              "websocket closed");
-    if (s->m.connections)
+    if (c->sig != RDV_SIG_NONE && s->m.connections)
       s->m.connections--;
   }
   hp__ws_destroy(c->ws);
@@ -130,7 +137,13 @@ static void rearm(rdv_conn *c) {
     at = http_deadline(c);
     break;
   case RDV_WS:
-    if (c->sig == RDV_SIG_NEW)
+    if (c->relay) {
+      at = hp__rdv_relay_deadline(c);
+      if (!at) {
+        uv_timer_stop(&c->timer);
+        return;
+      }
+    } else if (c->sig == RDV_SIG_NEW)
       at = c->t0 + (uint64_t)(o->hello_timeout * 1000.0);
     else if (!c->ping_sent)
       at = c->last_rx + (uint64_t)(o->ping_interval * 1000.0);
@@ -165,6 +178,10 @@ static void on_timer(uv_timer_t *t) {
     }
     return;
   case RDV_WS:
+    if (c->relay) {
+      hp__rdv_relay_timer(c);
+      return;
+    }
     if (c->sig == RDV_SIG_NEW) {
       hp__rdv_conn_fail(c, HP_RDV_ERR_HELLO_TIMEOUT, HP_WS_CLOSE_POLICY,
                         "No hello was received within %g s of opening the WebSocket "
@@ -214,11 +231,22 @@ void hp__rdv_conn_finish(rdv_conn *c) {
     conn_finish(c, RDV_CLOSING, CLOSE_LINGER_MS);
 }
 
+void hp__rdv_conn_rearm(rdv_conn *c) {
+  rearm(c);
+}
+
 void hp__rdv_conn_close_ws(rdv_conn *c, uint16_t status) {
+  hp__rdv_conn_close_ws_reason(c, status, "closing");
+}
+
+void hp__rdv_conn_close_ws_reason(rdv_conn *c, uint16_t status, const char *reason) {
   if (c->state != RDV_WS)
     return;
-  hp__rdv_sig_leave(c);
-  (void)hp__ws_close(c->ws, status, "closing");
+  if (c->relay)
+    hp__rdv_relay_closing(c, status);
+  else
+    hp__rdv_sig_leave(c);
+  (void)hp__ws_close(c->ws, status, reason);
   /* Wait for the peer's close frame (then FIN), bounded. */
   c->state = RDV_CLOSING;
   arm(c, now_ms(c) + CLOSE_LINGER_MS);
@@ -294,7 +322,11 @@ static void ws_message(void *arg, int binary, const uint8_t *data, size_t len) {
 }
 
 static void ws_chunk(void *arg, int binary, int first, int fin, const uint8_t *d, size_t n) {
-  (void)arg, (void)binary, (void)first, (void)fin, (void)d, (void)n; /* messages mode only */
+  rdv_conn *c = arg;
+
+  /* HP_WS_FRAMES: only relay connections. */
+  if (c->relay && c->state == RDV_WS)
+    hp__rdv_relay_chunk(c, binary, first, fin, d, n);
 }
 
 static void ws_closed(void *arg, uint16_t status) {
@@ -302,7 +334,9 @@ static void ws_closed(void *arg, uint16_t status) {
 
   HP_DEBUG(RDV_COMP, json_pack("{s:s,s:i}", "addr", c->observed, "status", (int)status),
            "websocket close received");
-  if (c->state == RDV_WS)
+  if (c->relay)
+    hp__rdv_relay_ws_closed(c, status);
+  else if (c->state == RDV_WS)
     hp__rdv_sig_leave(c);
   /* Both close frames are exchanged: the server closes TCP first (RFC
    * 6455 7.1.1), after its last bytes. */
@@ -413,23 +447,36 @@ void hp__rdv_conn_registered(rdv_conn *c) {
   hp__ws_set_max_message(c->ws, c->srv->o.max_message_bytes);
 }
 
-int hp__rdv_conn_upgrade(rdv_conn *c) {
+int hp__rdv_conn_upgrade(rdv_conn *c, int relay) {
   hp__rdv *s = c->srv;
   size_t cap = s->o.max_message_bytes < PRE_HELLO_MAX_MESSAGE ? s->o.max_message_bytes
                                                               : PRE_HELLO_MAX_MESSAGE;
 
-  c->ws = hp__ws_create(s->wsenv, HP_WS_SERVER, HP_WS_MESSAGES, &ws_ops, c, cap, MAX_FRAGMENTS);
+  if (relay) {
+    /* Data frames pass through chunk by chunk (relay.c), nothing is
+     * reassembled but the short text messages, which relay.c caps. */
+    if (hp__rdv_relay_attach(c) < 0)
+      return -ENOMEM;
+    c->ws = hp__ws_create(s->wsenv, HP_WS_SERVER, HP_WS_FRAMES, &ws_ops, c, 0, RELAY_MAX_FRAGMENTS);
+    c->s.max_queued = RELAY_QUEUE_MAX;
+    c->sig = RDV_SIG_NONE;
+  } else {
+    c->ws = hp__ws_create(s->wsenv, HP_WS_SERVER, HP_WS_MESSAGES, &ws_ops, c, cap, MAX_FRAGMENTS);
+    c->sig = RDV_SIG_NEW;
+  }
   if (!c->ws)
-    return -ENOMEM;
+    return -ENOMEM; /* c->relay, if any, goes with the connection */
   c->state = RDV_WS;
-  c->sig = RDV_SIG_NEW;
   c->t0 = c->last_rx = now_ms(c);
   c->frame_tokens = FRAME_BURST;
   c->frame_refill_ms = c->t0;
-  s->m.connections++;
-  HP_DEBUG(RDV_COMP, json_pack("{s:s}", "addr", c->observed), "websocket open");
-  /* The first round-trip sample, behind the 101: ready by the pairing. */
-  rtt_ping(c);
+  if (!relay)
+    s->m.connections++;
+  HP_DEBUG(RDV_COMP, json_pack("{s:s,s:b}", "addr", c->observed, "relay", relay), "websocket open");
+  /* The first round-trip sample, behind the 101: ready by the pairing
+   * (signaling WebSockets only). */
+  if (!relay)
+    rtt_ping(c);
   rearm(c);
   return 0;
 }
@@ -503,6 +550,12 @@ static void conn_read(hp__stream *st, const uint8_t *data, size_t len) {
       break;
     c->ping_sent = 0;
     (void)hp__ws_feed(c->ws, data, len);
+    if (c->relay) {
+      /* Relayed data comes in many frames: no frame rate, the relay's own
+       * limits instead. */
+      hp__rdv_relay_after_read(c);
+      break;
+    }
     if (c->state == RDV_WS && frame_rate_ok(c) < 0)
       hp__rdv_conn_fail(c, HP_RDV_ERR_RATE_LIMITED, HP_WS_CLOSE_POLICY,
                         "Too many WebSocket frames (more than %g per second); slow down.",
@@ -517,9 +570,18 @@ static void conn_eof(hp__stream *st, int err) {
   rdv_conn *c = conn_of(st);
 
   (void)err;
-  if (c->state == RDV_WS)
+  if (c->relay)
+    hp__rdv_relay_lost(c);
+  else if (c->state == RDV_WS)
     hp__rdv_sig_leave(c);
   hp__stream_close(&c->s);
+}
+
+static void conn_drained(hp__stream *st) {
+  rdv_conn *c = conn_of(st);
+
+  if (c->relay)
+    hp__rdv_relay_drained(c);
 }
 
 /* ---------------------------------------------------------------------- */

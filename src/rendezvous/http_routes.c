@@ -1,6 +1,6 @@
 /*
  * http_routes.c - the HTTP side of the rendezvous: GET /healthz, /whoami,
- * /metrics, the WebSocket upgrade on /ws, and JSON errors (400, 404, 405,
+ * /metrics, the WebSocket upgrades on /ws and /relay, and JSON errors (400, 404, 405,
  * 408, 426, 431, 503) in the shape {"error":code,"message":sentence}.
  */
 #include <arpa/inet.h>
@@ -13,7 +13,7 @@
 
 #define HDR_CAP 512
 #define JSON_BODY_CAP 1024
-#define METRICS_CAP 8192
+#define METRICS_CAP 16384
 
 static const char *reason_of(int status) {
   switch (status) {
@@ -121,6 +121,8 @@ static hp__rdv_route route_of(const char *path) {
     return HP_RDV_ROUTE_WS;
   if (!strcmp(path, "/connectback"))
     return HP_RDV_ROUTE_CONNECTBACK;
+  if (!strcmp(path, "/relay"))
+    return HP_RDV_ROUTE_RELAY;
   return HP_RDV_ROUTE_OTHER;
 }
 
@@ -150,6 +152,10 @@ static void metrics(rdv_conn *c, int keep) {
 
   s->m.waiting = hp__rooms_waiting(s->rooms);
   n = hp__rdv_metrics_format(&s->m, b, sizeof(b));
+  if (n >= 0) {
+    int r = hp__rdv_relay_metrics(s, b + n, sizeof(b) - (size_t)n);
+    n = r < 0 ? r : n + r;
+  }
   if (n < 0) {
     HP_ERROR(RDV_COMP, NULL, "metrics text does not fit in %d bytes", METRICS_CAP);
     hp__rdv_http_error(c, 500, "internal_error", "The metrics could not be formatted.", 0);
@@ -187,13 +193,16 @@ static int forwarded_admission(rdv_conn *c, const hp__http1_req *req) {
   return 0;
 }
 
-/* The WebSocket upgrade. Returns 1 if upgraded. */
-static int upgrade(rdv_conn *c, const hp__http1_req *req) {
+/* The WebSocket upgrade (signaling, or the relay). Returns 1 if upgraded. */
+static int upgrade(rdv_conn *c, const hp__http1_req *req, int relay) {
   char accept[HP_WS_ACCEPT_LEN + 1], resp[256];
   int n;
 
   if (!req->upgrade_websocket) {
-    hp__rdv_http_error(c, 400, "bad_upgrade", "/ws only upgrades to the WebSocket protocol.", 0);
+    hp__rdv_http_error(c, 400, "bad_upgrade",
+                       relay ? "/relay only upgrades to the WebSocket protocol."
+                             : "/ws only upgrades to the WebSocket protocol.",
+                       0);
     return 0;
   }
   if (req->ws_version_count != 1 || strcmp(req->ws_version, "13")) {
@@ -214,7 +223,7 @@ static int upgrade(rdv_conn *c, const hp__http1_req *req) {
                "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
                accept);
   hp__rdv_observe(c, req);
-  if (hp__stream_write(&c->s, resp, (size_t)n) < 0 || hp__rdv_conn_upgrade(c) < 0) {
+  if (hp__stream_write(&c->s, resp, (size_t)n) < 0 || hp__rdv_conn_upgrade(c, relay) < 0) {
     hp__stream_close(&c->s);
     return 0;
   }
@@ -243,11 +252,18 @@ int hp__rdv_http_route(rdv_conn *c, const hp__http1_req *req) {
       hp__rdv_http_error(c, 503, "server_full", "The service is shutting down; try again.", 0);
       return 0;
     }
-    if (r != HP_RDV_ROUTE_WS) {
-      hp__rdv_http_error(c, 404, "not_found", "WebSocket upgrades are only accepted on /ws.", 0);
+    if (r == HP_RDV_ROUTE_RELAY && !hp__rdv_relay_enabled(s)) {
+      hp__rdv_relay_refused_disabled(s);
+      hp__rdv_http_error(c, 404, "relay_disabled",
+                         "The relay is disabled on this service (RELAY=off).", 0);
       return 0;
     }
-    upgrade(c, req);
+    if (r != HP_RDV_ROUTE_WS && r != HP_RDV_ROUTE_RELAY) {
+      hp__rdv_http_error(c, 404, "not_found",
+                         "WebSocket upgrades are only accepted on /ws and /relay.", 0);
+      return 0;
+    }
+    upgrade(c, req, r == HP_RDV_ROUTE_RELAY);
     return 0;
   }
   switch (r) {
@@ -271,10 +287,14 @@ int hp__rdv_http_route(rdv_conn *c, const hp__http1_req *req) {
     hp__rdv_http_error(c, 426, "upgrade_required",
                        "/ws is the signaling WebSocket: open it with a WebSocket upgrade.", keep);
     break;
+  case HP_RDV_ROUTE_RELAY:
+    hp__rdv_http_error(c, 426, "upgrade_required",
+                       "/relay is the relay WebSocket: open it with a WebSocket upgrade.", keep);
+    break;
   default:
     hp__rdv_http_error(c, 404, "not_found",
                        "There is nothing at this path; the service answers /healthz, /whoami, "
-                       "/connectback, /metrics and /ws.",
+                       "/connectback, /metrics, /ws and /relay.",
                        keep);
     break;
   }

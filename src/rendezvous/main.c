@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,12 @@ typedef struct rdv_config {
   int observer_port;
   double idle_timeout;
   double shutdown_timeout;
+  int relay;
+  uint64_t relay_rate;
+  uint64_t relay_max_bytes;
+  int relay_max_sessions;
+  double relay_idle_timeout;
+  double relay_session_ttl;
 } rdv_config;
 
 static const char *const level_choices[] = {"debug", "info", "warning", "error", NULL};
@@ -92,6 +99,18 @@ static const hp__cfg_spec specs[] = {
      "(0: none)"},
     {"SHUTDOWN_TIMEOUT", "shutdown-timeout", HP_CFG_SECONDS, "5", 0, 600, NULL, F(shutdown_timeout),
      "s to wait for clients to close on SIGTERM/SIGINT before exiting"},
+    {"RELAY", "relay", HP_CFG_BOOL, "on", 0, 0, NULL, F(relay),
+     "serve the relay (GET /relay) for pairs that cannot connect directly"},
+    {"RELAY_RATE", "relay-rate", HP_CFG_BYTES, "10485760", 0, 1e15, NULL, F(relay_rate),
+     "bytes per second per relayed session, both directions together (0: no limit)"},
+    {"RELAY_MAX_BYTES", "relay-max-bytes", HP_CFG_BYTES, "10737418240", 0, 1e15, NULL,
+     F(relay_max_bytes), "bytes per relayed session, then it is closed (0: no limit)"},
+    {"RELAY_MAX_SESSIONS", "relay-max-sessions", HP_CFG_INT, "1000", 1, 1000000, NULL,
+     F(relay_max_sessions), "relayed sessions open at once (more are refused with relay_full)"},
+    {"RELAY_IDLE_TIMEOUT", "relay-idle-timeout", HP_CFG_SECONDS, "300", 1, 86400, NULL,
+     F(relay_idle_timeout), "s without a relayed byte either way before the session is closed"},
+    {"RELAY_SESSION_TTL", "relay-session-ttl", HP_CFG_SECONDS, "120", 1, 3600, NULL,
+     F(relay_session_ttl), "s after the pairing within which both workers must join the relay"},
 };
 #undef F
 
@@ -204,8 +223,8 @@ int main(int argc, char **argv) {
     break;
   case HP_CFG_HELP:
     hp__cfg_usage(specs, NSPECS, PROG,
-                  "Rendezvous service of holepunch: HTTP /healthz /whoami /metrics and the "
-                  "signaling WebSocket /ws.",
+                  "Rendezvous service of holepunch: HTTP /healthz /whoami /metrics, the "
+                  "signaling WebSocket /ws and the relay WebSocket /relay.",
                   stdout);
     return 0;
   case HP_CFG_VERSION:
@@ -251,6 +270,12 @@ int main(int argc, char **argv) {
   o.ping_interval = cfg.ping_interval;
   o.idle_timeout = cfg.idle_timeout;
   o.observer_port = cfg.observer_port;
+  o.relay = cfg.relay;
+  o.relay_rate = cfg.relay_rate;
+  o.relay_max_bytes = cfg.relay_max_bytes;
+  o.relay_max_sessions = cfg.relay_max_sessions;
+  o.relay_idle_timeout = cfg.relay_idle_timeout;
+  o.relay_session_ttl = cfg.relay_session_ttl;
   rc = hp__rdv_create(&a.loop, &o, &a.srv);
   if (rc < 0) {
     /* Already logged at ERROR; a.srv (if set) is being torn down. */

@@ -30,6 +30,7 @@ typedef enum hp__rdv_route {
   HP_RDV_ROUTE_METRICS,
   HP_RDV_ROUTE_WS,
   HP_RDV_ROUTE_CONNECTBACK,
+  HP_RDV_ROUTE_RELAY,
   HP_RDV_ROUTE_OTHER, /* 404, 405 */
   HP_RDV_ROUTE_COUNT
 } hp__rdv_route;

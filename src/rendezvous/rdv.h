@@ -10,6 +10,7 @@
  *   http_routes.c  /healthz /whoami /metrics /ws and the error responses
  *   client_addr.c  the client's address: TCP peer or X-Forwarded-For
  *   signaling.c    hello / welcome / peer / result / error, pairing
+ *   relay.c        GET /relay: join, forwarding, limits (relay_table.c)
  */
 #ifndef HP_RDV_INTERNAL_H
 #define HP_RDV_INTERNAL_H
@@ -57,8 +58,12 @@ typedef enum rdv_sig_state {
   RDV_SIG_WAITING,  /* alone in its room */
   RDV_SIG_PAIRED,   /* got peer: may send one result */
   RDV_SIG_REPORTED, /* sent its result */
-  RDV_SIG_GONE      /* left (failed, closed) */
+  RDV_SIG_GONE,     /* left (failed, closed) */
+  RDV_SIG_NONE      /* not a signaling connection (HTTP, or the relay) */
 } rdv_sig_state;
+
+typedef struct rdv_relay rdv_relay;                 /* relay.c: one relay connection */
+typedef struct hp__rdv_relay_svc hp__rdv_relay_svc; /* relay.c: the relay of the service */
 
 typedef struct rdv_conn {
   hp__stream s; /* first member: the listener hands out &s */
@@ -70,6 +75,7 @@ typedef struct rdv_conn {
   hp__ipent *fwd_ent;           /* forwarded client's entry (TRUST_PROXY), or NULL */
   hp__http1 *http;              /* while reading HTTP */
   hp__ws *ws;                   /* once upgraded */
+  rdv_relay *relay;             /* a /relay connection (else signaling) */
   uint64_t t0;                  /* ms: accept, or the end of the last response */
   uint64_t last_rx;             /* ms: last byte received */
   uint64_t frames_seen;         /* ws frames already charged to the bucket */
@@ -103,6 +109,7 @@ struct hp__rdv {
   hp__iptable *ips;
   hp__ws_env *wsenv;
   hp__rooms *rooms;
+  hp__rdv_relay_svc *relay;
   rdv_conn *conns;    /* every open connection */
   unsigned lingering; /* refused connections being answered */
   hp__rdv_metrics m;
@@ -127,6 +134,10 @@ void hp__rdv_conn_fail(rdv_conn *c, hp__rdv_err code, uint16_t status, const cha
     __attribute__((format(printf, 4, 5)));
 /** Close the WebSocket with status (after what was sent). */
 void hp__rdv_conn_close_ws(rdv_conn *c, uint16_t status);
+/** The same with a close reason (short ASCII). */
+void hp__rdv_conn_close_ws_reason(rdv_conn *c, uint16_t status, const char *reason);
+/** Set the timer to the deadline of c's state. */
+void hp__rdv_conn_rearm(rdv_conn *c);
 /** 1 if a message can be queued on c now. */
 int hp__rdv_conn_writable(const rdv_conn *c);
 /** Make the larger message cap apply (after hello). */
@@ -135,8 +146,9 @@ void hp__rdv_conn_registered(rdv_conn *c);
 void hp__rdv_conn_shutdown(rdv_conn *c);
 /** The last response is queued: flush, FIN, close (bounded). */
 void hp__rdv_conn_finish(rdv_conn *c);
-/** Switch to the WebSocket (after the 101 is queued). 0 or -ENOMEM. */
-int hp__rdv_conn_upgrade(rdv_conn *c);
+/** Switch to the WebSocket (after the 101 is queued): signaling, or the
+ * relay (relay != 0). 0 or -ENOMEM. */
+int hp__rdv_conn_upgrade(rdv_conn *c, int relay);
 /** Drop a reference taken for an asynchronous operation. */
 void hp__rdv_conn_unref(rdv_conn *c);
 
@@ -170,6 +182,35 @@ hp__ipent *hp__rdv_sig_client_entry(rdv_conn *c);
 /** The start times of a pair (synchronised start, clocksync.h) into both
  * peer messages: from the round trips and clock pings of a and b. */
 void hp__rdv_start_times(const rdv_conn *a, const rdv_conn *b, hp__msg_peer *pa, hp__msg_peer *pb);
+/* relay.c */
+int hp__rdv_relay_svc_create(hp__rdv *s, uint32_t seed);
+void hp__rdv_relay_svc_destroy(hp__rdv *s);
+int hp__rdv_relay_enabled(const hp__rdv *s);
+/** Signaling paired id_a (role a) and id_b with session: they may join. */
+void hp__rdv_relay_register(hp__rdv *s, const char *session, const char *id_a, const char *id_b);
+/** GET /relay was refused because RELAY=off (for /metrics). */
+void hp__rdv_relay_refused_disabled(hp__rdv *s);
+/** c was upgraded on /relay. 0 or -ENOMEM. */
+int hp__rdv_relay_attach(rdv_conn *c);
+/** A chunk of a data frame (HP_WS_FRAMES). */
+void hp__rdv_relay_chunk(rdv_conn *c, int binary, int first, int fin, const uint8_t *d, size_t n);
+/** A read of c was fed: forward what it gathered, backpressure. */
+void hp__rdv_relay_after_read(rdv_conn *c);
+/** c's write queue is empty: its peer may read again. */
+void hp__rdv_relay_drained(rdv_conn *c);
+/** c's close frame arrived / its TCP connection ended without one / the
+ * service closes c's WebSocket with status. Each takes c out of its
+ * session and closes the peer. */
+void hp__rdv_relay_ws_closed(rdv_conn *c, uint16_t status);
+void hp__rdv_relay_lost(rdv_conn *c);
+void hp__rdv_relay_closing(rdv_conn *c, uint16_t status);
+/** c's stream is closed: free its relay state. */
+void hp__rdv_relay_free(rdv_conn *c);
+/** The deadline of c's relay state (ms, 0: none); the timer fired. */
+uint64_t hp__rdv_relay_deadline(const rdv_conn *c);
+void hp__rdv_relay_timer(rdv_conn *c);
+/** The relay's Prometheus text into buf. Its length, or -ENOSPC. */
+int hp__rdv_relay_metrics(const hp__rdv *s, char *buf, size_t cap);
 
 /* server.c */
 void hp__rdv_conn_gone(hp__rdv *s, rdv_conn *c);

@@ -54,7 +54,7 @@ int hp__rdv_create(uv_loop_t *loop, const hp__rdv_opts *opts, hp__rdv **out) {
   s->rooms = hp__rooms_create(keys[0]);
   s->ips = hp__iptable_create(keys[3]);
   s->wsenv = hp__ws_env_create(opts->input_budget);
-  if (!s->rooms || !s->ips || !s->wsenv)
+  if (!s->rooms || !s->ips || !s->wsenv || hp__rdv_relay_svc_create(s, keys[0] ^ keys[2]) < 0)
     goto out;
   if (uv_timer_init(loop, &s->timer) < 0) {
     rc = -EINVAL;
@@ -185,6 +185,7 @@ int hp__rdv_destroy(hp__rdv *s) {
     s->lis2 = NULL;
     return -EBUSY;
   }
+  hp__rdv_relay_svc_destroy(s);
   hp__ws_env_destroy(s->wsenv);
   hp__iptable_destroy(s->ips);
   hp__rooms_destroy(s->rooms);

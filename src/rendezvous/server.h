@@ -31,6 +31,12 @@ typedef struct hp__rdv_opts {
   double ping_interval;        /* s of silence before the server pings */
   double idle_timeout;         /* s of silence (no pong either) before hang-up */
   int observer_port;           /* a second port with the same routes (diagnose); 0: none */
+  int relay;                   /* serve GET /relay */
+  uint64_t relay_rate;         /* bytes/s per relayed session, 0: no limit */
+  uint64_t relay_max_bytes;    /* bytes per relayed session, 0: no limit */
+  int relay_max_sessions;      /* relayed sessions open at once */
+  double relay_idle_timeout;   /* s without a relayed byte before the session is closed */
+  double relay_session_ttl;    /* s after peer within which both workers must join */
 } hp__rdv_opts;
 
 typedef struct hp__rdv hp__rdv;

@@ -172,6 +172,8 @@ static void pair(rdv_conn *a, rdv_conn *b, const hp__cands *b_cands) {
     fail_internal(b, "send the peer message");
   free(ta);
   free(tb);
+  /* The pair may now meet on /relay with this session (relay.c). */
+  hp__rdv_relay_register(s, session, a->m.id, b->m.id);
   s->m.pairings++;
   HP_INFO(RDV_COMP,
           json_pack("{s:s,s:s,s:s,s:s,s:s}", "room", a->m.room, "peer", a->m.id, "peer_b", b->m.id,

@@ -38,6 +38,7 @@ typedef struct fcfg {
   int log_level;
   int log_format;
   int service_mode;
+  uint64_t relay_rate;
 } fcfg;
 
 static const char *const level_choices[] = {"debug", "info", "warning", "error", NULL};
@@ -62,6 +63,8 @@ static const hp__cfg_spec specs[] = {
      "enum, environment only"},
     {"SERVICE_MODE", "service-mode", HP_CFG_BOOL, "0", 0, 0, NULL, offsetof(fcfg, service_mode),
      "bool"},
+    {"RELAY_RATE", "relay-rate", HP_CFG_BYTES, "10485760", 0, 1e15, NULL,
+     offsetof(fcfg, relay_rate), "bytes"},
 };
 #define NSPECS (sizeof(specs) / sizeof(specs[0]))
 
@@ -127,6 +130,12 @@ static void check_value_from(const hp__cfg_spec *sp, const fcfg *c, const char *
     memcpy(&iv, field, sizeof(iv));
     FUZZ_CHECK(strcasecmp(sp->choices[iv], v) == 0);
     break;
+  case HP_CFG_BYTES: {
+    uint64_t uv;
+    memcpy(&uv, field, sizeof(uv));
+    FUZZ_CHECK(uv == (uint64_t)strtoull(v, NULL, 10));
+    break;
+  }
   }
 }
 
@@ -191,6 +200,12 @@ static void check_ok(const fcfg *c, char **argv, int argc) {
       memcpy(&iv, field, sizeof(iv));
       FUZZ_CHECK(iv >= 0 && iv < choice_count(sp->choices));
       break;
+    case HP_CFG_BYTES: {
+      uint64_t uv;
+      memcpy(&uv, field, sizeof(uv));
+      FUZZ_CHECK((double)uv >= sp->min && (double)uv <= sp->max);
+      break;
+    }
     }
     if (!mentioned(sp, argv, argc))
       check_value_from(sp, c, env != NULL ? env : sp->def);

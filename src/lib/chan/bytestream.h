@@ -77,9 +77,17 @@ static inline void hp_bs_set_cbs(hp_bs *s, const hp_bs_cbs *cbs, void *ud) {
 static inline int hp_bs_write(hp_bs *s, const uint8_t *p, size_t n) {
   return s->ops->write(s, p, n);
 }
-static inline size_t hp_bs_queued(const hp_bs *s) { return s->ops->queued(s); }
-static inline int hp_bs_shutdown(hp_bs *s) { return s->ops->shutdown(s); }
-static inline void hp_bs_pause(hp_bs *s, int paused) { s->ops->pause(s, paused); }
-static inline void hp_bs_close(hp_bs *s) { s->ops->close(s); }
+static inline size_t hp_bs_queued(const hp_bs *s) {
+  return s->ops->queued(s);
+}
+static inline int hp_bs_shutdown(hp_bs *s) {
+  return s->ops->shutdown(s);
+}
+static inline void hp_bs_pause(hp_bs *s, int paused) {
+  s->ops->pause(s, paused);
+}
+static inline void hp_bs_close(hp_bs *s) {
+  s->ops->close(s);
+}
 
 #endif
