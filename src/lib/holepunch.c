@@ -471,6 +471,10 @@ static void discovered(hp_punch *p) {
     end(p, HP_STATUS_RENDEZVOUS, "cannot create the WebSocket client");
     return;
   }
+  /* Creating the libwebsockets context can take a while (seconds on a
+   * loaded machine under ASan): WS_OPEN_TIMEOUT counts from now, not from
+   * the loop time cached before it. */
+  uv_update_time(p->loop);
   arm(p, (uint64_t)(p->cfg.ws_open_timeout * 1000.0));
 }
 
