@@ -99,6 +99,13 @@ static void on_listener_closed(uv_handle_t *h) {
   on_handle_closed(h);
 }
 
+static void on_listener6_closed(uv_handle_t *h) {
+  hp__pe *pe = h->data;
+  close(pe->lfd6);
+  pe->lfd6 = -1;
+  on_handle_closed(h);
+}
+
 /* Run events only while punching (or waiting for the first SYN). */
 int hp__pe_live(const hp__pe *pe) {
   return pe->st == PE_DELAYING || pe->st == PE_PUNCHING;
@@ -188,6 +195,8 @@ static void close_all(hp__pe *pe, const conn *winner) {
     uv_timer_stop(&pe->timer);
   if (!uv_is_closing((uv_handle_t *)&pe->listener))
     uv_close((uv_handle_t *)&pe->listener, on_listener_closed);
+  if (pe->lfd6 >= 0 && !uv_is_closing((uv_handle_t *)&pe->listener6))
+    uv_close((uv_handle_t *)&pe->listener6, on_listener6_closed);
 }
 
 static const char *dir_name(const conn *c) {
@@ -532,19 +541,31 @@ static void on_connect(uv_connect_t *req, int status) {
 
 /* A socket bound to P: SO_REUSEADDR + SO_REUSEPORT before bind, next to the
  * listener. Returns the fd or -errno. */
-static int bound_socket(int port) {
-  struct sockaddr_in sin;
+static int bound_socket(int family, int port) {
+  struct sockaddr_storage ss;
+  socklen_t sl;
   int one = 1;
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 
   if (fd < 0)
     return -errno;
-  memset(&sin, 0, sizeof sin);
-  sin.sin_family = AF_INET;
-  sin.sin_port = htons((uint16_t)port);
+  memset(&ss, 0, sizeof ss);
+  if (family == AF_INET6) {
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+    s6->sin6_family = AF_INET6;
+    s6->sin6_port = htons((uint16_t)port);
+    sl = sizeof *s6;
+    /* IPv6 only: IPv4 has its own sockets on 0.0.0.0:port. */
+    (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  } else {
+    struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons((uint16_t)port);
+    sl = sizeof *sin;
+  }
   if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
       setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0 ||
-      bind(fd, (struct sockaddr *)&sin, sizeof sin) < 0) {
+      bind(fd, (struct sockaddr *)&ss, sl) < 0) {
     int err = -errno;
     close(fd);
     return err;
@@ -560,10 +581,10 @@ static void start_attempt(hp__pe *pe, int idx) {
 
   k->attempts++;
   pe->res.attempts++;
-  fd = bound_socket(pe->port);
+  fd = bound_socket(k->sa.ss_family, pe->port);
   if ((fd == -EMFILE || fd == -ENFILE) && hp__pe_drop_oldest_stranger(pe)) {
     hp__pe_note_drop(pe, "out of file descriptors for our own connection attempts");
-    fd = bound_socket(pe->port);
+    fd = bound_socket(k->sa.ss_family, pe->port);
   }
   if (fd < 0) {
     r = fd;
@@ -648,9 +669,19 @@ static void give_up(hp__pe *pe) {
 }
 
 static int same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b) {
-  const struct sockaddr_in *x = (const struct sockaddr_in *)a, *y = (const struct sockaddr_in *)b;
-  return a->ss_family == AF_INET && b->ss_family == AF_INET &&
-         x->sin_addr.s_addr == y->sin_addr.s_addr && x->sin_port == y->sin_port;
+  if (a->ss_family != b->ss_family)
+    return 0;
+  if (a->ss_family == AF_INET) {
+    const struct sockaddr_in *x = (const struct sockaddr_in *)a, *y = (const struct sockaddr_in *)b;
+    return x->sin_addr.s_addr == y->sin_addr.s_addr && x->sin_port == y->sin_port;
+  }
+  if (a->ss_family == AF_INET6) {
+    const struct sockaddr_in6 *x = (const struct sockaddr_in6 *)a,
+                              *y = (const struct sockaddr_in6 *)b;
+    return !memcmp(&x->sin6_addr, &y->sin6_addr, sizeof x->sin6_addr) &&
+           x->sin6_port == y->sin6_port;
+  }
+  return 0;
 }
 
 /* Another connection of ours that uses candidate idx's 4-tuple (all of them
@@ -744,7 +775,7 @@ int hp__pe_create(uv_loop_t *loop, int port, hp__pe **out) {
     if (r < 0)
       return r;
   }
-  fd = bound_socket(port);
+  fd = bound_socket(AF_INET, port);
   if (fd < 0)
     return fd;
   if (listen(fd, 128) < 0 || getsockname(fd, (struct sockaddr *)&sin, &sl) < 0) {
@@ -773,6 +804,7 @@ int hp__pe_create(uv_loop_t *loop, int port, hp__pe **out) {
   pe->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
   pe->listener.data = pe;
   pe->nhandles++;
+  pe->lfd6 = -1; /* opened by hp__pe_start when the peer has an IPv6 candidate */
   uv_timer_init(loop, &pe->timer);
   pe->timer.data = pe;
   pe->nhandles++;
@@ -785,11 +817,13 @@ int hp__pe_port(const hp__pe *pe) {
 }
 
 /* Why a candidate address is not dialed, or NULL. */
-static const char *skip_reason(const struct sockaddr_storage *sa, int allow_loopback) {
+static const char *skip_reason(const struct sockaddr_storage *sa, int allow_loopback, int has6) {
   hp__addr_class cl = hp__addr_classify((const struct sockaddr *)sa);
 
-  if (sa->ss_family != AF_INET)
-    return "IPv6 is not supported (the punch port is IPv4)";
+  if (sa->ss_family == AF_INET6 && !has6)
+    return "an IPv6 address, and this host cannot listen on IPv6";
+  if (sa->ss_family != AF_INET && sa->ss_family != AF_INET6)
+    return "not an IP address";
   if (cl == HP_ADDR_UNSPECIFIED || cl == HP_ADDR_BROADCAST || cl == HP_ADDR_MULTICAST)
     return "not a peer address (unspecified, broadcast or multicast)";
   if ((cl == HP_ADDR_LOOPBACK || cl == HP_ADDR_LINK_LOCAL) && !allow_loopback)
@@ -798,6 +832,31 @@ static const char *skip_reason(const struct sockaddr_storage *sa, int allow_loop
                : "a link-local address (e.g. a cloud metadata service): dialed only with "
                  "ALLOW_LOOPBACK_CANDIDATES=1";
   return NULL;
+}
+
+/* IPv6 (issue 9): the same port on [::], IPv6 only, when the peer offers
+ * an IPv6 candidate and this host can listen there (then its IPv6
+ * candidates are dialed, else skipped). Only then: an IPv4-only session
+ * holds no extra descriptor. */
+static void open_v6_listener(hp__pe *pe, const hp__cands *cands) {
+  int want = 0, fd6;
+
+  for (size_t i = 0; i < cands->n && !want; i++)
+    want = cands->c[i].addr[0] == '[';
+  if (!want || pe->lfd6 >= 0)
+    return;
+  fd6 = bound_socket(AF_INET6, pe->port);
+  if (fd6 >= 0 && listen(fd6, 128) == 0 &&
+      uv_poll_init_socket(pe->loop, &pe->listener6, fd6) == 0) {
+    pe->lfd6 = fd6;
+    pe->listener6.data = pe;
+    pe->nhandles++;
+    return;
+  }
+  if (fd6 >= 0)
+    close(fd6);
+  HP_DEBUG("punch", json_pack("{s:i}", "port", pe->port),
+           "cannot listen on [::]:%d: the peer's IPv6 candidates are skipped", pe->port);
 }
 
 int hp__pe_start(hp__pe *pe, const hp__pe_params *prm, hp__pe_cb cb, void *data) {
@@ -815,6 +874,7 @@ int hp__pe_start(hp__pe *pe, const hp__pe_params *prm, hp__pe_cb cb, void *data)
         !hp__wire_valid_name(prm->peer_id, strlen(prm->peer_id)))
       return -EINVAL;
   }
+  open_v6_listener(pe, &prm->cands);
   r = hp__pe_listen(pe);
   if (r < 0)
     return r;
@@ -832,7 +892,7 @@ int hp__pe_start(hp__pe *pe, const hp__pe_params *prm, hp__pe_cb cb, void *data)
     if (hp__addr_parse(k->c.addr, strlen(k->c.addr), &k->sa, &k->salen) < 0)
       k->skip = "not a valid address";
     else
-      k->skip = skip_reason(&k->sa, prm->allow_loopback);
+      k->skip = skip_reason(&k->sa, prm->allow_loopback, pe->lfd6 >= 0);
     if (k->skip)
       HP_WARN("punch", json_pack("{s:s, s:s}", "addr", k->c.addr, "why", k->skip),
               "peer candidate %s skipped: %s", k->c.addr, k->skip);

@@ -81,6 +81,8 @@ struct hp__pe {
   pe_state st;
   int lfd; /* the listening socket, polled by listener (ours to close) */
   uv_poll_t listener;
+  int lfd6;            /* [::]:port, IPv6 only, or -1 (no IPv6 on the host) */
+  uv_poll_t listener6; /* watches lfd6 when >= 0 */
   uv_timer_t timer;
   int nhandles; /* open handles, embedded or in conns: the reference count */
   int port;

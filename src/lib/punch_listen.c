@@ -34,7 +34,10 @@
 static void on_listen(uv_poll_t *h, int status, int events);
 
 int hp__pe_listen(hp__pe *pe) {
-  return uv_poll_start(&pe->listener, UV_READABLE, on_listen);
+  int r = uv_poll_start(&pe->listener, UV_READABLE, on_listen);
+  if (r == 0 && pe->lfd6 >= 0)
+    r = uv_poll_start(&pe->listener6, UV_READABLE, on_listen);
+  return r;
 }
 
 /* A connection's descriptor is free again: if the limit had stopped us
@@ -46,6 +49,9 @@ void hp__pe_resume_listening(hp__pe *pe) {
     pe->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (!uv_is_active((uv_handle_t *)&pe->listener))
     (void)uv_poll_start(&pe->listener, UV_READABLE, on_listen);
+  if (pe->lfd6 >= 0 && !uv_is_closing((uv_handle_t *)&pe->listener6) &&
+      !uv_is_active((uv_handle_t *)&pe->listener6))
+    (void)uv_poll_start(&pe->listener6, UV_READABLE, on_listen);
 }
 
 /* The first time the descriptor limit (or the bound on unauthenticated
@@ -131,7 +137,7 @@ static void inbound(hp__pe *pe, int fd, const struct sockaddr_storage *ss) {
  * oldest stranger, or, with none, take the waiting one with the reserved
  * descriptor and abort it. Never a busy loop: each call frees or drops
  * one connection. Returns 0 to go on accepting, -1 to stop for this turn. */
-static int accept_exhausted(hp__pe *pe) {
+static int accept_exhausted(hp__pe *pe, uv_poll_t *h, int lfd) {
   int fd;
 
   if (hp__pe_drop_oldest_stranger(pe)) {
@@ -142,12 +148,12 @@ static int accept_exhausted(hp__pe *pe) {
     /* Nothing to give: a level-triggered watch would fire again at once,
      * so stop watching the port until one of our connections closes
      * (resume_listening); the kernel's backlog holds the rest meanwhile. */
-    uv_poll_stop(&pe->listener);
+    uv_poll_stop(h);
     return -1;
   }
   close(pe->spare);
   pe->spare = -1;
-  fd = accept4(pe->lfd, NULL, NULL, SOCK_CLOEXEC);
+  fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
   if (fd >= 0) {
     struct linger lg = {1, 0};
     (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
@@ -160,6 +166,7 @@ static int accept_exhausted(hp__pe *pe) {
 
 static void on_listen(uv_poll_t *h, int status, int events) {
   hp__pe *pe = h->data;
+  const int lfd = h == &pe->listener6 ? pe->lfd6 : pe->lfd;
   (void)events;
 
   if (status < 0) {
@@ -169,12 +176,12 @@ static void on_listen(uv_poll_t *h, int status, int events) {
   for (int i = 0; i < ACCEPT_BATCH && hp__pe_live(pe); i++) {
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
-    int fd = accept4(pe->lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED)
         continue;
-      if ((errno == EMFILE || errno == ENFILE) && accept_exhausted(pe) == 0)
+      if ((errno == EMFILE || errno == ENFILE) && accept_exhausted(pe, h, lfd) == 0)
         continue;
       if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EMFILE && errno != ENFILE)
         HP_WARN("punch", NULL, "accept on port %d failed: %s", pe->port, strerror(errno));
