@@ -11,6 +11,9 @@
 #  - x behind `random` (symmetric): address-and-port-dependent (the
 #    rendezvous' two ports already saw two mappings), filtering drop, and
 #    the summary says the relay is needed for peers behind NATs;
+#  - d behind `changing` (drop), y behind `random` + `reject`, q behind
+#    `preserving` + `reject`: the other combinations of mapping and filter
+#    (drop / reset reported as configured, the mapping as above);
 #  - a host on a public address: behind_nat false, filtering open.
 # Plus the plain-text report of x names the mapping and the filtering.
 set -euo pipefail
@@ -23,9 +26,15 @@ lab_require_binaries
 lab_add_nat natp preserving r1
 lab_add_nat natc changing r2 --filter reject
 lab_add_nat natx random r1
+lab_add_nat natd changing r2
+lab_add_nat naty random r1 --filter reject
+lab_add_nat natq preserving r2 --filter reject
 lab_add_worker_host p natp
 lab_add_worker_host c natc
 lab_add_worker_host x natx
+lab_add_worker_host d natd
+lab_add_worker_host y naty
+lab_add_worker_host q natq
 lab_add_public_host pub
 lab_add_public_host pub2
 lab_describe >&2
@@ -91,6 +100,19 @@ expect x mapping '"address-and-port-dependent"'
 expect x filtering '"drop"'
 grep -q "relay is used" <<<"$(jf summary)" || lab_fail "x: the summary does not mention the relay: $(jf summary)"
 lab_log "ok: random NAT: address-and-port-dependent, drop; summary: relay for NATed peers"
+
+diag d
+expect d port_preserved false
+expect d mapping '"endpoint-independent"'
+expect d filtering '"drop"'
+diag y
+expect y mapping '"address-and-port-dependent"'
+expect y filtering '"reset"'
+diag q
+expect q port_preserved true
+expect q mapping '"endpoint-independent"'
+expect q filtering '"reset"'
+lab_log "ok: changing/drop, random/reset and preserving/reset reported as configured"
 
 diag pub2
 expect pub2 behind_nat false
