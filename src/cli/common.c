@@ -54,8 +54,7 @@ const hp__cfg_spec hp__cli_common_specs[] = {
     {"PORT_MAPPING", "port-mapping", HP_CFG_BOOL, "0", 0, 0, NULL,
      offsetof(hp__cli_cfg, port_mapping),
      "ask the router to map the punch port (UPnP-IGD, NAT-PMP); offered as a candidate"},
-    {"LOW_TTL_SYN", "low-ttl-syn", HP_CFG_INT, "0", 0, 32, NULL,
-     offsetof(hp__cli_cfg, low_ttl_syn),
+    {"LOW_TTL_SYN", "low-ttl-syn", HP_CFG_INT, "0", 0, 32, NULL, offsetof(hp__cli_cfg, low_ttl_syn),
      "role b's first SYN with this IP TTL (both workers; only paths without ICMP Time "
      "Exceeded); 0: off"},
 };
