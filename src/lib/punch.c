@@ -539,40 +539,6 @@ static void on_connect(uv_connect_t *req, int status) {
   hp__pe_reschedule(pe);
 }
 
-/* A socket bound to P: SO_REUSEADDR + SO_REUSEPORT before bind, next to the
- * listener. Returns the fd or -errno. */
-static int bound_socket(int family, int port) {
-  struct sockaddr_storage ss;
-  socklen_t sl;
-  int one = 1;
-  int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-
-  if (fd < 0)
-    return -errno;
-  memset(&ss, 0, sizeof ss);
-  if (family == AF_INET6) {
-    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-    s6->sin6_family = AF_INET6;
-    s6->sin6_port = htons((uint16_t)port);
-    sl = sizeof *s6;
-    /* IPv6 only: IPv4 has its own sockets on 0.0.0.0:port. */
-    (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-  } else {
-    struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
-    sin->sin_family = AF_INET;
-    sin->sin_port = htons((uint16_t)port);
-    sl = sizeof *sin;
-  }
-  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
-      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0 ||
-      bind(fd, (struct sockaddr *)&ss, sl) < 0) {
-    int err = -errno;
-    close(fd);
-    return err;
-  }
-  return fd;
-}
-
 static void start_attempt(hp__pe *pe, int idx) {
   cand *k = &pe->cands[idx];
   uint64_t now = uv_now(pe->loop);
@@ -581,10 +547,10 @@ static void start_attempt(hp__pe *pe, int idx) {
 
   k->attempts++;
   pe->res.attempts++;
-  fd = bound_socket(k->sa.ss_family, pe->port);
+  fd = hp__pe_bound_socket(k->sa.ss_family, pe->port);
   if ((fd == -EMFILE || fd == -ENFILE) && hp__pe_drop_oldest_stranger(pe)) {
     hp__pe_note_drop(pe, "out of file descriptors for our own connection attempts");
-    fd = bound_socket(k->sa.ss_family, pe->port);
+    fd = hp__pe_bound_socket(k->sa.ss_family, pe->port);
   }
   if (fd < 0) {
     r = fd;
@@ -775,7 +741,7 @@ int hp__pe_create(uv_loop_t *loop, int port, hp__pe **out) {
     if (r < 0)
       return r;
   }
-  fd = bound_socket(AF_INET, port);
+  fd = hp__pe_bound_socket(AF_INET, port);
   if (fd < 0)
     return fd;
   if (listen(fd, 128) < 0 || getsockname(fd, (struct sockaddr *)&sin, &sl) < 0) {
@@ -834,31 +800,6 @@ static const char *skip_reason(const struct sockaddr_storage *sa, int allow_loop
   return NULL;
 }
 
-/* IPv6 (issue 9): the same port on [::], IPv6 only, when the peer offers
- * an IPv6 candidate and this host can listen there (then its IPv6
- * candidates are dialed, else skipped). Only then: an IPv4-only session
- * holds no extra descriptor. */
-static void open_v6_listener(hp__pe *pe, const hp__cands *cands) {
-  int want = 0, fd6;
-
-  for (size_t i = 0; i < cands->n && !want; i++)
-    want = cands->c[i].addr[0] == '[';
-  if (!want || pe->lfd6 >= 0)
-    return;
-  fd6 = bound_socket(AF_INET6, pe->port);
-  if (fd6 >= 0 && listen(fd6, 128) == 0 &&
-      uv_poll_init_socket(pe->loop, &pe->listener6, fd6) == 0) {
-    pe->lfd6 = fd6;
-    pe->listener6.data = pe;
-    pe->nhandles++;
-    return;
-  }
-  if (fd6 >= 0)
-    close(fd6);
-  HP_DEBUG("punch", json_pack("{s:i}", "port", pe->port),
-           "cannot listen on [::]:%d: the peer's IPv6 candidates are skipped", pe->port);
-}
-
 int hp__pe_start(hp__pe *pe, const hp__pe_params *prm, hp__pe_cb cb, void *data) {
   int r;
 
@@ -874,7 +815,7 @@ int hp__pe_start(hp__pe *pe, const hp__pe_params *prm, hp__pe_cb cb, void *data)
         !hp__wire_valid_name(prm->peer_id, strlen(prm->peer_id)))
       return -EINVAL;
   }
-  open_v6_listener(pe, &prm->cands);
+  hp__pe_listen6(pe, &prm->cands);
   r = hp__pe_listen(pe);
   if (r < 0)
     return r;

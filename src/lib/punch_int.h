@@ -117,8 +117,10 @@ void hp__pe_start_read(conn *c);          /* wait for the peer's hello */
 void hp__pe_reschedule(hp__pe *pe);       /* re-arm the one timer */
 
 /* punch_listen.c */
-int hp__pe_listen(hp__pe *pe);            /* start watching the punch port */
-void hp__pe_resume_listening(hp__pe *pe); /* after a stop at the descriptor limit */
+int hp__pe_bound_socket(int family, int port); /* SO_REUSEADDR|PORT, bound to port; fd or -errno */
+void hp__pe_listen6(hp__pe *pe, const hp__cands *cands); /* [::]:port if the peer has IPv6 */
+int hp__pe_listen(hp__pe *pe);                           /* start watching the punch port */
+void hp__pe_resume_listening(hp__pe *pe);                /* after a stop at the descriptor limit */
 void hp__pe_note_drop(hp__pe *pe, const char *why);
 int hp__pe_drop_oldest_stranger(hp__pe *pe); /* 1 if one was dropped */
 unsigned hp__pe_unauth_bound(void);          /* strangers held, from RLIMIT_NOFILE */
