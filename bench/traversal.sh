@@ -20,6 +20,11 @@
 #             40/30 (40-70 ms each way)
 #   drop20    NATs that drop (default filter), 20 ms per WAN link
 #   dropfar   NATs that drop, peers 3 ms apart, far jittery rendezvous
+#   reset0ttl  reset0 with LOW_TTL_SYN=2 on both workers and core routers
+#             that send no ICMP Time Exceeded (lab_quiet_routers)
+#   reset0icmp reset0 with LOW_TTL_SYN=2 and the lab's default routers
+#             (they send Time Exceeded: shows the harm)
+#   resetfarttl resetfar with LOW_TTL_SYN=2 and quiet routers
 # Environment: RUNS (30), P2P (P2P_CONNECT_TIMEOUT of the workers, 10),
 #   WORKER_ENV / RDV_ENV ("VAR=VALUE ..." added to every worker's / the
 #   rendezvous' environment, e.g. to compare engine variants).
@@ -29,17 +34,20 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 RUNS=${RUNS:-30}
 P2P=${P2P:-10}
-ALL=(reset0 reset20 resetfar drop20 dropfar)
+ALL=(reset0 reset20 resetfar drop20 dropfar reset0ttl reset0icmp resetfarttl)
 
 # One scenario in its own lab (a child process: lab.sh's trap ends it).
 one() {
-  local scen=$1 rdv="" wan="" filter=drop i port room ea eb note
+  local scen=$1 rdv="" wan="" filter=drop quiet="" wenv="" i port room ea eb note
   case $scen in
     reset0) filter=reject ;;
     reset20) filter=reject wan=20 ;;
     resetfar) filter=reject wan=1.5 rdv=40/30 ;;
     drop20) wan=20 ;;
     dropfar) wan=1.5 rdv=40/30 ;;
+    reset0ttl) filter=reject quiet=1 wenv=LOW_TTL_SYN=2 ;;
+    reset0icmp) filter=reject wenv=LOW_TTL_SYN=2 ;;
+    resetfarttl) filter=reject wan=1.5 rdv=40/30 quiet=1 wenv=LOW_TTL_SYN=2 ;;
     *) echo "traversal.sh: unknown scenario '$scen' (${ALL[*]})" >&2; exit 2 ;;
   esac
   # shellcheck source=tests/e2e/lib/lab.sh
@@ -52,6 +60,7 @@ one() {
   lab_add_nat natb changing r2 ${wan:+--wan "$wan"} --filter "$filter"
   lab_add_worker_host a nata
   lab_add_worker_host b natb
+  [[ -z $quiet ]] || lab_quiet_routers
   lab_describe >&2
   # shellcheck disable=SC2086 # RDV_ENV is a list of VAR=VALUE words
   lab_start_rendezvous LOG_LEVEL=info ${RDV_ENV:-}
@@ -59,9 +68,9 @@ one() {
     room="tr$$-$i"
     port=$((8100 + i))
     # shellcheck disable=SC2086 # WORKER_ENV is a list of VAR=VALUE words
-    lab_run_worker "a$i" a "$room" INTERNAL_TCP_PORT=$port LOG_LEVEL=debug P2P_CONNECT_TIMEOUT="$P2P" ${WORKER_ENV:-}
+    lab_run_worker "a$i" a "$room" INTERNAL_TCP_PORT=$port LOG_LEVEL=debug P2P_CONNECT_TIMEOUT="$P2P" $wenv ${WORKER_ENV:-}
     # shellcheck disable=SC2086
-    lab_run_worker "b$i" b "$room" INTERNAL_TCP_PORT=$port LOG_LEVEL=debug P2P_CONNECT_TIMEOUT="$P2P" ${WORKER_ENV:-}
+    lab_run_worker "b$i" b "$room" INTERNAL_TCP_PORT=$port LOG_LEVEL=debug P2P_CONNECT_TIMEOUT="$P2P" $wenv ${WORKER_ENV:-}
     lab_wait_exit "a$i" $((P2P + 30)) || true
     lab_wait_exit "b$i" $((P2P + 30)) || true
     ea=$(lab_json_field "a$i" "$LAB_MSG_DIRECT" elapsed_ms)

@@ -34,15 +34,21 @@ typedef struct hp__cli_cfg {
   const char *relay_after; /* seconds, or "off" */
   /* pipe, forward, expose */
   const char *code;
+  const char *stun_servers;
+  int port_mapping;
+  int low_ttl_syn;
   /* greet */
   int port;
   double p2p_msg;
   const char *health_bind;
   int service_mode;
+  /* diagnose */
+  int diag_json;
 } hp__cli_cfg;
 
 #define HP_CLI_ID_AUTO "auto"
 #define HP_CLI_CA_SYSTEM "system"
+#define HP_CLI_NONE "none" /* STUN_SERVERS: no server */
 #define HP_CLI_SPECS_MAX 48
 
 /* The settings every punching subcommand has (RENDEZVOUS_SERVICE_URL ..
@@ -120,5 +126,8 @@ int hp__cli_expose(int argc, char **argv);
 int hp__cli_code(int argc, char **argv);
 extern const hp__cfg_spec hp__cli_greet_specs[];
 extern const size_t hp__cli_ngreet_specs;
+int hp__cli_diagnose(int argc, char **argv);
+extern const hp__cfg_spec hp__cli_diagnose_specs[];
+extern const size_t hp__cli_ndiagnose_specs;
 
 #endif

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "code.h"
+#include "addr.h"
 #include "log.h"
 #include "url.h"
 #include "wire.h"
@@ -50,6 +51,16 @@ const hp__cfg_spec hp__cli_common_specs[] = {
     {"RELAY_AFTER", "relay-after", HP_CFG_STRING, "5", 0, 0, NULL,
      offsetof(hp__cli_cfg, relay_after),
      "s after pairing to try the rendezvous' relay alongside punching (0: at once, off: never)"},
+    {"STUN_SERVERS", "stun-servers", HP_CFG_STRING, HP_CLI_NONE, 0, 0, NULL,
+     offsetof(hp__cli_cfg, stun_servers),
+     "STUN servers asked over TCP from the punch port: ip:port list (commas), at most 4; "
+     "\"none\""},
+    {"PORT_MAPPING", "port-mapping", HP_CFG_BOOL, "0", 0, 0, NULL,
+     offsetof(hp__cli_cfg, port_mapping),
+     "ask the router to map the punch port (UPnP-IGD, NAT-PMP); offered as a candidate"},
+    {"LOW_TTL_SYN", "low-ttl-syn", HP_CFG_INT, "0", 0, 32, NULL, offsetof(hp__cli_cfg, low_ttl_syn),
+     "role b's first SYN with this IP TTL (both workers; only paths without ICMP Time "
+     "Exceeded); 0: off"},
 };
 const size_t hp__cli_ncommon_specs = sizeof hp__cli_common_specs / sizeof hp__cli_common_specs[0];
 
@@ -193,6 +204,23 @@ int hp__cli_check_common(const hp__cli_cfg *c) {
                           "RENDEZVOUS_SERVICE_URL=\"%.200s\" is not valid: %s", c->url, err);
     return -1;
   }
+  {
+    struct sockaddr_storage ss[4];
+    char bad[96];
+    int n = strcmp(c->stun_servers, HP_CLI_NONE) == 0
+                ? 0
+                : hp__addr_list_parse(c->stun_servers, ss, 4, bad, sizeof bad);
+    if (n < 0) {
+      if (n == -E2BIG)
+        hp__cli_startup_error("STUN_SERVERS", "STUN_SERVERS lists more than 4 servers");
+      else
+        hp__cli_startup_error("STUN_SERVERS",
+                              "STUN_SERVERS entry \"%s\" is not an address: expected ip:port or "
+                              "[v6]:port (host names are not resolved), separated by commas",
+                              bad);
+      return -1;
+    }
+  }
   if (strcmp(c->ca_file, HP_CLI_CA_SYSTEM) != 0 && access(c->ca_file, R_OK) != 0) {
     hp__cli_startup_error(
         "CA_FILE",
@@ -222,6 +250,9 @@ void hp__cli_punch_config(const hp__cli_cfg *c, const char *kept_id, hp_config *
   out->code = c->code && strcmp(c->code, HP_CLI_CODE_NONE) != 0 ? c->code : NULL;
   if (!c->relay_after || relay_after_value(c->relay_after, &out->relay_after) < 0)
     out->relay_after = 5.0; /* checked at start-up (hp__cli_check_common) */
+  out->stun_servers = strcmp(c->stun_servers, HP_CLI_NONE) == 0 ? NULL : c->stun_servers;
+  out->port_mapping = c->port_mapping;
+  out->low_ttl_syn = c->low_ttl_syn;
 }
 
 int hp__cli_load(const hp__cfg_spec *specs, size_t n, hp__cli_cfg *c, int argc, char **argv,

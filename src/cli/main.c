@@ -36,6 +36,8 @@ static const subcmd subcmds[] = {
     {"expose", hp__cli_expose, &hp__cli_code_spec, &one,
      "HOST:PORT: connect the peer's forwarded connections to HOST:PORT"},
     {"code", hp__cli_code, NULL, NULL, "print a fresh code for --code / HOLEPUNCH_CODE"},
+    {"diagnose", hp__cli_diagnose, hp__cli_diagnose_specs, &hp__cli_ndiagnose_specs,
+     "what the NAT does to the punch port, and what that means (--json)"},
     {"help", run_help, NULL, NULL, "list the subcommands"},
 };
 #define NSUBCMDS (sizeof subcmds / sizeof subcmds[0])

@@ -202,3 +202,31 @@ const char *hp__addr_class_name(hp__addr_class c) {
     return "unicast";
   }
 }
+
+int hp__addr_list_parse(const char *s, struct sockaddr_storage *out, size_t max, char *bad,
+                        size_t badlen) {
+  size_t n = 0;
+
+  if (bad && badlen)
+    bad[0] = '\0';
+  while (s && *s) {
+    size_t len;
+    socklen_t sl;
+
+    while (*s == ',' || *s == ' ')
+      s++;
+    len = strcspn(s, ", ");
+    if (!len)
+      break;
+    if (n == max)
+      return -E2BIG;
+    if (hp__addr_parse(s, len, &out[n], &sl) < 0) {
+      if (bad && badlen)
+        snprintf(bad, badlen, "%.*s", (int)(len < 80 ? len : 80), s);
+      return -EINVAL;
+    }
+    n++;
+    s += len;
+  }
+  return (int)n;
+}

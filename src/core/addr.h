@@ -19,6 +19,14 @@ int hp__addr_format(const struct sockaddr *sa, char *buf, size_t buflen);
 /* Format an IP (text) and a port. Returns the length or -ENOSPC/-EINVAL. */
 int hp__addr_join(const char *ip, int port, char *buf, size_t buflen);
 
+/* A list of addresses ("ip:port" / "[v6]:port", as hp__addr_parse) separated
+ * by commas and/or spaces, e.g. STUN_SERVERS. Host names are not resolved.
+ * Fills out[0..max) and returns the count (0 for an empty or NULL list), or
+ * -EINVAL (an entry that is not an address, its text in bad) or -E2BIG
+ * (more than max entries). */
+int hp__addr_list_parse(const char *s, struct sockaddr_storage *out, size_t max, char *bad,
+                        size_t badlen);
+
 /* What kind of destination an address is. Unspecified, broadcast and
  * multicast addresses are never a peer (the wire decoder refuses them as
  * candidates); loopback and link-local ones reach the dialing host itself or

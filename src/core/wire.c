@@ -386,6 +386,15 @@ static int decode_peer(const json_t *o, hp__msg_peer *p, hp__wire_err *err) {
       get_nonneg(o, "", "start_in_ms", 1, HP_START_IN_MS_MAX, &p->start_in_ms, err) < 0 ||
       get_relay_url(o, "", p->relay_url, err) < 0)
     return -1;
+  {
+    json_t *v = json_object_get(o, "start_at_us");
+    if (v != NULL && !json_is_null(v)) {
+      if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+          (unsigned long long)json_integer_value(v) > HP_START_AT_US_MAX)
+        return fail(err, "bad_message", "\"start_at_us\" must be an integer from 1 to 2^53-1");
+      p->start_at_us = (unsigned long long)json_integer_value(v);
+    }
+  }
   return 0;
 }
 
@@ -563,6 +572,8 @@ static json_t *msg_json(const hp__msg *m) {
     }
     bad |= json_object_set_new(o, "start_in_ms", json_integer(p->start_in_ms));
     bad |= set_opt_str(o, "relay_url", p->relay_url);
+    if (p->start_at_us)
+      bad |= json_object_set_new(o, "start_at_us", json_integer((json_int_t)p->start_at_us));
     break;
   }
   case HP_MSG_RESULT: {

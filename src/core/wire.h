@@ -22,6 +22,8 @@
  * more than that needs, and a larger value would only eat the punch time. */
 #define HP_START_IN_MS_MAX 10000
 #define HP_RELAY_URL_MAX 256 /* peer.relay_url, with its NUL */
+/* peer.start_at_us: an integer JSON carries exactly (2^53 - 1). */
+#define HP_START_AT_US_MAX 9007199254740991ULL
 
 typedef enum hp__msg_type {
   HP_MSG_HELLO = 1,
@@ -67,6 +69,10 @@ typedef struct hp__msg_peer {
   /* "" when absent: the base URL of the rendezvous instance whose relay
    * both workers of this pairing use (the waiter's; docs/PROTOCOL.md). */
   char relay_url[HP_RELAY_URL_MAX];
+  /* Optional: when to send the first SYNs, on the receiving worker's own
+   * monotonic clock in µs (the clock of its clock pings, see clocksync.h);
+   * 0 when absent. 1..HP_START_AT_US_MAX. */
+  unsigned long long start_at_us;
 } hp__msg_peer;
 
 typedef enum hp__result_status {

@@ -21,6 +21,12 @@ static int usable_host_ip(const struct sockaddr_storage *ss) {
   const struct sockaddr_in *sin;
   uint32_t a;
 
+  if (ss->ss_family == AF_INET6) {
+    /* Global unicast (2000::/3) and unique local (fc00::/7) only: not
+     * loopback, link-local, multicast, mapped or unspecified. */
+    const uint8_t *b = ((const struct sockaddr_in6 *)ss)->sin6_addr.s6_addr;
+    return (b[0] & 0xe0) == 0x20 || (b[0] & 0xfe) == 0xfc;
+  }
   if (ss->ss_family != AF_INET)
     return 0;
   sin = (const struct sockaddr_in *)ss;
@@ -71,7 +77,10 @@ int hp__cands_build(const char *srflx, const struct sockaddr_storage *ips, size_
     struct sockaddr_storage ss = ips[i];
     if (!usable_host_ip(&ss))
       continue;
-    ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)port);
+    if (ss.ss_family == AF_INET6)
+      ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)port);
+    else
+      ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)port);
     if (hp__addr_format((struct sockaddr *)&ss, host[nhost], sizeof host[nhost]) < 0)
       continue;
     if (*norm && strcmp(host[nhost], norm) == 0)
@@ -99,10 +108,12 @@ int hp__cands_gather(const char *srflx, int port, hp__cands *out) {
   for (struct ifaddrs *i = ifa; i && n < sizeof ips / sizeof ips[0]; i = i->ifa_next) {
     if (!i->ifa_addr || !(i->ifa_flags & IFF_UP) || (i->ifa_flags & IFF_LOOPBACK))
       continue;
-    if (i->ifa_addr->sa_family != AF_INET)
+    if (i->ifa_addr->sa_family != AF_INET && i->ifa_addr->sa_family != AF_INET6)
       continue;
     memset(&ips[n], 0, sizeof ips[n]);
-    memcpy(&ips[n], i->ifa_addr, sizeof(struct sockaddr_in));
+    memcpy(&ips[n], i->ifa_addr,
+           i->ifa_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                              : sizeof(struct sockaddr_in));
     n++;
   }
   freeifaddrs(ifa);

@@ -1,10 +1,9 @@
 /*
  * candidates.h - our own candidate list for the hello message: the server
  * reflexive address (the NAT mapping seen by /whoami) first, then the host's
- * own addresses with the punch port.
- *
- * Only IPv4 is offered: the listener and the punch sockets are IPv4
- * (0.0.0.0:P), so an IPv6 candidate could never be answered.
+ * own addresses with the punch port: IPv4, and global or unique-local IPv6
+ * (no NAT there: the address is the one a peer dials, through a stateful
+ * firewall; the engine listens on [::]:P when the peer offers IPv6 too).
  */
 #ifndef HP_CANDIDATES_H
 #define HP_CANDIDATES_H
@@ -17,8 +16,9 @@
 /*
  * Pure part, no I/O. Build the list from srflx ("ip:port", or NULL/"" when
  * unknown) and the interface addresses ips[0..n) (ports ignored), each host
- * candidate getting port. Rules: srflx first; loopback, unspecified,
- * link-local and non-IPv4 addresses are skipped; no duplicates; a srflx
+ * candidate getting port. Rules: srflx first; loopback, unspecified and
+ * link-local addresses are skipped, IPv6 only global (2000::/3) and unique
+ * local (fc00::/7) kept; no duplicates; a srflx
  * equal to a host candidate is listed once, as host, in first position; at
  * most HP_CANDS_MAX entries. Returns the count, or -EINVAL for a bad srflx
  * or port.

@@ -4,7 +4,8 @@
  * Each phase owns what it started; end() stops them all at once.
  *
  *   LISTENING     hp__pe_create: listener on P (retried while the port is busy)
- *   DISCOVERING   hp__whoami from P -> srflx; hp__cands_gather
+ *   DISCOVERING   hp__whoami from P -> srflx; hp__cands_gather; next to it
+ *                 hp__disc (STUN_SERVERS, PORT_MAPPING): both must answer
  *   SIGNALING     hp__sig_open, hello, until welcome (WS_OPEN_TIMEOUT)
  *   WAITING_PEER  until peer (WS_RECV_TIMEOUT), with progress lines
  *   PUNCHING      hp__pe_start (P2P_CONNECT_TIMEOUT, in the engine)
@@ -48,6 +49,7 @@
 #include "chan/secure.h"
 #include "chan/tcp.h"
 #include "code.h"
+#include "discover.h"
 #include "log.h"
 #include "punch.h"
 #include "relay_attempt.h"
@@ -111,6 +113,11 @@ struct hp_punch {
   uint64_t wait_deadline; /* uv_now() ms: the end of the wait for a (right) peer; 0 before */
   hp__pe *pe;
   hp__whoami *who;
+  int who_done;     /* the whoami answered (DISCOVERING) */
+  hp__disc *disc;   /* STUN servers and the port mapping (lives until the end) */
+  int disc_pending; /* its callback is awaited (DISCOVERING) */
+  hp__disc_opts disc_opts;
+  hp__disc_result disc_res;
   hp__sig *sig;
   uv_timer_t timer;  /* the phase's deadline, progress lines, the deferred callback */
   uint64_t deadline; /* uv_now() ms of the current phase's deadline */
@@ -175,6 +182,8 @@ static void end(hp_punch *p, hp_status status, const char *reason) {
   snprintf(p->reason, sizeof p->reason, "%s", reason ? reason : "");
   hp__whoami_cancel(p->who);
   p->who = NULL;
+  hp__disc_stop(p->disc); /* a port mapping is removed from the router */
+  p->disc = NULL;
   hp__pe_destroy(p->pe);
   p->pe = NULL;
   hp__ra_destroy(p->ra);
@@ -583,8 +592,24 @@ static void on_peer(hp_punch *p, const hp__msg_peer *pm) {
   prm.role = pm->role;
   prm.cands = pm->peer_cands;
   prm.start_in_ms = pm->start_in_ms; /* 0..HP_START_IN_MS_MAX, checked by the decoder */
+  if (pm->start_at_us) {
+    /* A common instant on our own clock (that of our clock pings): the
+     * delay counts from now, not from when the loop turn began. */
+    long long in_us;
+    uv_update_time(p->loop);
+    in_us = (long long)pm->start_at_us - (long long)(uv_hrtime() / 1000);
+    prm.start_in_ms = in_us <= 0                             ? 0
+                      : in_us >= HP_START_IN_MS_MAX * 1000LL ? HP_START_IN_MS_MAX
+                                                             : (long)((in_us + 500) / 1000);
+    prm.synced = 1;
+    HP_DEBUG("holepunch",
+             json_pack("{s:I, s:i}", "start_in_us", (json_int_t)in_us, "late_ms",
+                       in_us < 0 ? (int)(-in_us / 1000) : 0),
+             "synchronised start in %lld us%s", in_us, in_us < 0 ? " (late: starting now)" : "");
+  }
   prm.timeout_s = p->cfg.p2p_connect_timeout;
   prm.allow_loopback = p->cfg.allow_loopback_candidates;
+  prm.low_ttl = p->cfg.low_ttl_syn;
   p->st = P_PUNCHING;
   p->relayed = 0;
   p->direct_fail[0] = p->relay_fail[0] = '\0';
@@ -659,11 +684,11 @@ static const hp__sig_cbs sig_cbs = {on_sig_opened, on_sig_message, on_sig_failed
 
 /* ---- discovery ---- */
 
+static void discovered(hp_punch *p);
+
 static void on_whoami(const hp__whoami_result *r, void *data) {
   hp_punch *p = data;
   int port = hp__pe_port(p->pe);
-  char desc[600];
-  int n;
 
   p->who = NULL;
   if (r->status < 0) {
@@ -685,10 +710,39 @@ static void on_whoami(const hp__whoami_result *r, void *data) {
     p->port_preserved = r->port == port;
     hp__addr_join(r->ip, r->port, p->mapped, sizeof p->mapped);
   }
+  p->who_done = 1;
+  if (!p->disc_pending)
+    discovered(p);
+}
+
+static void on_disc(const hp__disc_result *r, void *data) {
+  hp_punch *p = data;
+
+  p->disc_res = *r;
+  p->disc_pending = 0;
+  if (p->who_done)
+    discovered(p);
+}
+
+/* Every discovery answered: our candidates, then the signaling. */
+static void discovered(hp_punch *p) {
+  int port = hp__pe_port(p->pe);
+  char desc[600];
+  int n;
+
   n = hp__cands_gather(p->mapped, port, &p->cands);
   if (n < 0) {
     HP_WARN("holepunch", NULL, "cannot list the local addresses: %s", strerror(-n));
     hp__cands_build(p->mapped, NULL, 0, port, &p->cands);
+  }
+  if (p->disc_opts.nstun || p->disc_opts.portmap) {
+    struct sockaddr_storage rdv;
+    char ra[HP_ADDR_STRLEN];
+    socklen_t sl;
+    int ok = hp__addr_join(p->url.host, p->url.port, ra, sizeof ra) > 0 &&
+             hp__addr_parse(ra, strlen(ra), &rdv, &sl) == 0;
+    hp__disc_apply(&p->disc_res, port, ok ? (struct sockaddr *)&rdv : NULL, p->mapped,
+                   sizeof p->mapped, &p->port_preserved, &p->cands);
   }
   hp__cands_describe(&p->cands, desc, sizeof desc);
   HP_INFO("holepunch",
@@ -706,6 +760,10 @@ static void on_whoami(const hp__whoami_result *r, void *data) {
     end(p, HP_STATUS_RENDEZVOUS, "cannot create the WebSocket client");
     return;
   }
+  /* Creating the libwebsockets context can take a while (seconds on a
+   * loaded machine under ASan): WS_OPEN_TIMEOUT counts from now, not from
+   * the loop time cached before it. */
+  uv_update_time(p->loop);
   arm(p, (uint64_t)(p->cfg.ws_open_timeout * 1000.0));
 }
 
@@ -736,6 +794,17 @@ static void try_listen(hp_punch *p) {
   if (r < 0) {
     p->who = NULL;
     end(p, HP_STATUS_RENDEZVOUS, "cannot start the whoami request");
+    return;
+  }
+  if (p->disc_opts.nstun || p->disc_opts.portmap) {
+    /* Within the whoami's own bound, at most 3 s: a silent STUN server or
+     * router must not hold up the pairing for long. */
+    double t = p->cfg.ws_open_timeout < 3.0 ? p->cfg.ws_open_timeout : 3.0;
+    p->disc_opts.timeout_ms = (unsigned)(t * 1000.0);
+    if (hp__disc_start(p->loop, hp__pe_port(p->pe), &p->disc_opts, on_disc, p, &p->disc) == 0)
+      p->disc_pending = 1;
+    else
+      p->disc = NULL;
   }
 }
 
@@ -835,13 +904,26 @@ int hp_punch_start(uv_loop_t *loop, const hp_config *cfg, hp_done_cb cb, void *d
   }
   if (cfg->internal_tcp_port < 0 || cfg->internal_tcp_port > 65535 || !(cfg->ws_open_timeout > 0) ||
       !(cfg->ws_recv_timeout > 0) || !(cfg->listener_ready_timeout > 0) ||
-      !(cfg->p2p_connect_timeout > 0)) {
+      !(cfg->p2p_connect_timeout > 0) || cfg->low_ttl_syn < 0 || cfg->low_ttl_syn > 32) {
     HP_ERROR("holepunch", NULL, "bad configuration: ports 0-65535, timeouts > 0");
     return -EINVAL;
   }
   p = calloc(1, sizeof *p);
   if (!p)
     return -ENOMEM;
+  {
+    char bad[96];
+    int n = hp__addr_list_parse(cfg->stun_servers, p->disc_opts.stun, HP_DISC_STUN_MAX, bad,
+                                sizeof bad);
+    if (n < 0) {
+      HP_ERROR("holepunch", NULL, "bad STUN server list: %s",
+               n == -E2BIG ? "more than 4 servers" : "an entry is not ip:port");
+      free(p);
+      return -EINVAL;
+    }
+    p->disc_opts.nstun = (size_t)n;
+    p->disc_opts.portmap = cfg->port_mapping != 0;
+  }
   if (hp__url_parse(cfg->rendezvous_url, &p->url, err, sizeof err) < 0) {
     HP_ERROR("holepunch", json_pack("{s:s}", "url", cfg->rendezvous_url), "bad rendezvous URL: %s",
              err);
@@ -857,6 +939,7 @@ int hp_punch_start(uv_loop_t *loop, const hp_config *cfg, hp_done_cb cb, void *d
     return -ENOMEM;
   }
   p->cfg = *cfg;
+  p->cfg.stun_servers = NULL; /* parsed into disc_opts; the string is the caller's */
   p->cfg.rendezvous_url = p->url_str;
   p->cfg.ca_file = p->ca_file;
   p->cfg.room = p->room;
@@ -972,6 +1055,8 @@ void hp_punch_destroy(hp_punch *p) {
   p->st = P_DESTROYED; /* no callback from here on */
   hp__whoami_cancel(p->who);
   p->who = NULL;
+  hp__disc_stop(p->disc);
+  p->disc = NULL;
   hp__sig_close(p->sig, NULL, NULL);
   p->sig = NULL;
   hp__pe_destroy(p->pe);

@@ -21,10 +21,12 @@
  * (RST: e.g. the peer's listener is not up yet, or a NAT that rejects),
  * unreachable (ICMP), reset or closed before the first byte, or the kernel's
  * own connect timeout. The next socket follows after 20 ms, doubling to 500 ms
- * per candidate. A connection that failed its handshake (a bad line: a
- * stranger, or broken) is retried after 500 ms. Silence is a failure only on
- * an inbound connection that has not proved the session yet (hello_ms, see
- * start_read); a connection that carries our hello waits for TCP.
+ * per candidate; but after a refused connect in a synchronised start
+ * (prm.synced: both sides started at one instant) it follows at the next
+ * point of a grid both sides share, see grid_next. A connection that failed its handshake (a bad
+ * line: a stranger, or broken) is retried after 500 ms. Silence is a failure only on an inbound
+ * connection that has not proved the session yet (hello_ms, see start_read); a connection that
+ * carries our hello waits for TCP.
  *
  * Every connection the engine gives up is aborted (SO_LINGER {1, 0}): an
  * established or half-open (SYN_RECV) one sends a RST instead of a FIN, and
@@ -66,6 +68,9 @@
 #define RETRY_MIN_MS 20
 #define RETRY_MAX_MS 500
 #define HELLO_DEFAULT_MS 3000
+#define LOW_TTL_DELAY_MS 10 /* role a's first SYNs after role b's low-TTL ones */
+#define GRID_MS 50          /* synchronised retries: start + m * GRID_MS */
+#define SWEEP_MAX_MS 40     /* role a's shift of a grid point, at most */
 
 static unsigned umin(unsigned a, unsigned b) {
   return a < b ? a : b;
@@ -91,6 +96,13 @@ static void on_listener_closed(uv_handle_t *h) {
   hp__pe *pe = h->data;
   close(pe->lfd); /* after the poll handle stopped watching it */
   pe->lfd = -1;
+  on_handle_closed(h);
+}
+
+static void on_listener6_closed(uv_handle_t *h) {
+  hp__pe *pe = h->data;
+  close(pe->lfd6);
+  pe->lfd6 = -1;
   on_handle_closed(h);
 }
 
@@ -183,6 +195,8 @@ static void close_all(hp__pe *pe, const conn *winner) {
     uv_timer_stop(&pe->timer);
   if (!uv_is_closing((uv_handle_t *)&pe->listener))
     uv_close((uv_handle_t *)&pe->listener, on_listener_closed);
+  if (pe->lfd6 >= 0 && !uv_is_closing((uv_handle_t *)&pe->listener6))
+    uv_close((uv_handle_t *)&pe->listener6, on_listener6_closed);
 }
 
 static const char *dir_name(const conn *c) {
@@ -427,6 +441,45 @@ void hp__pe_start_read(conn *c) {
     reject(c, "cannot read");
 }
 
+/*
+ * Synchronised retry (issue 9). With NATs that answer an unsolicited SYN
+ * with a reset, a refused connect means the two SYNs missed each other: the
+ * peer's SYN was refused too (the reset that reached us also closed our NAT's
+ * fresh entry). Backing off on our own would keep the offset between the
+ * two sides' SYNs for every later attempt. Both sides started at one instant
+ * (the rendezvous' start_at_us), so both retry at the next point of one grid
+ * anchored there, start + m * GRID_MS, after their refusal. Role a shifts
+ * its points by a sweep, 0, +s, -s, +2s, -2s, ... (at most SWEEP_MAX_MS),
+ * s = half the round trip the refusal took (the one-way delay to the peer's
+ * NAT, the width of the window the SYNs must hit; at least 1 ms, the timer's
+ * grain): an error of the clock estimate that made the first SYNs miss is
+ * swept instead of repeated. Returns the uv_now() time of the next socket.
+ */
+static uint64_t grid_next(hp__pe *pe, cand *k, uint64_t rtt_ms) {
+  uint64_t now = uv_now(pe->loop), at, step = rtt_ms / 2 ? rtt_ms / 2 : 1;
+  long shift = 0;
+
+  at = pe->t_start + ((now - pe->t_start) / GRID_MS + 1) * GRID_MS;
+  if (pe->prm.role == 'a') {
+    unsigned j = ++k->sweep;
+    shift = (long)(((j + 1) / 2) * step);
+    if (shift > SWEEP_MAX_MS) {
+      k->sweep = 1; /* start over */
+      shift = (long)step;
+      j = 1;
+    }
+    if (!(j & 1))
+      shift = -shift;
+  }
+  if ((long)(at - now) + shift < 2) /* too close to catch: the point after */
+    at += GRID_MS;
+  HP_DEBUG("punch",
+           json_pack("{s:s, s:i, s:i}", "addr", k->c.addr, "in_ms", (int)((long)(at - now) + shift),
+                     "shift_ms", (int)shift),
+           "refused: next SYN to %s at the next common grid point", k->c.addr);
+  return (uint64_t)((long)at + shift);
+}
+
 static void on_connect(uv_connect_t *req, int status) {
   conn *c = req->data;
   hp__pe *pe = c->pe;
@@ -446,8 +499,12 @@ static void on_connect(uv_connect_t *req, int status) {
         json_pack("{s:s, s:i, s:i}", "addr", k->c.addr, "attempt", k->attempts, "syns", k->syns),
         "connect to %s: %s", k->c.addr, hp__pe_err_name(status));
     hp__pe_close_conn(c, 1);
-    k->next_at = uv_now(pe->loop) + k->retry_ms;
-    k->retry_ms = umin(k->retry_ms * 2, RETRY_MAX_MS);
+    if (pe->prm.synced && status == UV_ECONNREFUSED) {
+      k->next_at = grid_next(pe, k, uv_now(pe->loop) - c->t_sent);
+    } else {
+      k->next_at = uv_now(pe->loop) + k->retry_ms;
+      k->retry_ms = umin(k->retry_ms * 2, RETRY_MAX_MS);
+    }
     hp__pe_reschedule(pe);
     return;
   }
@@ -482,28 +539,6 @@ static void on_connect(uv_connect_t *req, int status) {
   hp__pe_reschedule(pe);
 }
 
-/* A socket bound to P: SO_REUSEADDR + SO_REUSEPORT before bind, next to the
- * listener. Returns the fd or -errno. */
-static int bound_socket(int port) {
-  struct sockaddr_in sin;
-  int one = 1;
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-
-  if (fd < 0)
-    return -errno;
-  memset(&sin, 0, sizeof sin);
-  sin.sin_family = AF_INET;
-  sin.sin_port = htons((uint16_t)port);
-  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
-      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0 ||
-      bind(fd, (struct sockaddr *)&sin, sizeof sin) < 0) {
-    int err = -errno;
-    close(fd);
-    return err;
-  }
-  return fd;
-}
-
 static void start_attempt(hp__pe *pe, int idx) {
   cand *k = &pe->cands[idx];
   uint64_t now = uv_now(pe->loop);
@@ -512,10 +547,10 @@ static void start_attempt(hp__pe *pe, int idx) {
 
   k->attempts++;
   pe->res.attempts++;
-  fd = bound_socket(pe->port);
+  fd = hp__pe_bound_socket(k->sa.ss_family, pe->port);
   if ((fd == -EMFILE || fd == -ENFILE) && hp__pe_drop_oldest_stranger(pe)) {
     hp__pe_note_drop(pe, "out of file descriptors for our own connection attempts");
-    fd = bound_socket(pe->port);
+    fd = hp__pe_bound_socket(k->sa.ss_family, pe->port);
   }
   if (fd < 0) {
     r = fd;
@@ -540,7 +575,32 @@ static void start_attempt(hp__pe *pe, int idx) {
   }
   /* fd belongs to the handle now. */
   c->creq.data = c;
-  r = uv_tcp_connect(&c->creq, &c->tcp, (struct sockaddr *)&k->sa, on_connect);
+  {
+    /*
+     * Low-TTL first SYN (LOW_TTL_SYN, issue 9): role b's first SYN to the
+     * peer's public mapping opens our NAT's entry and expires in the core
+     * before it can reach the peer's NAT, so that NAT has nothing to reset;
+     * role a's SYN, LOW_TTL_DELAY_MS later, then finds our NAT open. The
+     * kernel sends the SYN inside connect(): the TTL is set back at once,
+     * so retransmissions and the connection use the normal TTL. Only
+     * where no router returns ICMP Time Exceeded (Linux aborts a SYN_SENT
+     * socket on one): opt-in, see docs/lab.md.
+     */
+    int ttl = 0, old = 0;
+    socklen_t ol = sizeof old;
+    if (pe->prm.low_ttl > 0 && pe->prm.role == 'b' && k->attempts == 1 &&
+        k->c.kind == HP_CAND_SRFLX && k->sa.ss_family == AF_INET &&
+        getsockopt(fd, IPPROTO_IP, IP_TTL, &old, &ol) == 0) {
+      ttl = pe->prm.low_ttl;
+      setsockopt(fd, IPPROTO_IP, IP_TTL, &ttl, sizeof ttl);
+    }
+    r = uv_tcp_connect(&c->creq, &c->tcp, (struct sockaddr *)&k->sa, on_connect);
+    if (ttl) {
+      setsockopt(fd, IPPROTO_IP, IP_TTL, &old, sizeof old);
+      HP_DEBUG("punch", json_pack("{s:s, s:i}", "addr", k->c.addr, "ttl", ttl),
+               "first SYN to %s with TTL %d", k->c.addr, ttl);
+    }
+  }
   if (r < 0) {
     hp__pe_close_conn(c, 1);
     goto fail;
@@ -548,6 +608,7 @@ static void start_attempt(hp__pe *pe, int idx) {
   /* No deadline: the kernel retransmits the SYN until an answer, a hard
    * error or its own connect timeout (see the top of the file). */
   c->st = C_CONNECTING;
+  c->t_sent = now;
   c->syns_counted = 0;
   c->deadline = 0;
   k->cur = c;
@@ -574,9 +635,19 @@ static void give_up(hp__pe *pe) {
 }
 
 static int same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b) {
-  const struct sockaddr_in *x = (const struct sockaddr_in *)a, *y = (const struct sockaddr_in *)b;
-  return a->ss_family == AF_INET && b->ss_family == AF_INET &&
-         x->sin_addr.s_addr == y->sin_addr.s_addr && x->sin_port == y->sin_port;
+  if (a->ss_family != b->ss_family)
+    return 0;
+  if (a->ss_family == AF_INET) {
+    const struct sockaddr_in *x = (const struct sockaddr_in *)a, *y = (const struct sockaddr_in *)b;
+    return x->sin_addr.s_addr == y->sin_addr.s_addr && x->sin_port == y->sin_port;
+  }
+  if (a->ss_family == AF_INET6) {
+    const struct sockaddr_in6 *x = (const struct sockaddr_in6 *)a,
+                              *y = (const struct sockaddr_in6 *)b;
+    return !memcmp(&x->sin6_addr, &y->sin6_addr, sizeof x->sin6_addr) &&
+           x->sin6_port == y->sin6_port;
+  }
+  return 0;
 }
 
 /* Another connection of ours that uses candidate idx's 4-tuple (all of them
@@ -605,6 +676,7 @@ static void on_timer(uv_timer_t *t) {
   if (pe->st == PE_DELAYING) {
     pe->st = PE_PUNCHING;
     pe->hr_start = uv_hrtime();
+    pe->t_start = now;
     pe->t_deadline = now + (uint64_t)(pe->prm.timeout_s * 1000.0);
     HP_DEBUG("punch", NULL, "first SYNs now");
   }
@@ -669,7 +741,7 @@ int hp__pe_create(uv_loop_t *loop, int port, hp__pe **out) {
     if (r < 0)
       return r;
   }
-  fd = bound_socket(port);
+  fd = hp__pe_bound_socket(AF_INET, port);
   if (fd < 0)
     return fd;
   if (listen(fd, 128) < 0 || getsockname(fd, (struct sockaddr *)&sin, &sl) < 0) {
@@ -698,6 +770,7 @@ int hp__pe_create(uv_loop_t *loop, int port, hp__pe **out) {
   pe->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
   pe->listener.data = pe;
   pe->nhandles++;
+  pe->lfd6 = -1; /* opened by hp__pe_start when the peer has an IPv6 candidate */
   uv_timer_init(loop, &pe->timer);
   pe->timer.data = pe;
   pe->nhandles++;
@@ -710,11 +783,13 @@ int hp__pe_port(const hp__pe *pe) {
 }
 
 /* Why a candidate address is not dialed, or NULL. */
-static const char *skip_reason(const struct sockaddr_storage *sa, int allow_loopback) {
+static const char *skip_reason(const struct sockaddr_storage *sa, int allow_loopback, int has6) {
   hp__addr_class cl = hp__addr_classify((const struct sockaddr *)sa);
 
-  if (sa->ss_family != AF_INET)
-    return "IPv6 is not supported (the punch port is IPv4)";
+  if (sa->ss_family == AF_INET6 && !has6)
+    return "an IPv6 address, and this host cannot listen on IPv6";
+  if (sa->ss_family != AF_INET && sa->ss_family != AF_INET6)
+    return "not an IP address";
   if (cl == HP_ADDR_UNSPECIFIED || cl == HP_ADDR_BROADCAST || cl == HP_ADDR_MULTICAST)
     return "not a peer address (unspecified, broadcast or multicast)";
   if ((cl == HP_ADDR_LOOPBACK || cl == HP_ADDR_LINK_LOCAL) && !allow_loopback)
@@ -740,6 +815,7 @@ int hp__pe_start(hp__pe *pe, const hp__pe_params *prm, hp__pe_cb cb, void *data)
         !hp__wire_valid_name(prm->peer_id, strlen(prm->peer_id)))
       return -EINVAL;
   }
+  hp__pe_listen6(pe, &prm->cands);
   r = hp__pe_listen(pe);
   if (r < 0)
     return r;
@@ -757,13 +833,16 @@ int hp__pe_start(hp__pe *pe, const hp__pe_params *prm, hp__pe_cb cb, void *data)
     if (hp__addr_parse(k->c.addr, strlen(k->c.addr), &k->sa, &k->salen) < 0)
       k->skip = "not a valid address";
     else
-      k->skip = skip_reason(&k->sa, prm->allow_loopback);
+      k->skip = skip_reason(&k->sa, prm->allow_loopback, pe->lfd6 >= 0);
     if (k->skip)
       HP_WARN("punch", json_pack("{s:s, s:s}", "addr", k->c.addr, "why", k->skip),
               "peer candidate %s skipped: %s", k->c.addr, k->skip);
   }
   pe->st = PE_DELAYING;
-  uv_timer_start(&pe->timer, on_timer, (uint64_t)prm->start_in_ms, 0);
+  uv_timer_start(&pe->timer, on_timer,
+                 (uint64_t)prm->start_in_ms +
+                     (prm->low_ttl > 0 && prm->role == 'a' ? LOW_TTL_DELAY_MS : 0),
+                 0);
   return 0;
 }
 

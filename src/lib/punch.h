@@ -35,6 +35,11 @@ typedef struct hp__pe_params {
                          (silence from a stranger); 0 means 3000. A connection
                          that carries our hello waits until timeout_s. */
   int allow_loopback; /* dial loopback and link-local candidates (one-host tests) */
+  int low_ttl;        /* 1..32: role b's first SYN to a srflx candidate leaves with
+                         this IP TTL (it opens our NAT and dies before the peer's),
+                         role a starts LOW_TTL_DELAY_MS later; 0: off (punch.c) */
+  int synced;         /* both sides start at one instant (start_at_us): after a
+                         refused connect, retry on the common grid (punch.c) */
 } hp__pe_params;
 
 /* ok is 0 on success, -ETIMEDOUT when punching gave up. */

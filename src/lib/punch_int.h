@@ -40,6 +40,7 @@ typedef struct conn {
   conn_state st;
   int syns_counted;           /* the candidate's syns include this socket's */
   uint64_t deadline;          /* uv_now() ms: handshake bound, 0 = none */
+  uint64_t t_sent;            /* uv_now() ms: connect() called (outbound) */
   struct sockaddr_storage ra; /* the remote address (the 4-tuple's far end) */
   char addr[HP_ADDR_STRLEN];
   char rbuf[HP_PEERHELLO_MAX];
@@ -58,6 +59,7 @@ typedef struct cand {
   unsigned attempts;      /* sockets created (connect() calls) */
   unsigned syns;          /* SYNs those sockets sent, kernel retransmissions included */
   unsigned retry_ms;      /* delay before the next socket after a hard error */
+  unsigned sweep;         /* synchronised retries so far (role a's shift) */
   int last_err;           /* UV_E* of the last attempt, ERR_NO_ANSWER, 0 = none */
   char last_why[WHY_MAX]; /* handshake failure on a connection to it */
 } cand;
@@ -79,6 +81,8 @@ struct hp__pe {
   pe_state st;
   int lfd; /* the listening socket, polled by listener (ours to close) */
   uv_poll_t listener;
+  int lfd6;            /* [::]:port, IPv6 only, or -1 (no IPv6 on the host) */
+  uv_poll_t listener6; /* watches lfd6 when >= 0 */
   uv_timer_t timer;
   int nhandles; /* open handles, embedded or in conns: the reference count */
   int port;
@@ -92,6 +96,7 @@ struct hp__pe {
   conn *conns;
   conn *nominee;
   uint64_t t_deadline;
+  uint64_t t_start; /* uv_now() ms of the first SYNs: the retry grid's origin */
   uint64_t hr_start;
   hp__pe_cb cb;
   void *data;
@@ -112,8 +117,10 @@ void hp__pe_start_read(conn *c);          /* wait for the peer's hello */
 void hp__pe_reschedule(hp__pe *pe);       /* re-arm the one timer */
 
 /* punch_listen.c */
-int hp__pe_listen(hp__pe *pe);            /* start watching the punch port */
-void hp__pe_resume_listening(hp__pe *pe); /* after a stop at the descriptor limit */
+int hp__pe_bound_socket(int family, int port); /* SO_REUSEADDR|PORT, bound to port; fd or -errno */
+void hp__pe_listen6(hp__pe *pe, const hp__cands *cands); /* [::]:port if the peer has IPv6 */
+int hp__pe_listen(hp__pe *pe);                           /* start watching the punch port */
+void hp__pe_resume_listening(hp__pe *pe);                /* after a stop at the descriptor limit */
 void hp__pe_note_drop(hp__pe *pe, const char *why);
 int hp__pe_drop_oldest_stranger(hp__pe *pe); /* 1 if one was dropped */
 unsigned hp__pe_unauth_bound(void);          /* strangers held, from RLIMIT_NOFILE */

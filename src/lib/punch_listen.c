@@ -20,7 +20,9 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -34,7 +36,10 @@
 static void on_listen(uv_poll_t *h, int status, int events);
 
 int hp__pe_listen(hp__pe *pe) {
-  return uv_poll_start(&pe->listener, UV_READABLE, on_listen);
+  int r = uv_poll_start(&pe->listener, UV_READABLE, on_listen);
+  if (r == 0 && pe->lfd6 >= 0)
+    r = uv_poll_start(&pe->listener6, UV_READABLE, on_listen);
+  return r;
 }
 
 /* A connection's descriptor is free again: if the limit had stopped us
@@ -46,6 +51,9 @@ void hp__pe_resume_listening(hp__pe *pe) {
     pe->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (!uv_is_active((uv_handle_t *)&pe->listener))
     (void)uv_poll_start(&pe->listener, UV_READABLE, on_listen);
+  if (pe->lfd6 >= 0 && !uv_is_closing((uv_handle_t *)&pe->listener6) &&
+      !uv_is_active((uv_handle_t *)&pe->listener6))
+    (void)uv_poll_start(&pe->listener6, UV_READABLE, on_listen);
 }
 
 /* The first time the descriptor limit (or the bound on unauthenticated
@@ -131,7 +139,7 @@ static void inbound(hp__pe *pe, int fd, const struct sockaddr_storage *ss) {
  * oldest stranger, or, with none, take the waiting one with the reserved
  * descriptor and abort it. Never a busy loop: each call frees or drops
  * one connection. Returns 0 to go on accepting, -1 to stop for this turn. */
-static int accept_exhausted(hp__pe *pe) {
+static int accept_exhausted(hp__pe *pe, uv_poll_t *h, int lfd) {
   int fd;
 
   if (hp__pe_drop_oldest_stranger(pe)) {
@@ -142,12 +150,12 @@ static int accept_exhausted(hp__pe *pe) {
     /* Nothing to give: a level-triggered watch would fire again at once,
      * so stop watching the port until one of our connections closes
      * (resume_listening); the kernel's backlog holds the rest meanwhile. */
-    uv_poll_stop(&pe->listener);
+    uv_poll_stop(h);
     return -1;
   }
   close(pe->spare);
   pe->spare = -1;
-  fd = accept4(pe->lfd, NULL, NULL, SOCK_CLOEXEC);
+  fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
   if (fd >= 0) {
     struct linger lg = {1, 0};
     (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
@@ -160,6 +168,7 @@ static int accept_exhausted(hp__pe *pe) {
 
 static void on_listen(uv_poll_t *h, int status, int events) {
   hp__pe *pe = h->data;
+  const int lfd = h == &pe->listener6 ? pe->lfd6 : pe->lfd;
   (void)events;
 
   if (status < 0) {
@@ -169,12 +178,12 @@ static void on_listen(uv_poll_t *h, int status, int events) {
   for (int i = 0; i < ACCEPT_BATCH && hp__pe_live(pe); i++) {
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
-    int fd = accept4(pe->lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED)
         continue;
-      if ((errno == EMFILE || errno == ENFILE) && accept_exhausted(pe) == 0)
+      if ((errno == EMFILE || errno == ENFILE) && accept_exhausted(pe, h, lfd) == 0)
         continue;
       if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EMFILE && errno != ENFILE)
         HP_WARN("punch", NULL, "accept on port %d failed: %s", pe->port, strerror(errno));
@@ -184,4 +193,63 @@ static void on_listen(uv_poll_t *h, int status, int events) {
   }
   if (hp__pe_live(pe))
     hp__pe_reschedule(pe);
+}
+
+/* A socket bound to P: SO_REUSEADDR + SO_REUSEPORT before bind, next to the
+ * listener. Returns the fd or -errno. */
+int hp__pe_bound_socket(int family, int port) {
+  struct sockaddr_storage ss;
+  socklen_t sl;
+  int one = 1;
+  int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+  if (fd < 0)
+    return -errno;
+  memset(&ss, 0, sizeof ss);
+  if (family == AF_INET6) {
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+    s6->sin6_family = AF_INET6;
+    s6->sin6_port = htons((uint16_t)port);
+    sl = sizeof *s6;
+    /* IPv6 only: IPv4 has its own sockets on 0.0.0.0:port. */
+    (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  } else {
+    struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons((uint16_t)port);
+    sl = sizeof *sin;
+  }
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0 ||
+      bind(fd, (struct sockaddr *)&ss, sl) < 0) {
+    int err = -errno;
+    close(fd);
+    return err;
+  }
+  return fd;
+}
+
+/* IPv6 (issue 9): the same port on [::], IPv6 only, when the peer offers
+ * an IPv6 candidate and this host can listen there (then its IPv6
+ * candidates are dialed, else skipped). Only then: an IPv4-only session
+ * holds no extra descriptor. */
+void hp__pe_listen6(hp__pe *pe, const hp__cands *cands) {
+  int want = 0, fd6;
+
+  for (size_t i = 0; i < cands->n && !want; i++)
+    want = cands->c[i].addr[0] == '[';
+  if (!want || pe->lfd6 >= 0)
+    return;
+  fd6 = hp__pe_bound_socket(AF_INET6, pe->port);
+  if (fd6 >= 0 && listen(fd6, 128) == 0 &&
+      uv_poll_init_socket(pe->loop, &pe->listener6, fd6) == 0) {
+    pe->lfd6 = fd6;
+    pe->listener6.data = pe;
+    pe->nhandles++;
+    return;
+  }
+  if (fd6 >= 0)
+    close(fd6);
+  HP_DEBUG("punch", json_pack("{s:i}", "port", pe->port),
+           "cannot listen on [::]:%d: the peer's IPv6 candidates are skipped", pe->port);
 }

@@ -225,6 +225,29 @@ static void work_cb(uv_work_t *req) {
   }
   r->status =
       hp__whoami_parse(w->body, w->body_len, r->ip, sizeof r->ip, &r->port, r->err, sizeof r->err);
+  if (r->status == 0)
+    hp__whoami_parse_probe(w->body, w->body_len, r->connect_back, sizeof r->connect_back,
+                           &r->observer_port);
+}
+
+void hp__whoami_parse_probe(const char *body, size_t len, char *connect_back, size_t cblen,
+                            int *observer_port) {
+  json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL);
+  json_t *v;
+
+  connect_back[0] = '\0';
+  *observer_port = -1;
+  if (!root)
+    return;
+  v = json_object_get(root, "connect_back");
+  if (json_is_string(v) &&
+      (strcmp(json_string_value(v), "open") == 0 || strcmp(json_string_value(v), "drop") == 0 ||
+       strcmp(json_string_value(v), "reset") == 0))
+    snprintf(connect_back, cblen, "%s", json_string_value(v));
+  v = json_object_get(root, "observer_port");
+  if (json_is_integer(v) && json_integer_value(v) > 0 && json_integer_value(v) <= 65535)
+    *observer_port = (int)json_integer_value(v);
+  json_decref(root);
 }
 
 static void after_work_cb(uv_work_t *req, int status) {
@@ -243,6 +266,13 @@ static void after_work_cb(uv_work_t *req, int status) {
 
 int hp__whoami_start(uv_loop_t *loop, const hp__url *url, int local_port, double timeout_s,
                      const char *ca_file, hp__whoami_cb cb, void *data, hp__whoami **out) {
+  return hp__whoami_start_at(loop, url, "/whoami", 0, local_port, timeout_s, ca_file, cb, data,
+                             out);
+}
+
+int hp__whoami_start_at(uv_loop_t *loop, const hp__url *url, const char *path, int port,
+                        int local_port, double timeout_s, const char *ca_file, hp__whoami_cb cb,
+                        void *data, hp__whoami **out) {
   hp__whoami *w;
   const int v6 = strchr(url->host, ':') != NULL;
   int r;
@@ -251,8 +281,9 @@ int hp__whoami_start(uv_loop_t *loop, const hp__url *url, int local_port, double
   w = calloc(1, sizeof *w);
   if (!w)
     return -ENOMEM;
-  snprintf(w->url, sizeof w->url, "%s://%s%s%s:%d%s/whoami", url->tls ? "https" : "http",
-           v6 ? "[" : "", url->host, v6 ? "]" : "", url->port, url->base);
+  snprintf(w->url, sizeof w->url, "%s://%s%s%s:%d%s%s", url->tls ? "https" : "http", v6 ? "[" : "",
+           url->host, v6 ? "]" : "", port > 0 ? port : url->port, url->base, path);
+  w->res.observer_port = -1;
   w->loop = loop;
   w->cb = cb;
   w->data = data;

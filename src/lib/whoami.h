@@ -22,6 +22,9 @@ typedef struct hp__whoami_result {
   char ip[64];             /* observed public IP */
   int port;                /* observed port, or -1 when the reply said "port": null */
   char err[HP_REASON_MAX]; /* why it failed, a sentence */
+  /* GET /connectback only (hp__whoami_start_at): */
+  char connect_back[8]; /* "open", "drop", "reset"; "" when absent */
+  int observer_port;    /* the rendezvous' OBSERVER_PORT, -1 when absent */
 } hp__whoami_result;
 
 typedef void (*hp__whoami_cb)(const hp__whoami_result *r, void *data);
@@ -35,6 +38,17 @@ typedef struct hp__whoami hp__whoami;
  */
 int hp__whoami_start(uv_loop_t *loop, const hp__url *url, int local_port, double timeout_s,
                      const char *ca_file, hp__whoami_cb cb, void *data, hp__whoami **out);
+
+/* The same request to another path ("/whoami" or "/connectback") and port
+ * (0: the URL's): the observers of `holepunch diagnose`. */
+int hp__whoami_start_at(uv_loop_t *loop, const hp__url *url, const char *path, int port,
+                        int local_port, double timeout_s, const char *ca_file, hp__whoami_cb cb,
+                        void *data, hp__whoami **out);
+
+/* Pure: the extra fields of a /connectback reply (lenient: absent or of
+ * another type is "" / -1). */
+void hp__whoami_parse_probe(const char *body, size_t len, char *connect_back, size_t cblen,
+                            int *observer_port);
 
 /* cb will not fire; the request is aborted and the memory freed when the
  * worker thread returns (the loop must keep running). */

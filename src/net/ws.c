@@ -272,6 +272,14 @@ int hp__ws_ping(hp__ws *ws) {
   return send_frame(ws, WSLAY_PING, NULL, 0);
 }
 
+int hp__ws_ping_data(hp__ws *ws, const void *data, size_t len) {
+  if (len > 125)
+    return -EINVAL;
+  if (ws->state == HP_WS_CLOSE_SENT || ws->state == HP_WS_CLOSED)
+    return -EPIPE;
+  return send_frame(ws, WSLAY_PING, data, len);
+}
+
 static int send_close(hp__ws *ws, uint16_t status, const char *reason) {
   uint8_t p[CTRL_MAX];
   size_t rl = reason ? strlen(reason) : 0;
@@ -346,10 +354,15 @@ static void on_control(hp__ws *ws, uint8_t op, const uint8_t *p, size_t n) {
   if (op == WSLAY_PING) {
     if (ws->state == HP_WS_OPEN)
       (void)send_frame(ws, WSLAY_PONG, p, n);
+    if (ws->ops->control)
+      ws->ops->control(ws->arg, 0, p, n);
     return;
   }
-  if (op == WSLAY_PONG)
+  if (op == WSLAY_PONG) {
+    if (ws->ops->control)
+      ws->ops->control(ws->arg, 1, p, n);
     return;
+  }
   /* close */
   uint16_t status = 1005;
   if (n == 1) {

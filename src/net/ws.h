@@ -88,6 +88,9 @@ typedef struct hp__ws_ops {
   void (*closed)(void *arg, uint16_t status);
   /** Input was refused (state HP_WS_FAILED); why: a sentence. */
   void (*failed)(void *arg, hp__ws_fail fail, const char *why);
+  /** Optional (may be NULL): a ping (pong == 0, already answered) or a pong
+   * arrived with its payload (at most 125 bytes): round-trip timing. */
+  void (*control)(void *arg, int pong, const uint8_t *data, size_t len);
 } hp__ws_ops;
 
 /** Shared by every endpoint of one loop: frame contexts, the input budget
@@ -116,6 +119,8 @@ hp__ws_state hp__ws_feed(hp__ws *ws, const uint8_t *data, size_t len);
 int hp__ws_send(hp__ws *ws, int binary, const void *data, size_t len);
 /** Send a ping with an empty payload. */
 int hp__ws_ping(hp__ws *ws);
+/** Send a ping with a payload of at most 125 bytes (-EINVAL above). */
+int hp__ws_ping_data(hp__ws *ws, const void *data, size_t len);
 /** Send a close with status (and a short ASCII reason, may be NULL) unless
  * one was sent; input is then ignored until the peer's close. */
 int hp__ws_close(hp__ws *ws, uint16_t status, const char *reason);

@@ -240,7 +240,15 @@ static void ws_failed(void *arg, hp__ws_fail why, const char *text) {
     finish(c, HP_WSC_END_FAILED, -EPROTO, why, 1, "the server sent %s", text);
 }
 
-static const hp__ws_ops ws_ops = {transport_writev, ws_message, ws_chunk, ws_closed, ws_failed};
+static void ws_control(void *arg, int pong, const uint8_t *data, size_t len) {
+  hp__wsc *c = arg;
+
+  if (pong && c->state == WSC_OPEN && c->cbs.pong)
+    c->cbs.pong(c->arg, data, len);
+}
+
+static const hp__ws_ops ws_ops = {transport_writev, ws_message, ws_chunk,
+                                  ws_closed,        ws_failed,  ws_control};
 
 /* ---- reading ---- */
 
@@ -614,6 +622,17 @@ int hp__wsc_ping(hp__wsc *c) {
   if (c->state != WSC_OPEN)
     return -ENOTCONN;
   rc = hp__ws_ping(c->ws);
+  if (rc < 0)
+    write_failed(c, rc);
+  return rc;
+}
+
+int hp__wsc_ping_data(hp__wsc *c, const void *data, size_t len) {
+  int rc;
+
+  if (c->state != WSC_OPEN)
+    return -ENOTCONN;
+  rc = hp__ws_ping_data(c->ws, data, len);
   if (rc < 0)
     write_failed(c, rc);
   return rc;

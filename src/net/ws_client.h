@@ -79,6 +79,9 @@ typedef struct hp__wsc_cbs {
   void (*chunk)(void *arg, int binary, int first, int fin, const uint8_t *data, size_t len);
   /** The write queue became empty (optional, for backpressure). */
   void (*drained)(void *arg);
+  /** Optional: a pong arrived with its payload (at most 125 bytes), for
+   * round-trip and clock measurement (hp__wsc_ping_data). */
+  void (*pong)(void *arg, const uint8_t *data, size_t len);
   /** The connection is over (see hp__wsc_end); no callback follows. The
    * owner still calls hp__wsc_free (it may do so from here). */
   void (*end)(void *arg, const hp__wsc_end *e);
@@ -109,8 +112,10 @@ int hp__wsc_open(uv_loop_t *loop, const hp__wsc_opts *o, const hp__wsc_cbs *cbs,
  * closing), -ENOBUFS (the queue would exceed max_queued; nothing sent), or
  * -errno (the connection then ends with end(FAILED)). */
 int hp__wsc_send(hp__wsc *c, int binary, const void *data, size_t len);
-/** Send a ping (state OPEN); pongs are not reported. */
+/** Send a ping (state OPEN); its pong goes to cbs->pong if set. */
 int hp__wsc_ping(hp__wsc *c);
+/** Send a ping carrying data (at most 125 bytes; state OPEN). */
+int hp__wsc_ping_data(hp__wsc *c, const void *data, size_t len);
 
 /** Bytes queued for the socket (TLS records included). */
 size_t hp__wsc_queued(const hp__wsc *c);

@@ -31,6 +31,7 @@
 #define LINGER_MAX 32                /* refused connections answered at once */
 #define FRAME_RATE 20.0              /* frames per second per WebSocket, sustained */
 #define FRAME_BURST 64.0
+#define RTT_PINGS 3 /* round-trip samples taken at the upgrade, one after the other */
 /* A relay connection's write queue: backpressure (relay.c) stops its
  * source at 256 KiB, one read adds at most 64 KiB; the rest is headroom. */
 #define RELAY_QUEUE_MAX (1024 * 1024)
@@ -57,6 +58,7 @@ static uint64_t now_ms(const rdv_conn *c) {
 static void conn_maybe_free(rdv_conn *c) {
   if (c->handles || c->refs)
     return;
+  free(c->clock);
   free(c);
 }
 
@@ -94,7 +96,7 @@ static void conn_closed(hp__stream *st) {
   if (c->admission == RDV_ADM_REFUSED) {
     s->lingering--;
   } else if (c->admission == RDV_ADM_ADMITTED) {
-    hp__listener_release(s->lis, c->ent);
+    hp__listener_release(c->lis ? c->lis : s->lis, c->ent);
     if (c->fwd_ent) {
       c->fwd_ent->conns--;
       hp__iptable_maybe_drop(s->ips, c->fwd_ent, s->o.max_hellos_per_minute,
@@ -382,7 +384,48 @@ static void ws_failed(void *arg, hp__ws_fail why, const char *text) {
   }
 }
 
-static const hp__ws_ops ws_ops = {ws_writev, ws_message, ws_chunk, ws_closed, ws_failed};
+/* µs of the monotonic clock: the time base of clock pings and round trips. */
+static uint64_t now_us(void) {
+  return uv_hrtime() / 1000;
+}
+
+static void rtt_ping(rdv_conn *c) {
+  uint8_t p[HP_CS_RDVPING_LEN];
+  (void)hp__ws_ping_data(c->ws, p, hp__cs_encode_rdvping(p, now_us()));
+}
+
+/* Round-trip measurement (our pings' pongs) and the worker's clock pings. */
+static void ws_control(void *arg, int pong, const uint8_t *data, size_t len) {
+  rdv_conn *c = arg;
+  uint64_t now = now_us();
+  hp__cs_ping p;
+
+  if (c->state != RDV_WS || hp__cs_decode(data, len, &p) < 0)
+    return; /* any other ping or pong is just answered / ignored */
+  if (pong) {
+    if (p.kind != HP_CS_RDVPING || p.t0 > now)
+      return;
+    hp__cs_rtt_add(&c->rtt, now - p.t0);
+    if (c->rtt.n < RTT_PINGS)
+      rtt_ping(c);
+    return;
+  }
+  if (p.kind == HP_CS_SAMPLE) {
+    /* Taken at the first clock ping only: old workers never cost this. */
+    if (!c->clock && !(c->clock = calloc(1, sizeof *c->clock)))
+      return;
+    hp__cs_clock_sample(c->clock, p.t0, now);
+  } else if (p.kind == HP_CS_REPORT && c->clock && hp__cs_clock_report(c->clock, &p) == 0) {
+    HP_DEBUG(RDV_COMP,
+             json_pack("{s:s,s:I,s:i,s:i}", "addr", c->observed, "offset_us",
+                       (json_int_t)c->clock->offset_us, "rtt_us", (int)c->clock->rtt_us,
+                       "rtt_max_us", (int)c->clock->rtt_max_us),
+             "clock of the worker estimated");
+  }
+}
+
+static const hp__ws_ops ws_ops = {ws_writev, ws_message, ws_chunk,
+                                  ws_closed, ws_failed,  ws_control};
 
 int hp__rdv_conn_send_text(rdv_conn *c, const char *text, size_t len) {
   int rc;
@@ -430,6 +473,10 @@ int hp__rdv_conn_upgrade(rdv_conn *c, int relay) {
   if (!relay)
     s->m.connections++;
   HP_DEBUG(RDV_COMP, json_pack("{s:s,s:b}", "addr", c->observed, "relay", relay), "websocket open");
+  /* The first round-trip sample, behind the 101: ready by the pairing
+   * (signaling WebSockets only). */
+  if (!relay)
+    rtt_ping(c);
   rearm(c);
   return 0;
 }
@@ -574,6 +621,8 @@ void hp__rdv_conn_accepted(void *arg, hp__stream *st, const struct sockaddr_stor
 
   c->state = RDV_HTTP;
   c->admission = RDV_ADM_ADMITTED;
+  if (!c->lis)
+    c->lis = s->lis; /* the observer port's callback set lis2 first */
   c->ent = ent;
   c->peer = *peer;
   s->m.tcp_connections++;
@@ -587,6 +636,15 @@ void hp__rdv_conn_accepted(void *arg, hp__stream *st, const struct sockaddr_stor
     return;
   }
   rearm(c);
+}
+
+void hp__rdv_conn_accepted2(void *arg, hp__stream *st, const struct sockaddr_storage *peer,
+                            hp__ipent *ent) {
+  hp__rdv *s = arg;
+  rdv_conn *c = conn_of(st);
+
+  c->lis = s->lis2; /* before anything can close it: its slot is lis2's */
+  hp__rdv_conn_accepted(arg, st, peer, ent);
 }
 
 void hp__rdv_conn_refused(void *arg, hp__stream *st, hp__refusal why) {

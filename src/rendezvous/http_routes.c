@@ -119,9 +119,15 @@ static hp__rdv_route route_of(const char *path) {
     return HP_RDV_ROUTE_METRICS;
   if (!strcmp(path, "/ws"))
     return HP_RDV_ROUTE_WS;
+  if (!strcmp(path, "/connectback"))
+    return HP_RDV_ROUTE_CONNECTBACK;
   if (!strcmp(path, "/relay"))
     return HP_RDV_ROUTE_RELAY;
   return HP_RDV_ROUTE_OTHER;
+}
+
+void hp__rdv_http_json(rdv_conn *c, int status, json_t *j, int keep) {
+  respond_json(c, status, j, NULL, keep);
 }
 
 static void whoami(rdv_conn *c, const hp__http1_req *req, int keep) {
@@ -298,6 +304,9 @@ int hp__rdv_http_route(rdv_conn *c, const hp__http1_req *req) {
   case HP_RDV_ROUTE_WHOAMI:
     whoami(c, req, keep);
     break;
+  case HP_RDV_ROUTE_CONNECTBACK:
+    hp__rdv_connect_back(c, req); /* answers when the attempt ends, then closes */
+    return 0;
   case HP_RDV_ROUTE_METRICS:
     metrics(c, keep);
     break;
@@ -312,7 +321,7 @@ int hp__rdv_http_route(rdv_conn *c, const hp__http1_req *req) {
   default:
     hp__rdv_http_error(c, 404, "not_found",
                        "There is nothing at this path; the service answers /healthz, /whoami, "
-                       "/metrics, /ws and /relay.",
+                       "/connectback, /metrics, /ws and /relay.",
                        keep);
     break;
   }

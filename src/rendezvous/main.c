@@ -44,6 +44,7 @@ typedef struct rdv_config {
   double http_timeout;
   double request_line_timeout;
   double ping_interval;
+  int observer_port;
   double idle_timeout;
   double shutdown_timeout;
   const char *redis_url; /* "none": rooms in memory */
@@ -101,6 +102,9 @@ static const hp__cfg_spec specs[] = {
      "s of WebSocket silence before the server sends a ping"},
     {"IDLE_TIMEOUT", "idle-timeout", HP_CFG_SECONDS, "90", 2, 7200, NULL, F(idle_timeout),
      "s of WebSocket silence (no pong either) before the server hangs up"},
+    {"OBSERVER_PORT", "observer-port", HP_CFG_INT, "0", 0, 65535, NULL, F(observer_port),
+     "a second port with the same routes, the second observer of `holepunch diagnose` "
+     "(0: none)"},
     {"SHUTDOWN_TIMEOUT", "shutdown-timeout", HP_CFG_SECONDS, "5", 0, 600, NULL, F(shutdown_timeout),
      "s to wait for clients to close on SIGTERM/SIGINT before exiting"},
     {"REDIS_URL", "redis-url", HP_CFG_STRING, "none", 0, 0, NULL, F(redis_url),
@@ -318,6 +322,7 @@ int main(int argc, char **argv) {
   o.redis_timeout = cfg.redis_timeout;
   o.instance_id = strcmp(cfg.instance_id, "random") ? cfg.instance_id : NULL;
   o.instance_url = strcmp(cfg.instance_url, "none") ? cfg.instance_url : NULL;
+  o.observer_port = cfg.observer_port;
   o.relay = cfg.relay;
   o.relay_rate = cfg.relay_rate;
   o.relay_max_bytes = cfg.relay_max_bytes;

@@ -26,9 +26,13 @@ static const char *const err_names[HP_RDV_ERR_COUNT] = {
 };
 
 static const char *const route_names[HP_RDV_ROUTE_COUNT] = {
-    [HP_RDV_ROUTE_HEALTHZ] = "healthz", [HP_RDV_ROUTE_WHOAMI] = "whoami",
-    [HP_RDV_ROUTE_METRICS] = "metrics", [HP_RDV_ROUTE_WS] = "ws",
-    [HP_RDV_ROUTE_RELAY] = "relay",     [HP_RDV_ROUTE_OTHER] = "other",
+    [HP_RDV_ROUTE_HEALTHZ] = "healthz",
+    [HP_RDV_ROUTE_WHOAMI] = "whoami",
+    [HP_RDV_ROUTE_METRICS] = "metrics",
+    [HP_RDV_ROUTE_WS] = "ws",
+    [HP_RDV_ROUTE_CONNECTBACK] = "connectback",
+    [HP_RDV_ROUTE_RELAY] = "relay",
+    [HP_RDV_ROUTE_OTHER] = "other",
 };
 
 const char *hp__rdv_err_name(hp__rdv_err e) {

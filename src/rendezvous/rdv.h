@@ -21,6 +21,7 @@
 #include <uv.h>
 
 #include "addr.h"
+#include "clocksync.h"
 #include "http1.h"
 #include "iptable.h"
 #include "listener.h"
@@ -70,6 +71,7 @@ typedef struct rdv_conn {
   uv_timer_t timer;
   struct hp__rdv *srv;
   struct rdv_conn *prev, *next; /* every connection, for the shutdown */
+  struct hp__listener *lis;     /* the listener that accepted it (its slot) */
   hp__ipent *ent;               /* TCP peer's entry (per-IP slot), or NULL */
   hp__ipent *fwd_ent;           /* forwarded client's entry (TRUST_PROXY), or NULL */
   hp__http1 *http;              /* while reading HTTP */
@@ -90,6 +92,8 @@ typedef struct rdv_conn {
   uint8_t observed_full;        /* observed is "ip:port", not a bare forwarded ip */
   uint8_t id_assigned;          /* the service drew the id (a duplicate draws again) */
   uint8_t redraws;              /* ids drawn again after a duplicate */
+  hp__cs_rtt rtt;               /* round trips of our own pings (clocksync.h) */
+  hp__cs_clock *clock;          /* the worker's clock pings, NULL until one came */
   struct sockaddr_storage peer; /* TCP peer */
   char observed[HP_ADDR_STRLEN];
   char peer_id[HP_ID_MAX + 1]; /* id of the worker it was paired with */
@@ -117,6 +121,8 @@ struct hp__rdv {
   hp__rdv_opts o;
   char bind[48];
   hp__listener *lis;
+  hp__listener *lis2;     /* OBSERVER_PORT, or NULL */
+  unsigned connect_backs; /* in flight (connect_back.c) */
   hp__iptable *ips;
   hp__ws_env *wsenv;
   hp__store *store; /* the rooms: memory or Redis */
@@ -196,6 +202,10 @@ hp__ipent *hp__rdv_sig_client_entry(rdv_conn *c);
 /** The room store's callbacks (ctx: the hp__rdv). */
 extern const hp__store_cbs hp__rdv_store_cbs;
 
+/* sync_start.c */
+/** The start times of a pair (synchronised start, clocksync.h) into both
+ * peer messages: from the round trips and clock pings of a and b. */
+void hp__rdv_start_times(const rdv_conn *a, const rdv_conn *b, hp__msg_peer *pa, hp__msg_peer *pb);
 /* relay.c */
 int hp__rdv_relay_svc_create(hp__rdv *s, uint32_t seed);
 void hp__rdv_relay_svc_destroy(hp__rdv *s);
@@ -228,5 +238,19 @@ int hp__rdv_relay_metrics(const hp__rdv *s, char *buf, size_t cap);
 
 /* server.c */
 void hp__rdv_conn_gone(hp__rdv *s, rdv_conn *c);
+/* The accept callbacks of the observer port's listener (conn.c). */
+void hp__rdv_conn_accepted2(void *arg, hp__stream *s, const struct sockaddr_storage *peer,
+                            hp__ipent *ent);
+
+/* http_routes.c */
+/** A JSON response (takes the reference j; NULL: 500). */
+void hp__rdv_http_json(rdv_conn *c, int status, json_t *j, int keep);
+
+/* connect_back.c */
+/** GET /connectback: connect from here to the client's address and port
+ * (its NAT mapping, when the request comes from its punch port) and answer
+ * how that went: open, drop (no answer within 2 s) or reset. The response
+ * is written when the attempt ends. */
+void hp__rdv_connect_back(rdv_conn *c, const hp__http1_req *req);
 
 #endif

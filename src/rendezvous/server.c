@@ -46,6 +46,9 @@ static int store_create(hp__rdv *s, uint32_t seed) {
 
 static const hp__listener_ops listener_ops = {hp__rdv_conn_alloc, hp__rdv_conn_accepted,
                                               hp__rdv_conn_refused};
+/* OBSERVER_PORT: the same routes; a connection remembers its listener. */
+static const hp__listener_ops listener2_ops = {hp__rdv_conn_alloc, hp__rdv_conn_accepted2,
+                                               hp__rdv_conn_refused};
 
 int hp__rdv_create(uv_loop_t *loop, const hp__rdv_opts *opts, hp__rdv **out) {
   hp__listener_opts lo;
@@ -110,6 +113,19 @@ int hp__rdv_create(uv_loop_t *loop, const hp__rdv_opts *opts, hp__rdv **out) {
     goto out;
   HP_INFO(RDV_COMP, json_pack("{s:s,s:i}", "addr", s->bind, "port", hp__listener_port(s->lis)),
           "listening on %s port %d", s->bind, hp__listener_port(s->lis));
+  if (opts->observer_port) {
+    /* A second observer for `holepunch diagnose`: the same service seen
+     * from another port tells a NAT whose mapping depends on the
+     * destination port apart from one that keeps it. */
+    lo.port = opts->observer_port;
+    lo.max_connections = 1024;
+    rc = hp__listener_create(loop, &lo, s->ips, &listener2_ops, s, &s->lis2);
+    if (rc < 0)
+      goto out;
+    HP_INFO(RDV_COMP,
+            json_pack("{s:s,s:i}", "addr", s->bind, "observer_port", hp__listener_port(s->lis2)),
+            "observer port: listening on %s port %d too", s->bind, hp__listener_port(s->lis2));
+  }
   return 0;
 out:
   s->draining = s->destroying = 1;
@@ -151,6 +167,8 @@ static void finish(hp__rdv *s) {
   s->destroying = 1;
   hp__listener_destroy(s->lis);
   s->lis = NULL;
+  hp__listener_destroy(s->lis2);
+  s->lis2 = NULL;
   uv_close((uv_handle_t *)&s->timer, on_timer_closed);
 }
 
@@ -196,6 +214,8 @@ void hp__rdv_shutdown(hp__rdv *s, double timeout, void (*done)(void *arg), void 
                     (json_int_t)st.waiting),
           "shutting down: closing every WebSocket with 1001 (going away)");
   hp__listener_close(s->lis);
+  if (s->lis2)
+    hp__listener_close(s->lis2);
   for (c = s->conns; c; c = next) {
     next = c->next;
     hp__rdv_conn_shutdown(c);
@@ -210,11 +230,13 @@ int hp__rdv_destroy(hp__rdv *s) {
     return 0;
   if (s->conns)
     return -EBUSY;
-  if (s->lis) {
+  if (s->lis || s->lis2) {
     /* A failed create never got a listener; a run that was not shut down
      * has one: close it and let the caller run the loop again. */
     hp__listener_destroy(s->lis);
     s->lis = NULL;
+    hp__listener_destroy(s->lis2);
+    s->lis2 = NULL;
     return -EBUSY;
   }
   hp__rdv_relay_svc_destroy(s);

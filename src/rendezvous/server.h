@@ -31,6 +31,7 @@ typedef struct hp__rdv_opts {
   double request_line_timeout; /* s to send the request line */
   double ping_interval;        /* s of silence before the server pings */
   double idle_timeout;         /* s of silence (no pong either) before hang-up */
+  int observer_port;           /* a second port with the same routes (diagnose); 0: none */
   /* Where the rooms live (docs/ARCHITECTURE.md, "Rooms in Redis"). */
   const struct hp__redis_url *redis; /* NULL: in this process's memory */
   const char *instance_id;           /* this instance's name in Redis; NULL or "": random */

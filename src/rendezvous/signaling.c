@@ -113,7 +113,10 @@ static int send_welcome(rdv_conn *c) {
  * waiter's instance's (role a: this instance; role b: the URL the waiter's
  * instance put in its payload), so relayed bytes stay on one instance.
  */
-static int send_peer(rdv_conn *c, const hp__store_pairing *p) {
+/* times: the start times of a pairing made on this instance (both workers'
+ * round trips and clocks known here: sync_start.c), or NULL: the default
+ * (a pairing across instances; each worker starts on receipt). */
+static int send_peer(rdv_conn *c, const hp__store_pairing *p, const hp__msg_peer *times) {
   hp__rdv *s = c->srv;
   hp__peer_payload pp;
   hp__wire_err err;
@@ -135,7 +138,8 @@ static int send_peer(rdv_conn *c, const hp__store_pairing *p) {
   memcpy(o->peer_id, p->peer_id, sizeof(o->peer_id));
   memcpy(o->peer_observed, pp.observed, sizeof(o->peer_observed));
   o->peer_cands = pp.cands;
-  o->start_in_ms = START_IN_MS;
+  o->start_in_ms = times ? times->start_in_ms : START_IN_MS;
+  o->start_at_us = times ? times->start_at_us : 0;
   memcpy(o->relay_url, p->role == 'a' ? s->instance_url : pp.relay_url, sizeof(o->relay_url));
   memcpy(c->peer_id, p->peer_id, sizeof(c->peer_id));
   return send_msg(c, &m);
@@ -190,6 +194,7 @@ static void drop(rdv_conn *c, const char *what) {
 static void pair_local(rdv_conn *a, rdv_conn *b, const hp__store_pairing *pb) {
   hp__rdv *s = b->srv;
   hp__store_pairing pa;
+  hp__msg_peer ta, tb;
   const char *b_payload = s->sync.payload;
   size_t b_len = s->sync.len;
 
@@ -213,12 +218,14 @@ static void pair_local(rdv_conn *a, rdv_conn *b, const hp__store_pairing *pb) {
   pa.peer_payload = b_payload;
   pa.peer_payload_len = b_len;
   a->sig = b->sig = RDV_SIG_PAIRED;
-  if (send_peer(a, &pa) < 0) {
+  /* Both start times from one decision (sync_start.c). */
+  hp__rdv_start_times(a, b, &ta, &tb);
+  if (send_peer(a, &pa, &ta) < 0) {
     drop(a, "send the peer message");
     (void)requeue(b, b_payload, b_len);
     return;
   }
-  if (send_peer(b, pb) < 0) {
+  if (send_peer(b, pb, &tb) < 0) {
     fail_internal(b, "send the peer message");
     return;
   }
@@ -314,7 +321,7 @@ static void store_on_join(void *ctx, hp__store_ref ref, hp__store_mid mid, hp__s
       return;
     }
     c->sig = RDV_SIG_PAIRED;
-    if (send_peer(c, p) < 0) {
+    if (send_peer(c, p, NULL) < 0) {
       fail_internal(c, "send the peer message");
       return;
     }
@@ -363,7 +370,7 @@ static void store_on_paired(void *ctx, hp__store_ref ref, hp__store_mid mid,
     return;
   }
   c->sig = RDV_SIG_PAIRED;
-  if (send_peer(c, p) < 0) {
+  if (send_peer(c, p, NULL) < 0) {
     fail_internal(c, "send the peer message");
     return;
   }

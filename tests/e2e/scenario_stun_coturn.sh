@@ -11,6 +11,11 @@
 #  - preserving NAT: every server reports NAT WAN address:8084; verdict
 #    endpoint-independent, port preserved;
 #  - random NAT: three different mappings; verdict address-and-port-dependent.
+# Then the worker itself (STUN_SERVERS, src/lib/discover/discover.c): c
+# (changing) and p (preserving) pair with the three coturn instances as
+# their STUN servers: each logs what every server saw of its punch port,
+# which is the mapping /whoami saw, and the NAT verdict of all observers
+# (endpoint-independent); then both connect directly.
 set -euo pipefail
 # shellcheck source=lib/lab.sh
 source "$(dirname "$0")/lib/lab.sh"
@@ -97,4 +102,28 @@ probe x
 [[ $(vfield mapping) == '"address-and-port-dependent"' && $(vfield mapping_certain) == true ]] ||
   lab_fail "random NAT: wrong verdict $VERDICT"
 lab_log "ok: random NAT: ${MAPPED[*]}; verdict address-and-port-dependent"
+
+# 4. The worker with STUN_SERVERS: the same mappings, used for the pairing.
+lab_start_rendezvous
+stun_list="${SERVERS[0]},${SERVERS[1]},${SERVERS[2]}"
+room="stun-$$"
+lab_run_worker c c "$room" STUN_SERVERS="$stun_list"
+lab_run_worker p p "$room" STUN_SERVERS="$stun_list"
+lab_wait_exit c 30 || lab_fail "worker c did not finish within 30 s"
+lab_wait_exit p 30 || lab_fail "worker p did not finish within 30 s"
+for w in c p; do
+  m=$(lab_worker_mapping $w)
+  [[ $m == "${LAB_IP[nat$w]}:"* ]] || lab_fail "$w's whoami mapping is '$m', expected ${LAB_IP[nat$w]}:<port>"
+  for srv in "${SERVERS[@]}"; do
+    seen=$(lab_json_field_where $w '^STUN server .* sees our punch port as ' server "$srv" mapped)
+    [[ $seen == "$m" ]] || lab_fail "$w: STUN server $srv saw '$seen', /whoami saw $m"
+  done
+  [[ $(lab_json_field $w '^NAT: ' mapping) == endpoint-independent ]] ||
+    lab_fail "$w: the worker's NAT verdict is not endpoint-independent: $(lab_json_field $w '^NAT: ' mapping)"
+  lab_log "ok: worker $w: 3 STUN servers saw $m, as /whoami did; verdict endpoint-independent"
+done
+[[ $(lab_json_field p '^NAT: ' port_preserved) == 1 && $(lab_json_field c '^NAT: ' port_preserved) == 0 ]] ||
+  lab_fail "port preservation: p $(lab_json_field p '^NAT: ' port_preserved), c $(lab_json_field c '^NAT: ' port_preserved)"
+lab_expect_direct c p "$(lab_worker_mapping p)"
+lab_expect_direct p c "$(lab_worker_mapping c)"
 lab_pass "stun_coturn: STUN over TCP against coturn and the NAT verdict for three NAT types"

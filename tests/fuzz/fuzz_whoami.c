@@ -38,6 +38,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   memset(err, CANARY, sizeof(err));
   r = hp__whoami_parse(body, size, ip, 64, &port, err, 256);
   FUZZ_CHECK(r == 0 || r == -EPROTO);
+  {
+    /* The /connectback fields: lenient, never out of their sets. */
+    char cb[8 + 4];
+    int op = 0;
+    memset(cb, CANARY, sizeof cb);
+    hp__whoami_parse_probe(body, size, cb, 8, &op);
+    check_canary(cb, 8, sizeof cb);
+    FUZZ_CHECK(!strcmp(cb, "") || !strcmp(cb, "open") || !strcmp(cb, "drop") ||
+               !strcmp(cb, "reset"));
+    FUZZ_CHECK(op == -1 || (op >= 1 && op <= 65535));
+  }
   check_canary(ip, 64, sizeof(ip));
   check_canary(err, 256, sizeof(err));
   if (r < 0) {

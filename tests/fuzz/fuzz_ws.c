@@ -57,7 +57,7 @@ static void w_failed(void *arg, hp__ws_fail fail, const char *why) {
   s->ended = 1;
 }
 
-static const hp__ws_ops ops = {w_writev, w_message, w_chunk, w_closed, w_failed};
+static const hp__ws_ops ops = {w_writev, w_message, w_chunk, w_closed, w_failed, NULL};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   hp__ws_env *env;

@@ -175,11 +175,35 @@ static void test_classify(void **state) {
   assert_int_equal(hp__addr_classify(NULL), HP_ADDR_UNSPECIFIED);
 }
 
+static void test_list(void **state) {
+  struct sockaddr_storage ss[4];
+  char bad[96];
+  (void)state;
+
+  assert_int_equal(hp__addr_list_parse(NULL, ss, 4, bad, sizeof bad), 0);
+  assert_int_equal(hp__addr_list_parse("", ss, 4, bad, sizeof bad), 0);
+  assert_int_equal(hp__addr_list_parse(" , ", ss, 4, bad, sizeof bad), 0);
+  assert_int_equal(hp__addr_list_parse("198.51.100.100:3478", ss, 4, bad, sizeof bad), 1);
+  assert_int_equal(ss[0].ss_family, AF_INET);
+  assert_int_equal(hp__addr_list_parse("198.51.100.100:3478, [2001:db8::1]:3479,203.0.113.1:1", ss,
+                                       4, bad, sizeof bad),
+                   3);
+  assert_int_equal(ss[1].ss_family, AF_INET6);
+  assert_int_equal(hp__addr_list_parse("1.2.3.4:1,stun.example:3478", ss, 4, bad, sizeof bad),
+                   -EINVAL);
+  assert_string_equal(bad, "stun.example:3478");
+  assert_int_equal(hp__addr_list_parse("1.2.3.4", ss, 4, bad, sizeof bad), -EINVAL);
+  assert_int_equal(hp__addr_list_parse("1.1.1.1:1,1.1.1.2:1,1.1.1.3:1,1.1.1.4:1,1.1.1.5:1", ss, 4,
+                                       bad, sizeof bad),
+                   -E2BIG);
+  assert_int_equal(hp__addr_list_parse("1.2.3.4", ss, 4, NULL, 0), -EINVAL);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_parse_table), cmocka_unit_test(test_parse_len),
       cmocka_unit_test(test_format),      cmocka_unit_test(test_join),
-      cmocka_unit_test(test_classify),
+      cmocka_unit_test(test_classify),    cmocka_unit_test(test_list),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

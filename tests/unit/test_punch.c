@@ -387,7 +387,7 @@ static void test_give_up_report(void **state) {
   uv_run(&loop, UV_RUN_NOWAIT);
   assert_int_equal(hp__pe_create(&loop, 0, &a.pe), 0);
   params(&pa, 'a', "alice", "bob", dead_port);
-  pa.cands.n = 2; /* plus an IPv6 candidate, which is skipped */
+  pa.cands.n = 2; /* plus an IPv6 candidate: dialed too (nothing listens there) */
   pa.cands.c[1].kind = HP_CAND_SRFLX;
   snprintf(pa.cands.c[1].addr, sizeof pa.cands.c[1].addr, "[::1]:%d", dead_port);
   pa.timeout_s = 0.4;
@@ -404,7 +404,7 @@ static void test_give_up_report(void **state) {
   assert_true(json_integer_value(json_object_get(c0, "syns")) >=
               json_integer_value(json_object_get(c0, "attempts")));
   assert_string_equal(json_string_value(json_object_get(c0, "last_error")), "refused");
-  assert_int_equal(json_integer_value(json_object_get(json_array_get(cands, 1), "attempts")), 0);
+  assert_true(json_integer_value(json_object_get(json_array_get(cands, 1), "attempts")) > 0);
   /* The text version counts sockets and SYNs per candidate. */
   assert_non_null(strstr(a.text, " sockets, "));
   assert_non_null(strstr(a.text, "last refused"));

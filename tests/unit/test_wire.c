@@ -102,6 +102,7 @@ static void test_roundtrip_peer(void **state) {
     snprintf(m.u.peer.peer_cands.c[i].addr, HP_ADDR_STRLEN, "10.0.0.%zu:%zu", i + 1, 1000 + i);
   }
   m.u.peer.start_in_ms = 250;
+  m.u.peer.start_at_us = 9007199254740991ULL; /* 2^53 - 1: the largest allowed */
   b = roundtrip(&m);
   assert_int_equal(b.type, HP_MSG_PEER);
   assert_string_equal(b.u.peer.room, "r1");
@@ -113,6 +114,11 @@ static void test_roundtrip_peer(void **state) {
   assert_string_equal(b.u.peer.peer_cands.c[7].addr, "10.0.0.8:1007");
   assert_int_equal(b.u.peer.peer_cands.c[7].kind, HP_CAND_SRFLX);
   assert_int_equal(b.u.peer.start_in_ms, 250);
+  assert_true(b.u.peer.start_at_us == 9007199254740991ULL);
+  /* Absent (0) stays absent: a version-1 peer message without it. */
+  m.u.peer.start_at_us = 0;
+  b = roundtrip(&m);
+  assert_true(b.u.peer.start_at_us == 0);
 }
 
 static void test_roundtrip_result(void **state) {
@@ -334,6 +340,15 @@ static const struct bad_case bad_cases[] = {
     {"{\"type\":\"peer\",\"room\":\"r\",\"role\":\"a\",\"session\":\"" SESSION
      "\",\"peer\":{\"id\":\"p\"},\"start_in_ms\":10001}",
      "bad_message", "\"start_in_ms\" is 10001: expected an integer from 0 to 10000"},
+    {"{\"type\":\"peer\",\"room\":\"r\",\"role\":\"a\",\"session\":\"" SESSION
+     "\",\"peer\":{\"id\":\"p\"},\"start_in_ms\":0,\"start_at_us\":0}",
+     "bad_message", "\"start_at_us\" must be an integer from 1 to 2^53-1"},
+    {"{\"type\":\"peer\",\"room\":\"r\",\"role\":\"a\",\"session\":\"" SESSION
+     "\",\"peer\":{\"id\":\"p\"},\"start_in_ms\":0,\"start_at_us\":9007199254740992}",
+     "bad_message", "\"start_at_us\" must be an integer from 1 to 2^53-1"},
+    {"{\"type\":\"peer\",\"room\":\"r\",\"role\":\"a\",\"session\":\"" SESSION
+     "\",\"peer\":{\"id\":\"p\"},\"start_in_ms\":0,\"start_at_us\":\"5\"}",
+     "bad_message", "\"start_at_us\" must be an integer from 1 to 2^53-1"},
     {"{\"type\":\"peer\",\"room\":\"r\",\"role\":\"a\",\"session\":\"" SESSION
      "\",\"peer\":{\"id\":\"use\"},\"start_in_ms\":0}",
      "bad_message", "peer.id \"use\" is reserved"},

@@ -70,7 +70,7 @@ static void t_failed(void *arg, hp__ws_fail fail, const char *why) {
   s->fail = fail;
 }
 
-static const hp__ws_ops ops = {t_writev, t_message, t_chunk, t_closed, t_failed};
+static const hp__ws_ops ops = {t_writev, t_message, t_chunk, t_closed, t_failed, NULL};
 
 typedef struct fixture {
   hp__ws_env *env;

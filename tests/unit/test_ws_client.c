@@ -163,7 +163,7 @@ static void srv_failed(void *arg, hp__ws_fail f, const char *why) {
   fail_msg("server endpoint failed: %s", why);
 }
 
-static const hp__ws_ops srv_ops = {srv_writev, srv_message, NULL, srv_closed, srv_failed};
+static const hp__ws_ops srv_ops = {srv_writev, srv_message, NULL, srv_closed, srv_failed, NULL};
 
 static char rbuf[65536];
 static void srv_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b) {

@@ -323,6 +323,26 @@ lab_add_nat() {
   LAB_DESC+=("NAT router       $name  WAN $wan (via $side${link:+, emulated link $link ms/ms/%}), LAN 10.0.$n.0/24, $type, unsolicited inbound: $filter")
 }
 
+# lab_quiet_routers: the core routers r1 and r2 send no ICMP Time Exceeded
+# (some internet routers do not): a SYN whose TTL runs out there dies
+# silently. For the low-TTL first SYN (LOW_TTL_SYN, docs/lab.md), which a
+# Time Exceeded quoting it would kill on a Linux sender.
+lab_quiet_routers() {
+  local r
+  for r in r1 r2; do
+    lab_exec "$r" nft -f - <<'NFT' || lab_fail "cannot make $r quiet"
+table inet hpquiet {
+  chain output {
+    type filter hook output priority filter; policy accept;
+    icmp type time-exceeded counter drop
+    icmpv6 type time-exceeded counter drop
+  }
+}
+NFT
+  done
+  LAB_DESC+=("  core routers r1, r2: no ICMP Time Exceeded (quiet)")
+}
+
 # lab_nat_loss NAME PCT: the NAT's forward chain drops PCT % of all packets
 # it forwards (both directions), before any other rule.
 lab_nat_loss() {
