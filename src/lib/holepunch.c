@@ -385,7 +385,6 @@ static void start_relay_attempt(hp_punch *p, const hp__msg_peer *pm) {
   hp__hs_params prm;
   hp__url ru;
   const hp__url *relay;
-  char err[160];
   uint64_t delay, bound;
   int r;
 
@@ -411,6 +410,7 @@ static void start_relay_attempt(hp_punch *p, const hp__msg_peer *pm) {
    * authenticated end to end either way, so the URL only routes bytes. */
   relay = &p->url;
   if (pm->relay_url[0]) {
+    char err[160];
     if (hp__url_parse(pm->relay_url, &ru, err, sizeof err) == 0)
       relay = &ru;
     else

@@ -328,7 +328,9 @@ assert get("holepunch_redis_rtt_seconds_count") > 0
 assert get("holepunch_redis_rtt_seconds_bucket", le="+Inf") == get("holepunch_redis_rtt_seconds_count")
 assert get("holepunch_redis_requests_total") >= get("holepunch_redis_rtt_seconds_count")
 errs = get("holepunch_redis_errors_total", kind="other") + get("holepunch_redis_errors_total", kind="timeout")
-assert errs > 0, "Redis was killed: errors expected"
+# A kill with no command in flight fails none (the connection is seen lost
+# and made again): the kill shows as errors or reconnects, not always both.
+assert errs > 0 or get("holepunch_redis_reconnects_total") > 0, "Redis was killed: errors or reconnects expected"
 assert get("holepunch_redis_reconnects_total") > 0
 assert get("holepunch_remote_pairings_total") > 0
 assert get("holepunch_errors_total", code="unavailable") > 0

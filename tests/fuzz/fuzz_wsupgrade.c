@@ -11,8 +11,9 @@
 #include "fuzz.h"
 #include "ws_upgrade.h"
 
-#define KEY "dGhlIHNhbXBsZSBub25jZQ==" /* RFC 6455's example: accept s3pPLMBiTxaQ9kYGzzhZRbK+xOo=  \
-                                        */
+#define KEY                                                                                        \
+  "dGhlIHNhbXBsZSBub25jZQ==" /* RFC 6455's example: accept s3pPLMBiTxaQ9kYGzzhZRbK+xOo=            \
+                              */
 #define CAP 2048
 
 typedef struct verdict {
