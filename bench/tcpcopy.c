@@ -1,10 +1,12 @@
 /*
- * tcpcopy.c - the plain-TCP reference for bench/app.sh: copy stdin to one
- * TCP connection on 127.0.0.1, or one connection to stdout, with blocking
- * 64 KiB reads and writes (what nc does), no framing, no encryption.
+ * tcpcopy.c - the plain-TCP reference for bench/app.sh and
+ * bench/pipe_lab.sh: copy stdin to one TCP connection, or one connection to
+ * stdout, with blocking 64 KiB reads and writes (what nc does), no framing,
+ * no encryption. ADDR (IPv4, default 127.0.0.1) is the address to listen on
+ * or connect to; pipe_lab.sh uses lab addresses inside its namespaces.
  *
- *   bench_tcpcopy recv PORT > out   (listens, accepts one, reads to EOF)
- *   bench_tcpcopy send PORT < in    (connects, retrying for 10 s)
+ *   bench_tcpcopy recv PORT [ADDR] > out   (listens, accepts one, reads to EOF)
+ *   bench_tcpcopy send PORT [ADDR] < in    (connects, retrying for 10 s)
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -32,10 +34,12 @@ int main(int argc, char **argv) {
   struct sockaddr_in a = {.sin_family = AF_INET};
   int fd, one = 1;
 
-  if (argc != 3)
+  if (argc != 3 && argc != 4)
     return 2;
   a.sin_port = htons((uint16_t)atoi(argv[2]));
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (argc == 4 && inet_pton(AF_INET, argv[3], &a.sin_addr) != 1)
+    return 2;
   fd = socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0)
     return 1;

@@ -3,6 +3,8 @@
  * crypto_secretstream_xchacha20poly1305. The decoder is bounded: a record
  * never needs more than HP_REC_MAX_WIRE bytes of buffer, and a length
  * outside 17..HP_REC_MAX_PLAIN+17 is refused before any byte of its body.
+ * A record that arrives whole in one input is opened in place (the common
+ * case on a fast connection); only one split across inputs is assembled.
  */
 #include "record.h"
 
@@ -66,6 +68,7 @@ static size_t fill(hp__rec_rx *r, size_t want, const uint8_t *in, size_t len) {
 int hp__rec_open(hp__rec_rx *r, const uint8_t *in, size_t len, size_t *consumed, uint8_t *out,
                  size_t *outlen, int *final, const char **why) {
   size_t used = 0, wire;
+  const uint8_t *rec = r->buf; /* the record: in the input, or assembled in r->buf */
   unsigned long long mlen = 0;
   unsigned char tag = 0;
 
@@ -91,22 +94,34 @@ int hp__rec_open(hp__rec_rx *r, const uint8_t *in, size_t len, size_t *consumed,
     r->have = 0;
     r->st = HP_REC_RX_OPEN;
   }
-  if (r->have < 2) {
+  if (r->have == 0 && len - used >= 2) {
+    /* The whole length in the input: read it there (no copy yet). */
+    rec = in + used;
+  } else if (r->have < 2) {
     used += fill(r, 2, in + used, len - used);
     *consumed = used;
     if (r->have < 2)
       return 0;
   }
-  wire = ((size_t)r->buf[0] << 8) | r->buf[1];
+  wire = ((size_t)rec[0] << 8) | rec[1];
   if (wire < ABYTES || wire > HP_REC_MAX_PLAIN + ABYTES)
     return rx_fail(r, -EBADMSG, why, "a record of the peer has an impossible length (tampered)");
-  used += fill(r, 2 + wire, in + used, len - used);
+  if (rec != r->buf && len - used >= 2 + wire) {
+    /* The whole record in the input: open it where it is (no copy). */
+    used += 2 + wire;
+  } else {
+    if (rec != r->buf)
+      used += fill(r, 2, in + used, len - used);
+    rec = r->buf;
+    used += fill(r, 2 + wire, in + used, len - used);
+    *consumed = used;
+    if (r->have < 2 + wire)
+      return 0;
+  }
   *consumed = used;
-  if (r->have < 2 + wire)
-    return 0;
   r->have = 0;
-  if (crypto_secretstream_xchacha20poly1305_pull(&r->ss, out, &mlen, &tag, r->buf + 2, wire, r->buf,
-                                                 2) != 0)
+  if (crypto_secretstream_xchacha20poly1305_pull(&r->ss, out, &mlen, &tag, rec + 2, wire, rec, 2) !=
+      0)
     return rx_fail(r, -EBADMSG, why,
                    "a record of the peer does not authenticate (tampered, replayed, reordered "
                    "or lost)");

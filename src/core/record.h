@@ -17,7 +17,7 @@
 #include <stdint.h>
 
 #define HP_REC_HEADER_LEN crypto_secretstream_xchacha20poly1305_HEADERBYTES /* 24 */
-#define HP_REC_MAX_PLAIN 16384u
+#define HP_REC_MAX_PLAIN 32768u /* docs/PROTOCOL.md section 8: why */
 #define HP_REC_OVERHEAD (2u + crypto_secretstream_xchacha20poly1305_ABYTES) /* 19 */
 #define HP_REC_MAX_WIRE (HP_REC_MAX_PLAIN + HP_REC_OVERHEAD)
 

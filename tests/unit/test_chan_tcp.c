@@ -12,6 +12,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <signal.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,7 +151,8 @@ static void test_both_ways_and_half_close(void **state) {
     size_t k = n - off < 100000 ? n - off : 100000;
     assert_int_equal(hp_bs_write(a.s, pa + off, k), 0);
   }
-  assert_int_equal(hp_bs_queued(a.s), n);
+  /* What the kernel took at once is not queued (tcp.c: no copy then). */
+  assert_true(hp_bs_queued(a.s) <= n);
   assert_int_equal(hp_bs_shutdown(a.s), 0);
   assert_int_equal(hp_bs_shutdown(a.s), 0); /* idempotent */
   assert_int_equal(hp_bs_write(a.s, pa, 1), -EPIPE);
@@ -333,6 +335,9 @@ static void test_accept(void **state) {
 }
 
 int main(void) {
+  /* Like every libuv program (the CLI and the service do the same): a write
+   * to a closed peer is EPIPE, not a signal. */
+  signal(SIGPIPE, SIG_IGN);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_both_ways_and_half_close),
       cmocka_unit_test(test_write_after_peer_eof),

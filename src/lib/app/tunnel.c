@@ -277,7 +277,7 @@ static void on_local_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b) {
 
   /* One DATA frame per read, within the credit; the header goes in front.
    * Header + payload at most HP_MUX_FRAME_MAX bytes: one frame is then one
-   * record of the secure channel (16 KiB of plaintext), not a full one and
+   * record of the secure channel (up to 32 KiB of plaintext), not a full one and
    * an 8-byte one. */
   if (credit > HP_MUX_FRAME_MAX - HP_MUX_HDR)
     credit = HP_MUX_FRAME_MAX - HP_MUX_HDR;

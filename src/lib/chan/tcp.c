@@ -1,9 +1,12 @@
 /*
  * tcp.c - the TCP carrier (tcp.h): the rules of bytestream.h on a uv_tcp_t.
  *
- * Writes are copied into one request each (header + bytes in one block) and
- * counted in `queued` until libuv reports them written to the kernel; the
- * write queue is capped by HP_BS_HARD_CAP. Half-close is uv_shutdown, which
+ * A write goes straight to the kernel (uv_try_write: no copy, no request)
+ * while nothing is queued; what the kernel does not take then is copied
+ * into one request (header + bytes in one block) and counted in `queued`
+ * until libuv reports it written; the write queue is capped by
+ * HP_BS_HARD_CAP. (uv_write would also write at once on an empty queue, but
+ * only after the copy.) Half-close is uv_shutdown, which
  * libuv issues after the queued writes. Reading is uv_read_start/stop, so a
  * paused stream lets the kernel's receive window push back on the peer.
  */
@@ -154,6 +157,18 @@ static int tcp_write(hp_bs *s, const uint8_t *p, size_t n) {
     return 0;
   if (n > HP_BS_HARD_CAP || t->queued > HP_BS_HARD_CAP - n)
     return -ENOBUFS;
+  if (t->queued == 0) {
+    /* A reader that keeps up: no copy. Errors other than a full socket
+     * are left to uv_write below, which reports them via on_written. */
+    b = uv_buf_init((char *)p, (unsigned)n);
+    r = uv_try_write((uv_stream_t *)&t->h, &b, 1);
+    if (r > 0) {
+      p += r;
+      n -= (size_t)r;
+      if (n == 0)
+        return 0;
+    }
+  }
   w = malloc(sizeof *w + n);
   if (!w)
     return -ENOMEM;
