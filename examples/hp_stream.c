@@ -10,6 +10,7 @@
  */
 #include <holepunch.h>
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,6 +75,7 @@ int main(int argc, char **argv) {
   hp_punch *p = NULL;
   app a = {NULL, 0};
 
+  signal(SIGPIPE, SIG_IGN); /* a vanished peer is an error, not a signal */
   if (argc < 3 || argc > 4) {
     fprintf(stderr, "usage: %s RENDEZVOUS_URL CODE [PORT]\n", argv[0]);
     return 2;

@@ -12,6 +12,11 @@
  *
  * Error convention: functions return 0 or a negative errno-style value; a call
  * that fails never fires its callback. The outcome of a punch is an hp_status.
+ *
+ * Signals: the library writes to sockets whose peer may be gone; like every
+ * program that does, the caller ignores SIGPIPE (signal(SIGPIPE, SIG_IGN))
+ * before the first call, or a vanished peer kills the process instead of
+ * ending the connection with an error.
  */
 #ifndef HOLEPUNCH_H
 #define HOLEPUNCH_H
