@@ -33,6 +33,10 @@
  * Nothing outlives the handle holding a pointer to it: the WebSocket client
  * is detached (hp__sig_close with no callback) when the phase machine ends,
  * the whoami request is cancelled, the engine destroyed.
+ *
+ * This file holds the public API, the lifetime, the one timer and the end of
+ * an attempt; LISTENING .. WAITING_PEER are in holepunch_signal.c, PUNCHING,
+ * RELAYING and SECURING in holepunch_race.c (struct in holepunch_session.h).
  */
 #include "holepunch.h"
 #include "holepunch_int.h"
