@@ -23,10 +23,10 @@
  * own connect timeout. The next socket follows after 20 ms, doubling to 500 ms
  * per candidate; but after a refused connect in a synchronised start
  * (prm.synced: both sides started at one instant) it follows at the next
- * point of a grid both sides share, see grid_next. A connection that failed its handshake (a bad
- * line: a stranger, or broken) is retried after 500 ms. Silence is a failure only on an inbound
- * connection that has not proved the session yet (hello_ms, see start_read); a connection that
- * carries our hello waits for TCP.
+ * point of a grid both sides share, see grid_next (punch_dial.c). A connection that failed its
+ * handshake (a bad line: a stranger, or broken) is retried after 500 ms. Silence is a failure only
+ * on an inbound connection that has not proved the session yet (hello_ms, see start_read); a
+ * connection that carries our hello waits for TCP.
  *
  * Every connection the engine gives up is aborted (SO_LINGER {1, 0}): an
  * established or half-open (SYN_RECV) one sends a RST instead of a FIN, and
@@ -47,6 +47,8 @@
  * The punch port (accepting, strangers bounded, the descriptor limit) is in
  * punch_listen.c, the give-up report in punch_report.c; the engine's types
  * are in punch_int.h.
+ * Dialing (the retry policy above, the synchronised grid, the one timer) is
+ * in punch_dial.c.
  */
 #include "punch.h"
 
@@ -65,16 +67,7 @@
 #include "peerhello.h"
 #include "punch_int.h"
 
-#define RETRY_MIN_MS 20
-#define RETRY_MAX_MS 500
 #define HELLO_DEFAULT_MS 3000
-#define LOW_TTL_DELAY_MS 10 /* role a's first SYNs after role b's low-TTL ones */
-#define GRID_MS 50          /* synchronised retries: start + m * GRID_MS */
-#define SWEEP_MAX_MS 40     /* role a's shift of a grid point, at most */
-
-static unsigned umin(unsigned a, unsigned b) {
-  return a < b ? a : b;
-}
 
 static void maybe_free(hp__pe *pe) {
   if (pe->st != PE_DESTROYED || pe->nhandles > 0)
@@ -123,7 +116,7 @@ static void on_conn_closed(uv_handle_t *h) {
 /* Count the SYNs of an outbound socket once, when it stops connecting:
  * its first one plus the kernel's retransmissions (of the SYN, or of the
  * SYN-ACK in a simultaneous open), as TCP_INFO reports them. */
-static void count_syns(conn *c) {
+void hp__pe_count_syns(conn *c) {
   struct tcp_info ti;
   socklen_t len = sizeof ti;
   uv_os_fd_t fd;
@@ -147,7 +140,7 @@ void hp__pe_close_conn(conn *c, int rst) {
   hp__pe *pe = c->pe;
 
   if (c->st == C_CONNECTING)
-    count_syns(c);
+    hp__pe_count_syns(c);
   if (c->prev)
     c->prev->next = c->next;
   else if (pe->conns == c)
@@ -204,7 +197,7 @@ static const char *dir_name(const conn *c) {
 }
 
 /* A connection failed its handshake (or was closed during it). */
-static void reject(conn *c, const char *why) {
+void hp__pe_reject(conn *c, const char *why) {
   hp__pe *pe = c->pe;
   const int authed = c->st == C_WAIT_USE || c->st == C_SPARE || c->st == C_NOMINATING;
 
@@ -235,7 +228,7 @@ static void reject(conn *c, const char *why) {
   hp__pe_close_conn(c, 1);
 }
 
-static void finish(hp__pe *pe, conn *winner) {
+void hp__pe_finish(hp__pe *pe, conn *winner) {
   pe->st = PE_FINISHED;
   pe->res.elapsed_ms = (double)(uv_hrtime() - pe->hr_start) / 1e6;
   if (winner) {
@@ -281,7 +274,7 @@ static void finish(hp__pe *pe, conn *winner) {
   pe->cb(pe, winner ? 0 : -ETIMEDOUT, pe->data);
 }
 
-static int send_line(conn *c, uv_write_t *req, char *line, uv_write_cb cb) {
+int hp__pe_send_line(conn *c, uv_write_t *req, char *line, uv_write_cb cb) {
   uv_buf_t b = uv_buf_init(line, (unsigned)strlen(line));
   req->data = c;
   return uv_write(req, (uv_stream_t *)&c->tcp, &b, 1, cb);
@@ -294,28 +287,28 @@ static void on_use_written(uv_write_t *req, int status) {
   if (status == UV_ECANCELED || !hp__pe_live(pe))
     return;
   if (status < 0) {
-    reject(c, "writing the nomination failed");
+    hp__pe_reject(c, "writing the nomination failed");
     /* Nominate another authenticated connection, if there is one. */
     for (conn *o = pe->conns; o; o = o->next) {
       if (o->st == C_SPARE) {
         o->st = C_NOMINATING;
         pe->nominee = o;
-        if (send_line(o, &o->wreq_use, o->use, on_use_written) < 0)
-          reject(o, "writing the nomination failed");
+        if (hp__pe_send_line(o, &o->wreq_use, o->use, on_use_written) < 0)
+          hp__pe_reject(o, "writing the nomination failed");
         break;
       }
     }
     hp__pe_reschedule(pe);
     return;
   }
-  finish(pe, c);
+  hp__pe_finish(pe, c);
 }
 
-static void on_hello_written(uv_write_t *req, int status) {
+void hp__pe_on_hello_written(uv_write_t *req, int status) {
   conn *c = req->data;
   if (status == UV_ECANCELED || !hp__pe_live(c->pe) || status >= 0)
     return;
-  reject(c, "writing our hello failed");
+  hp__pe_reject(c, "writing our hello failed");
   hp__pe_reschedule(c->pe);
 }
 
@@ -326,8 +319,8 @@ static void authenticated(conn *c) {
            "peer hello verified on %s connection %s", dir_name(c), c->addr);
   /* An inbound connection answers only now: the session never goes to a
    * stranger who connected to our port. */
-  if (c->cand < 0 && send_line(c, &c->wreq_hello, c->hello, on_hello_written) < 0) {
-    reject(c, "writing our hello failed");
+  if (c->cand < 0 && hp__pe_send_line(c, &c->wreq_hello, c->hello, hp__pe_on_hello_written) < 0) {
+    hp__pe_reject(c, "writing our hello failed");
     return;
   }
   if (pe->prm.role == 'b') {
@@ -344,8 +337,8 @@ static void authenticated(conn *c) {
   }
   c->st = C_NOMINATING;
   pe->nominee = c;
-  if (send_line(c, &c->wreq_use, c->use, on_use_written) < 0)
-    reject(c, "writing the nomination failed");
+  if (hp__pe_send_line(c, &c->wreq_use, c->use, on_use_written) < 0)
+    hp__pe_reject(c, "writing the nomination failed");
 }
 
 static void process(conn *c) {
@@ -359,12 +352,12 @@ static void process(conn *c) {
   case HP_PH_NEED_MORE:
     return;
   case HP_PH_BAD:
-    reject(c, why ? why : "not a valid peer hello");
+    hp__pe_reject(c, why ? why : "not a valid peer hello");
     return;
   case HP_PH_OK:
     c->rlen = 0;
     if (c->st != C_WAIT_HELLO) {
-      reject(c, "hello repeated");
+      hp__pe_reject(c, "hello repeated");
       return;
     }
     authenticated(c);
@@ -372,11 +365,11 @@ static void process(conn *c) {
   case HP_PH_USE:
     c->rlen = 0;
     if (c->st != C_WAIT_USE || pe->prm.role != 'b') {
-      reject(c, "nomination before hello, or sent to role a");
+      hp__pe_reject(c, "nomination before hello, or sent to role a");
       return;
     }
     uv_read_stop((uv_stream_t *)&c->tcp);
-    finish(pe, c);
+    hp__pe_finish(pe, c);
     return;
   }
 }
@@ -413,9 +406,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   if (nread < 0) {
-    reject(c, nread == UV_EOF       ? "closed by the other side during the handshake"
-              : nread == UV_ENOBUFS ? "handshake line too long"
-                                    : uv_strerror((int)nread));
+    hp__pe_reject(c, nread == UV_EOF       ? "closed by the other side during the handshake"
+                     : nread == UV_ENOBUFS ? "handshake line too long"
+                                           : uv_strerror((int)nread));
     hp__pe_reschedule(pe);
     return;
   }
@@ -438,284 +431,8 @@ void hp__pe_start_read(conn *c) {
   c->st = C_WAIT_HELLO;
   c->deadline = c->cand < 0 ? uv_now(c->pe->loop) + c->pe->prm.hello_ms : 0;
   if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0)
-    reject(c, "cannot read");
+    hp__pe_reject(c, "cannot read");
 }
-
-/*
- * Synchronised retry (issue 9). With NATs that answer an unsolicited SYN
- * with a reset, a refused connect means the two SYNs missed each other: the
- * peer's SYN was refused too (the reset that reached us also closed our NAT's
- * fresh entry). Backing off on our own would keep the offset between the
- * two sides' SYNs for every later attempt. Both sides started at one instant
- * (the rendezvous' start_at_us), so both retry at the next point of one grid
- * anchored there, start + m * GRID_MS, after their refusal. Role a shifts
- * its points by a sweep, 0, +s, -s, +2s, -2s, ... (at most SWEEP_MAX_MS),
- * s = half the round trip the refusal took (the one-way delay to the peer's
- * NAT, the width of the window the SYNs must hit; at least 1 ms, the timer's
- * grain): an error of the clock estimate that made the first SYNs miss is
- * swept instead of repeated. Returns the uv_now() time of the next socket.
- */
-static uint64_t grid_next(hp__pe *pe, cand *k, uint64_t rtt_ms) {
-  uint64_t now = uv_now(pe->loop), at, step = rtt_ms / 2 ? rtt_ms / 2 : 1;
-  long shift = 0;
-
-  at = pe->t_start + ((now - pe->t_start) / GRID_MS + 1) * GRID_MS;
-  if (pe->prm.role == 'a') {
-    unsigned j = ++k->sweep;
-    shift = (long)(((j + 1) / 2) * step);
-    if (shift > SWEEP_MAX_MS) {
-      k->sweep = 1; /* start over */
-      shift = (long)step;
-      j = 1;
-    }
-    if (!(j & 1))
-      shift = -shift;
-  }
-  if ((long)(at - now) + shift < 2) /* too close to catch: the point after */
-    at += GRID_MS;
-  HP_DEBUG("punch",
-           json_pack("{s:s, s:i, s:i}", "addr", k->c.addr, "in_ms", (int)((long)(at - now) + shift),
-                     "shift_ms", (int)shift),
-           "refused: next SYN to %s at the next common grid point", k->c.addr);
-  return (uint64_t)((long)at + shift);
-}
-
-static void on_connect(uv_connect_t *req, int status) {
-  conn *c = req->data;
-  hp__pe *pe = c->pe;
-  cand *k;
-
-  if (status == UV_ECANCELED || !hp__pe_live(pe))
-    return;
-  k = &pe->cands[c->cand];
-  count_syns(c);
-  if (status < 0) {
-    /* A hard error: this socket is finished (the kernel gave up on it), so a
-     * new one follows soon. An unanswered SYN never gets here before the
-     * kernel's own connect timeout. */
-    k->last_err = status;
-    HP_DEBUG(
-        "punch",
-        json_pack("{s:s, s:i, s:i}", "addr", k->c.addr, "attempt", k->attempts, "syns", k->syns),
-        "connect to %s: %s", k->c.addr, hp__pe_err_name(status));
-    hp__pe_close_conn(c, 1);
-    if (pe->prm.synced && status == UV_ECONNREFUSED) {
-      k->next_at = grid_next(pe, k, uv_now(pe->loop) - c->t_sent);
-    } else {
-      k->next_at = uv_now(pe->loop) + k->retry_ms;
-      k->retry_ms = umin(k->retry_ms * 2, RETRY_MAX_MS);
-    }
-    hp__pe_reschedule(pe);
-    return;
-  }
-  {
-    /* Peers in LANs with the same addressing: their host candidate can be
-     * our own address and port, and the connect a TCP self-connect. */
-    struct sockaddr_storage me, them;
-    int lm = sizeof me, lt = sizeof them;
-    char a1[HP_ADDR_STRLEN] = "", a2[HP_ADDR_STRLEN] = "";
-    if (uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&me, &lm) == 0 &&
-        uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&them, &lt) == 0 &&
-        hp__addr_format((struct sockaddr *)&me, a1, sizeof a1) > 0 &&
-        hp__addr_format((struct sockaddr *)&them, a2, sizeof a2) > 0 && strcmp(a1, a2) == 0) {
-      k->skip = "it is our own address (self-connect)";
-      HP_INFO("punch", json_pack("{s:s}", "addr", k->c.addr),
-              "peer candidate %s is our own address and port: skipped", k->c.addr);
-      hp__pe_close_conn(c, 1);
-      hp__pe_reschedule(pe);
-      return;
-    }
-  }
-  HP_DEBUG("punch",
-           json_pack("{s:s, s:i, s:i}", "addr", k->c.addr, "attempt", k->attempts, "syns", k->syns),
-           "connected to %s %s", hp__cand_kind_name(k->c.kind), k->c.addr);
-  k->last_err = 0;
-  if (send_line(c, &c->wreq_hello, c->hello, on_hello_written) < 0) {
-    reject(c, "writing our hello failed");
-    hp__pe_reschedule(pe);
-    return;
-  }
-  hp__pe_start_read(c);
-  hp__pe_reschedule(pe);
-}
-
-static void start_attempt(hp__pe *pe, int idx) {
-  cand *k = &pe->cands[idx];
-  uint64_t now = uv_now(pe->loop);
-  conn *c;
-  int fd, r;
-
-  k->attempts++;
-  pe->res.attempts++;
-  fd = hp__pe_bound_socket(k->sa.ss_family, pe->port);
-  if ((fd == -EMFILE || fd == -ENFILE) && hp__pe_drop_oldest_stranger(pe)) {
-    hp__pe_note_drop(pe, "out of file descriptors for our own connection attempts");
-    fd = hp__pe_bound_socket(k->sa.ss_family, pe->port);
-  }
-  if (fd < 0) {
-    r = fd;
-    goto fail;
-  }
-  c = hp__pe_new_conn(pe, idx);
-  if (!c) {
-    close(fd);
-    r = UV_ENOMEM;
-    goto fail;
-  }
-  snprintf(c->addr, sizeof c->addr, "%s", k->c.addr);
-  memcpy(&c->ra, &k->sa, sizeof c->ra);
-  c->syns_counted = 1; /* until the SYN is really sent */
-  hp__peerhello_format(c->hello, sizeof c->hello, pe->prm.session, pe->prm.own_id);
-  hp__peerhello_format_use(c->use, sizeof c->use, pe->prm.session);
-  r = uv_tcp_open(&c->tcp, fd);
-  if (r < 0) {
-    close(fd);
-    hp__pe_close_conn(c, 1);
-    goto fail;
-  }
-  /* fd belongs to the handle now. */
-  c->creq.data = c;
-  {
-    /*
-     * Low-TTL first SYN (LOW_TTL_SYN, issue 9): role b's first SYN to the
-     * peer's public mapping opens our NAT's entry and expires in the core
-     * before it can reach the peer's NAT, so that NAT has nothing to reset;
-     * role a's SYN, LOW_TTL_DELAY_MS later, then finds our NAT open. The
-     * kernel sends the SYN inside connect(): the TTL is set back at once,
-     * so retransmissions and the connection use the normal TTL. Only
-     * where no router returns ICMP Time Exceeded (Linux aborts a SYN_SENT
-     * socket on one): opt-in, see docs/lab.md.
-     */
-    int ttl = 0, old = 0;
-    socklen_t ol = sizeof old;
-    if (pe->prm.low_ttl > 0 && pe->prm.role == 'b' && k->attempts == 1 &&
-        k->c.kind == HP_CAND_SRFLX && k->sa.ss_family == AF_INET &&
-        getsockopt(fd, IPPROTO_IP, IP_TTL, &old, &ol) == 0) {
-      ttl = pe->prm.low_ttl;
-      setsockopt(fd, IPPROTO_IP, IP_TTL, &ttl, sizeof ttl);
-    }
-    r = uv_tcp_connect(&c->creq, &c->tcp, (struct sockaddr *)&k->sa, on_connect);
-    if (ttl) {
-      setsockopt(fd, IPPROTO_IP, IP_TTL, &old, sizeof old);
-      HP_DEBUG("punch", json_pack("{s:s, s:i}", "addr", k->c.addr, "ttl", ttl),
-               "first SYN to %s with TTL %d", k->c.addr, ttl);
-    }
-  }
-  if (r < 0) {
-    hp__pe_close_conn(c, 1);
-    goto fail;
-  }
-  /* No deadline: the kernel retransmits the SYN until an answer, a hard
-   * error or its own connect timeout (see the top of the file). */
-  c->st = C_CONNECTING;
-  c->t_sent = now;
-  c->syns_counted = 0;
-  c->deadline = 0;
-  k->cur = c;
-  return;
-fail:
-  /* e.g. EADDRNOTAVAIL: the 4-tuple is in use by another socket, one not
-   * known to the engine (those are checked before, see tuple_user). */
-  k->last_err = r;
-  k->next_at = now + k->retry_ms;
-  k->retry_ms = umin(k->retry_ms * 2, RETRY_MAX_MS);
-  HP_DEBUG("punch", json_pack("{s:s}", "addr", k->c.addr), "attempt to %s failed at once: %s%s",
-           k->c.addr, uv_strerror(r),
-           r == UV_EADDRNOTAVAIL ? " (a connection with this 4-tuple exists, e.g. the peer's)"
-                                 : "");
-}
-
-static void give_up(hp__pe *pe) {
-  /* A socket still connecting got no answer (unless an earlier one of the
-   * same candidate heard something, which stays the last error). */
-  for (conn *c = pe->conns; c; c = c->next)
-    if (c->st == C_CONNECTING && pe->cands[c->cand].last_err == 0)
-      pe->cands[c->cand].last_err = ERR_NO_ANSWER;
-  finish(pe, NULL);
-}
-
-static int same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b) {
-  if (a->ss_family != b->ss_family)
-    return 0;
-  if (a->ss_family == AF_INET) {
-    const struct sockaddr_in *x = (const struct sockaddr_in *)a, *y = (const struct sockaddr_in *)b;
-    return x->sin_addr.s_addr == y->sin_addr.s_addr && x->sin_port == y->sin_port;
-  }
-  if (a->ss_family == AF_INET6) {
-    const struct sockaddr_in6 *x = (const struct sockaddr_in6 *)a,
-                              *y = (const struct sockaddr_in6 *)b;
-    return !memcmp(&x->sin6_addr, &y->sin6_addr, sizeof x->sin6_addr) &&
-           x->sin6_port == y->sin6_port;
-  }
-  return 0;
-}
-
-/* Another connection of ours that uses candidate idx's 4-tuple (all of them
- * have local port P), or NULL. */
-static conn *tuple_user(hp__pe *pe, int idx) {
-  for (conn *c = pe->conns; c; c = c->next)
-    if (c->cand != idx && same_addr(&c->ra, &pe->cands[idx].sa))
-      return c;
-  return NULL;
-}
-
-/* Candidate i needs a new socket now (or at next_at). */
-static int wants_socket(hp__pe *pe, size_t i) {
-  const cand *k = &pe->cands[i];
-  return !k->skip && !k->cur && !tuple_user(pe, (int)i);
-}
-
-static void on_timer(uv_timer_t *t) {
-  hp__pe *pe = t->data;
-  uint64_t now = uv_now(pe->loop);
-  conn *c, *next;
-
-  if (!hp__pe_live(pe))
-    return;
-  hp__pe_resume_listening(pe); /* after a stop at the descriptor limit */
-  if (pe->st == PE_DELAYING) {
-    pe->st = PE_PUNCHING;
-    pe->hr_start = uv_hrtime();
-    pe->t_start = now;
-    pe->t_deadline = now + (uint64_t)(pe->prm.timeout_s * 1000.0);
-    HP_DEBUG("punch", NULL, "first SYNs now");
-  }
-  if (now >= pe->t_deadline) {
-    give_up(pe);
-    return;
-  }
-  for (c = pe->conns; c; c = next) {
-    next = c->next;
-    if (c->deadline == 0 || now < c->deadline || c->st == C_CONNECTING || c->st == C_SPARE ||
-        c->st == C_NOMINATING)
-      continue;
-    reject(c, "handshake not complete in time");
-  }
-  for (size_t i = 0; i < pe->ncands; i++)
-    if (wants_socket(pe, i) && pe->cands[i].next_at <= now)
-      start_attempt(pe, (int)i);
-  hp__pe_reschedule(pe);
-}
-
-void hp__pe_reschedule(hp__pe *pe) {
-  uint64_t now, next;
-
-  if (pe->st != PE_PUNCHING)
-    return;
-  now = uv_now(pe->loop);
-  next = pe->t_deadline;
-  /* A candidate blocked by another connection's 4-tuple waits for that one
-   * to close (every close is followed by a reschedule). */
-  for (size_t i = 0; i < pe->ncands; i++)
-    if (wants_socket(pe, i) && pe->cands[i].next_at < next)
-      next = pe->cands[i].next_at;
-  for (conn *c = pe->conns; c; c = c->next)
-    if (c->deadline && c->st != C_CONNECTING && c->st != C_SPARE && c->st != C_NOMINATING &&
-        c->deadline < next)
-      next = c->deadline;
-  uv_timer_start(&pe->timer, on_timer, next > now ? next - now : 0, 0);
-}
-
 int hp__pe_create(uv_loop_t *loop, int port, hp__pe **out) {
   hp__pe *pe;
   struct sockaddr_in sin;
@@ -839,7 +556,7 @@ int hp__pe_start(hp__pe *pe, const hp__pe_params *prm, hp__pe_cb cb, void *data)
               "peer candidate %s skipped: %s", k->c.addr, k->skip);
   }
   pe->st = PE_DELAYING;
-  uv_timer_start(&pe->timer, on_timer,
+  uv_timer_start(&pe->timer, hp__pe_on_timer,
                  (uint64_t)prm->start_in_ms +
                      (prm->low_ttl > 0 && prm->role == 'a' ? LOW_TTL_DELAY_MS : 0),
                  0);

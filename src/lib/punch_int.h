@@ -1,7 +1,8 @@
 /*
  * punch_int.h - the punch engine's insides, shared by its files (not part of
- * any interface): punch.c (the engine: dialing, handshakes, nomination,
- * lifetime), punch_listen.c (the punch port: accepting, strangers bounded,
+ * any interface): punch.c (the engine: handshakes, nomination,
+ * lifetime), punch_dial.c (dialing: sockets per candidate, the retry grid,
+ * the one timer), punch_listen.c (the punch port: accepting, strangers bounded,
  * descriptor exhaustion), punch_report.c (what punching saw, for the give-up
  * summary).
  */
@@ -20,6 +21,13 @@
 /* A candidate's last_err when its socket was still waiting for an answer at
  * the end (not a UV_E* code: those are negative). */
 #define ERR_NO_ANSWER 1
+#define RETRY_MIN_MS 20
+#define RETRY_MAX_MS 500
+#define LOW_TTL_DELAY_MS 10 /* role a's first SYNs after role b's low-TTL ones */
+
+static inline unsigned umin(unsigned a, unsigned b) {
+  return a < b ? a : b;
+}
 
 typedef enum conn_state {
   C_CONNECTING, /* outbound SYN sent (and retransmitted by the kernel) */
@@ -114,7 +122,15 @@ int hp__pe_live(const hp__pe *pe); /* DELAYING or PUNCHING: events are handled *
 conn *hp__pe_new_conn(hp__pe *pe, int cand_idx);
 void hp__pe_close_conn(conn *c, int rst); /* rst: abort with SO_LINGER {1, 0} */
 void hp__pe_start_read(conn *c);          /* wait for the peer's hello */
-void hp__pe_reschedule(hp__pe *pe);       /* re-arm the one timer */
+void hp__pe_count_syns(conn *c);
+void hp__pe_reject(conn *c, const char *why);
+void hp__pe_finish(hp__pe *pe, conn *winner);
+int hp__pe_send_line(conn *c, uv_write_t *req, char *line, uv_write_cb cb);
+void hp__pe_on_hello_written(uv_write_t *req, int status);
+
+/* punch_dial.c */
+void hp__pe_reschedule(hp__pe *pe); /* re-arm the one timer */
+void hp__pe_on_timer(uv_timer_t *t);
 
 /* punch_listen.c */
 int hp__pe_bound_socket(int family, int port); /* SO_REUSEADDR|PORT, bound to port; fd or -errno */

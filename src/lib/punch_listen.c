@@ -14,7 +14,7 @@
  * most); one more, or EMFILE/ENFILE, drops the oldest of them with a reset.
  * With nothing to drop, the reserved descriptor takes a pending connection
  * to abort it; with no reserve either, the watch stops until one of our
- * connections closes. The first drop is logged once; finish() logs the count.
+ * connections closes. The first drop is logged once; hp__pe_finish() logs the count.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -57,7 +57,7 @@ void hp__pe_resume_listening(hp__pe *pe) {
 }
 
 /* The first time the descriptor limit (or the bound on unauthenticated
- * connections) forces a drop, say so once; finish() gives the count. */
+ * connections) forces a drop, say so once; hp__pe_finish() gives the count. */
 void hp__pe_note_drop(hp__pe *pe, const char *why) {
   pe->res.dropped++;
   if (pe->exhausted_logged)

@@ -14,7 +14,7 @@
 #include "log.h"
 #include "wire.h"
 
-#define SECURE_TIMEOUT_MS 10000 /* as on a punched connection (holepunch.c) */
+#define SECURE_TIMEOUT_MS 10000 /* as on a punched connection (holepunch_session.h) */
 
 typedef enum ra_state {
   RA_WAITING = 0,

@@ -7,6 +7,7 @@
  * copied only when the socket does not take them at once, and are bounded
  * by the stream's window. An idle stream costs well under 1 KiB.
  */
+#include "tunnel_int.h"
 #include "tunnel.h"
 
 #include <arpa/inet.h>
@@ -621,112 +622,6 @@ static void tunnel_end(hp__tunnel *t, int status, const char *why) {
   uv_timer_start(&t->flush, on_flush_tick, 0, 20);
 }
 
-int hp__tunnel_parse(hp__tunnel_mode mode, const char *arg, hp__tunnel_cfg *out, char *err,
-                     size_t errlen) {
-  const char *colon, *port_s, *what = mode == HP_TUNNEL_FORWARD ? "[BIND:]PORT" : "HOST:PORT";
-  size_t hlen;
-  char *end;
-  long port;
-
-  memset(out, 0, sizeof *out);
-  out->mode = mode;
-  if (!arg || !*arg) {
-    snprintf(err, errlen, "missing %s", what);
-    return -EINVAL;
-  }
-  colon = strrchr(arg, ':');
-  if (!colon && mode == HP_TUNNEL_EXPOSE) {
-    snprintf(err, errlen, "\"%.64s\" is not HOST:PORT (e.g. 127.0.0.1:22)", arg);
-    return -EINVAL;
-  }
-  port_s = colon ? colon + 1 : arg;
-  hlen = colon ? (size_t)(colon - arg) : 0;
-  if (hlen >= 2 && arg[0] == '[' && arg[hlen - 1] == ']') {
-    arg++;
-    hlen -= 2;
-  }
-  errno = 0;
-  port = strtol(port_s, &end, 10);
-  if (*port_s < '1' || *port_s > '9' || *end || errno || port < 1 || port > 65535) {
-    snprintf(err, errlen, "\"%.64s\": the port must be 1..65535 (%s)", port_s, what);
-    return -EINVAL;
-  }
-  if (colon && hlen == 0) {
-    snprintf(err, errlen, "\"%.64s\": empty host before the port (%s)", arg, what);
-    return -EINVAL;
-  }
-  if (hlen > HP_TUNNEL_HOST_MAX) {
-    snprintf(err, errlen, "the host is longer than %d characters", HP_TUNNEL_HOST_MAX);
-    return -EINVAL;
-  }
-  if (hlen)
-    memcpy(out->host, arg, hlen);
-  else
-    snprintf(out->host, sizeof out->host, "127.0.0.1");
-  out->host[hlen ? hlen : strlen(out->host)] = '\0';
-  out->port = (int)port;
-  if (mode == HP_TUNNEL_FORWARD) {
-    unsigned char tmp[16];
-    if (inet_pton(AF_INET, out->host, tmp) != 1 && inet_pton(AF_INET6, out->host, tmp) != 1) {
-      snprintf(err, errlen, "\"%.64s\" is not an IP address to listen on (%s)", out->host, what);
-      return -EINVAL;
-    }
-  }
-  return 0;
-}
-
-static int resolve(const hp__tunnel_cfg *cfg, struct sockaddr_storage *out, char *err,
-                   size_t errlen) {
-  struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *res = NULL,
-                  *ai;
-  char port[8];
-  int r;
-
-  snprintf(port, sizeof port, "%d", cfg->port);
-  if (cfg->mode == HP_TUNNEL_FORWARD)
-    hints.ai_flags |= AI_NUMERICHOST | AI_PASSIVE;
-  r = getaddrinfo(cfg->host, port, &hints, &res);
-  if (r != 0 || !res) {
-    snprintf(err, errlen, "cannot resolve \"%s\": %s", cfg->host, gai_strerror(r));
-    return -EINVAL;
-  }
-  /* One address, fixed for the tunnel's life: the first IPv4 one if any
-   * ("localhost" often resolves to ::1 first, where many services do not
-   * listen), else the first. */
-  for (ai = res; ai && ai->ai_family != AF_INET; ai = ai->ai_next)
-    ;
-  if (!ai)
-    ai = res;
-  memcpy(out, ai->ai_addr, ai->ai_addrlen);
-  freeaddrinfo(res);
-  return 0;
-}
-
-int hp__tunnel_check(const hp__tunnel_cfg *cfg, char *err, size_t errlen) {
-  struct sockaddr_storage a;
-  int fd, r, one = 1;
-
-  if ((r = resolve(cfg, &a, err, errlen)) < 0 || cfg->mode != HP_TUNNEL_FORWARD)
-    return r;
-  fd = socket(a.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    snprintf(err, errlen, "cannot make a socket: %s", strerror(errno));
-    return -errno;
-  }
-  /* As libuv's listener will: SO_REUSEADDR, so a TIME_WAIT does not count. */
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  r = bind(fd, (struct sockaddr *)&a,
-           a.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
-  if (r < 0) {
-    char txt[64];
-    r = -errno;
-    hp__addr_format((struct sockaddr *)&a, txt, sizeof txt);
-    snprintf(err, errlen, "cannot listen on %s: %s", txt, strerror(-r));
-  }
-  close(fd);
-  return r;
-}
-
 int hp__tunnel_start(uv_loop_t *loop, hp_bs *chan, const hp__tunnel_cfg *cfg, hp__tunnel_done_cb cb,
                      void *ud, hp__tunnel **out, char *err, size_t errlen) {
   static const hp_bs_cbs cbs = {on_chan_data, on_chan_eof, on_chan_error, on_chan_drain};
@@ -749,7 +644,7 @@ int hp__tunnel_start(uv_loop_t *loop, hp_bs *chan, const hp__tunnel_cfg *cfg, hp
   t->cb = cb;
   t->ud = ud;
   t->st = T_RUNNING;
-  if ((r = resolve(cfg, &t->target, err, errlen)) < 0)
+  if ((r = hp__tunnel_resolve(cfg, &t->target, err, errlen)) < 0)
     goto out;
   hp__addr_format((struct sockaddr *)&t->target, t->target_txt, sizeof t->target_txt);
   if (cfg->mode == HP_TUNNEL_FORWARD) {

@@ -189,7 +189,10 @@ static void on_connect(uv_connect_t *req, int status) {
     fail(s, r, "cannot send the request: %s", uv_strerror(r));
 }
 
-/* A socket for server's family bound to local_port next to the listener. */
+/* A socket for server's family bound to local_port next to the listener.
+ * Not hp__pe_bound_socket (punch_listen.c): that one sets IPV6_V6ONLY and
+ * always binds; this one leaves AF_INET6 dual-stack and does not bind for
+ * local_port 0. */
 static int bound_socket(int family, int local_port) {
   struct sockaddr_storage ss;
   socklen_t sl;
