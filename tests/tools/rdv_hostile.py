@@ -118,8 +118,16 @@ class Conn:
             self._fill(deadline)
 
     def read_frame(self, timeout=STEP):
-        """(opcode, payload) of the next server frame; EOFError at the end."""
+        """(opcode, payload) of the next server frame but the service's own
+        pings (it times each connection's round trip: synchronised start,
+        PROTOCOL.md section 3); EOFError at the end."""
         deadline = time.monotonic() + timeout
+        while True:
+            op, payload = self._read_one(deadline)
+            if op != 9:
+                return op, payload
+
+    def _read_one(self, deadline):
         self._need(2, deadline)
         b0, b1 = self.buf[0], self.buf[1]
         if b1 & 0x80:
