@@ -429,6 +429,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
  * an error from TCP, or a bad line. */
 void hp__pe_start_read(conn *c) {
   c->st = C_WAIT_HELLO;
+  /* The hello and nomination lines are small writes that follow each other:
+   * without TCP_NODELAY, Nagle holds the second until the first is acked
+   * (a delayed ack: up to 40 ms). */
+  (void)uv_tcp_nodelay(&c->tcp, 1);
   c->deadline = c->cand < 0 ? uv_now(c->pe->loop) + c->pe->prm.hello_ms : 0;
   if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0)
     hp__pe_reject(c, "cannot read");

@@ -412,6 +412,10 @@ static void on_connect(uv_connect_t *req, int status) {
     hp__stream_close(&c->st); /* on_stream_closed tries the next address */
     return;
   }
+  /* Small frames (clock pings, then hello) follow each other: without
+   * TCP_NODELAY, Nagle holds each until the previous is acked (a delayed
+   * ack: up to 40 ms), which skews the clock samples and the start plan. */
+  (void)uv_tcp_nodelay(&c->st.tcp, 1);
   rc = hp__stream_read(&c->st, 1);
   if (rc < 0) {
     open_failed(c, rc, "%s", uv_strerror(rc));
