@@ -16,6 +16,8 @@
 #   BUILD_DIR default build-bench; scenarios default: all of
 #   reset0    both NATs port-changing + reject, no delay
 #   reset20   same, 20 ms one way on each WAN link (80 ms peer round trip)
+#   reset1    same, 0.5 ms one way on each WAN link (2 ms peer round trip:
+#             below the clock estimate's error, above the lab's veths)
 #   resetfar  same, peers 3 ms apart (1.5 ms WAN links), rendezvous link
 #             40/30 (40-70 ms each way)
 #   drop20    NATs that drop (default filter), 20 ms per WAN link
@@ -34,7 +36,7 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 RUNS=${RUNS:-30}
 P2P=${P2P:-10}
-ALL=(reset0 reset20 resetfar drop20 dropfar reset0ttl reset0icmp resetfarttl)
+ALL=(reset0 reset1 reset20 resetfar drop20 dropfar reset0ttl reset0icmp resetfarttl)
 
 # One scenario in its own lab (a child process: lab.sh's trap ends it).
 one() {
@@ -42,6 +44,7 @@ one() {
   case $scen in
     reset0) filter=reject ;;
     reset20) filter=reject wan=20 ;;
+    reset1) filter=reject wan=0.5 ;;
     resetfar) filter=reject wan=1.5 rdv=40/30 ;;
     drop20) wan=20 ;;
     dropfar) wan=1.5 rdv=40/30 ;;

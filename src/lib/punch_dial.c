@@ -21,6 +21,14 @@
 
 #define GRID_MS 50      /* synchronised retries: start + m * GRID_MS */
 #define SWEEP_MAX_MS 40 /* role a's shift of a grid point, at most */
+/* Re-SYNs after a refusal that came back within FAST_RTT_MS (the peer's NAT
+ * is near): the first FAST_BURST at once, then one per millisecond; at most
+ * FAST_MAX per candidate, only in the first FAST_WINDOW_MS after the common
+ * start. See fast_retry below. */
+#define FAST_RTT_MS 2
+#define FAST_BURST 32
+#define FAST_MAX 160
+#define FAST_WINDOW_MS 250
 
 /*
  * Synchronised retry (issue 9). With NATs that answer an unsolicited SYN
@@ -61,6 +69,33 @@ static uint64_t grid_next(hp__pe *pe, cand *k, uint64_t rtt_ms) {
   return (uint64_t)((long)at + shift);
 }
 
+/*
+ * A refusal from a near NAT (back within FAST_RTT_MS). Two SYNs must then
+ * cross within the one-way delay between the NATs (0.05 ms in the lab's
+ * reset0), far below what the clock estimate and libuv's 1 ms timers can
+ * aim at, so the grid cannot help. What can: the refusal put our NAT's
+ * entry in CLOSE, where the peer's SYN is invalid, but a new SYN of ours
+ * reopens it at once (conntrack: CLOSE -> SYN_SENT); a SYN of the peer that
+ * arrives while it is open (our SYN in flight) is forwarded to our socket
+ * and the simultaneous open completes. So both sides re-SYN at once after
+ * each refusal: each NAT is open most of the time, and every crossing is a
+ * new chance. The two starts can be a few ms apart (clock estimate, a busy
+ * loop) while a burst lasts about 2 ms (a re-SYN takes some 50 us here), so
+ * after the burst the loop goes on at one SYN per ms: the earlier side is
+ * still trying when the later one bursts, and with a one-way delay of
+ * 0.5 ms or more between the NATs one SYN per ms keeps our NAT open nearly
+ * all the time. Bounded: FAST_MAX SYNs in the first FAST_WINDOW_MS after
+ * the common start, then the grid.
+ */
+static int fast_retry(hp__pe *pe, cand *k, uint64_t took_ms) {
+  uint64_t now = uv_now(pe->loop);
+  if (took_ms > FAST_RTT_MS || k->fast >= FAST_MAX || now - pe->t_start > FAST_WINDOW_MS)
+    return 0;
+  k->fast++;
+  k->next_at = k->fast <= FAST_BURST ? now : now + 1;
+  return 1;
+}
+
 static void on_connect(uv_connect_t *req, int status) {
   conn *c = req->data;
   hp__pe *pe = c->pe;
@@ -81,7 +116,9 @@ static void on_connect(uv_connect_t *req, int status) {
         "connect to %s: %s", k->c.addr, hp__pe_err_name(status));
     hp__pe_close_conn(c, 1);
     if (pe->prm.synced && status == UV_ECONNREFUSED) {
-      k->next_at = grid_next(pe, k, uv_now(pe->loop) - c->t_sent);
+      uint64_t took = uv_now(pe->loop) - c->t_sent;
+      if (!fast_retry(pe, k, took))
+        k->next_at = grid_next(pe, k, took);
     } else {
       k->next_at = uv_now(pe->loop) + k->retry_ms;
       k->retry_ms = umin(k->retry_ms * 2, RETRY_MAX_MS);

@@ -68,6 +68,7 @@ typedef struct cand {
   unsigned syns;          /* SYNs those sockets sent, kernel retransmissions included */
   unsigned retry_ms;      /* delay before the next socket after a hard error */
   unsigned sweep;         /* synchronised retries so far (role a's shift) */
+  unsigned fast;          /* immediate re-SYNs after a fast refusal (punch_dial.c) */
   int last_err;           /* UV_E* of the last attempt, ERR_NO_ANSWER, 0 = none */
   char last_why[WHY_MAX]; /* handshake failure on a connection to it */
 } cand;
