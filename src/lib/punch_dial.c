@@ -29,6 +29,9 @@
 #define FAST_BURST 32
 #define FAST_MAX 160
 #define FAST_WINDOW_MS 250
+/* Low-TTL SYNs re-sent at once after the path's ICMP Time Exceeded aborted
+ * the previous one, at most TTL_AGAIN_MAX. See ttl_again below. */
+#define TTL_AGAIN_MAX 100
 
 /*
  * Synchronised retry (issue 9). With NATs that answer an unsolicited SYN
@@ -96,6 +99,36 @@ static int fast_retry(hp__pe *pe, cand *k, uint64_t took_ms) {
   return 1;
 }
 
+/*
+ * Role b's low-TTL SYN came back as an error: a router on the path answered
+ * it with ICMP Time Exceeded, and Linux aborts a SYN_SENT socket on that
+ * (tcp_v4_err). Our NAT's entry stays open (SYN_SENT; the ICMP is only
+ * related), but when the peer's SYN arrives it finds no connecting socket
+ * and reaches our listener, whose SYN-ACK has a new initial sequence number.
+ * Conntrack accepts that only within the peer's window (64 KiB of sequence
+ * space) of our last SYN, and the ISN clock runs at one per 64 ns: about
+ * 4 ms. So the low-TTL SYN is re-sent at once after each abort (each one,
+ * still expiring before the peer's NAT, moves the entry's sequence forward)
+ * until the peer's SYN has come in (the 4-tuple is then taken and no socket
+ * is made) or TTL_AGAIN_MAX are spent; then normal retries. At once, not on
+ * a timer: the pace is the round trip to the router where the SYN expires,
+ * and routers rate-limit their Time Exceeded (Linux: a burst of 6, then one
+ * per second), after which our socket simply stays connecting, the quiet
+ * path's case, and the peer's SYN meets it (a timer of 1 ms slipped to 6 ms
+ * on a loaded machine and let the sequence fall out of the window).
+ */
+static int ttl_again(hp__pe *pe, conn *c, cand *k, int status) {
+  if (!c->low_ttl || (status != UV_EHOSTUNREACH && status != UV_ENETUNREACH) ||
+      k->ttl_again >= TTL_AGAIN_MAX) {
+    k->ttl_next = 0;
+    return 0;
+  }
+  k->ttl_again++;
+  k->ttl_next = 1;
+  k->next_at = uv_now(pe->loop);
+  return 1;
+}
+
 static void on_connect(uv_connect_t *req, int status) {
   conn *c = req->data;
   hp__pe *pe = c->pe;
@@ -115,7 +148,9 @@ static void on_connect(uv_connect_t *req, int status) {
         json_pack("{s:s, s:i, s:i}", "addr", k->c.addr, "attempt", k->attempts, "syns", k->syns),
         "connect to %s: %s", k->c.addr, hp__pe_err_name(status));
     hp__pe_close_conn(c, 1);
-    if (pe->prm.synced && status == UV_ECONNREFUSED) {
+    if (ttl_again(pe, c, k, status)) {
+      /* next_at set: the next low-TTL SYN */
+    } else if (pe->prm.synced && status == UV_ECONNREFUSED) {
       uint64_t took = uv_now(pe->loop) - c->t_sent;
       if (!fast_retry(pe, k, took))
         k->next_at = grid_next(pe, k, took);
@@ -206,7 +241,7 @@ static void start_attempt(hp__pe *pe, int idx) {
      */
     int ttl = 0, old = 0;
     socklen_t ol = sizeof old;
-    if (pe->prm.low_ttl > 0 && pe->prm.role == 'b' && k->attempts == 1 &&
+    if (pe->prm.low_ttl > 0 && pe->prm.role == 'b' && (k->attempts == 1 || k->ttl_next) &&
         k->c.kind == HP_CAND_SRFLX && k->sa.ss_family == AF_INET &&
         getsockopt(fd, IPPROTO_IP, IP_TTL, &old, &ol) == 0) {
       ttl = pe->prm.low_ttl;
@@ -215,8 +250,10 @@ static void start_attempt(hp__pe *pe, int idx) {
     r = uv_tcp_connect(&c->creq, &c->tcp, (struct sockaddr *)&k->sa, on_connect);
     if (ttl) {
       setsockopt(fd, IPPROTO_IP, IP_TTL, &old, sizeof old);
-      HP_DEBUG("punch", json_pack("{s:s, s:i}", "addr", k->c.addr, "ttl", ttl),
-               "first SYN to %s with TTL %d", k->c.addr, ttl);
+      c->low_ttl = 1;
+      if (k->attempts == 1)
+        HP_DEBUG("punch", json_pack("{s:s, s:i}", "addr", k->c.addr, "ttl", ttl),
+                 "first SYN to %s with TTL %d", k->c.addr, ttl);
     }
   }
   if (r < 0) {

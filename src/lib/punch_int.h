@@ -49,6 +49,7 @@ typedef struct conn {
   int syns_counted;           /* the candidate's syns include this socket's */
   uint64_t deadline;          /* uv_now() ms: handshake bound, 0 = none */
   uint64_t t_sent;            /* uv_now() ms: connect() called (outbound) */
+  int low_ttl;                /* its SYN left with LOW_TTL_SYN's TTL */
   struct sockaddr_storage ra; /* the remote address (the 4-tuple's far end) */
   char addr[HP_ADDR_STRLEN];
   char rbuf[HP_PEERHELLO_MAX];
@@ -69,6 +70,8 @@ typedef struct cand {
   unsigned retry_ms;      /* delay before the next socket after a hard error */
   unsigned sweep;         /* synchronised retries so far (role a's shift) */
   unsigned fast;          /* immediate re-SYNs after a fast refusal (punch_dial.c) */
+  unsigned ttl_again;     /* low-TTL SYNs re-sent after an ICMP abort (punch_dial.c) */
+  int ttl_next;           /* the next socket's SYN leaves with the low TTL too */
   int last_err;           /* UV_E* of the last attempt, ERR_NO_ANSWER, 0 = none */
   char last_why[WHY_MAX]; /* handshake failure on a connection to it */
 } cand;
