@@ -235,9 +235,10 @@ static void start_attempt(hp__pe *pe, int idx) {
      * before it can reach the peer's NAT, so that NAT has nothing to reset;
      * role a's SYN, LOW_TTL_DELAY_MS later, then finds our NAT open. The
      * kernel sends the SYN inside connect(): the TTL is set back at once,
-     * so retransmissions and the connection use the normal TTL. Only
-     * where no router returns ICMP Time Exceeded (Linux aborts a SYN_SENT
-     * socket on one): opt-in, see docs/lab.md.
+     * so retransmissions and the connection use the normal TTL. Where a
+     * router returns ICMP Time Exceeded (Linux aborts a SYN_SENT socket on
+     * one), ttl_again re-sends it. Opt-in: it helps only where the two NATs
+     * are very close, see docs/lab.md.
      */
     int ttl = 0, old = 0;
     socklen_t ol = sizeof old;

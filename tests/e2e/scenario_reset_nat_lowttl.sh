@@ -8,8 +8,8 @@
 # direct to each other's mapping; b logged its low-TTL SYN; neither NAT sent
 # a single reset (nothing unsolicited reached either); the routers dropped
 # at least one Time Exceeded of their own (the SYN did expire there).
-# (bench/traversal.sh reset0ttl: 30/30; reset0icmp, the same with routers
-# that send Time Exceeded: 0/10, see docs/lab.md.)
+# (bench/traversal.sh reset0ttl: 30/30; the same with routers that send
+# Time Exceeded: e2e.reset_nat_lowttl_icmp, docs/lab.md.)
 set -euo pipefail
 # shellcheck source=lib/lab.sh
 source "$(dirname "$0")/lib/lab.sh"
