@@ -94,6 +94,24 @@ static int fast_retry(hp__pe *pe, cand *k, uint64_t took_ms) {
   uint64_t now = uv_now(pe->loop);
   if (took_ms > FAST_RTT_MS || k->fast >= FAST_MAX || now - pe->t_start > FAST_WINDOW_MS)
     return 0;
+  if (!k->near && pe->prm.low_ttl == 0 && k->c.kind == HP_CAND_SRFLX &&
+      k->sa.ss_family == AF_INET) {
+    /* The first near refusal: before racing, try once what needs no race.
+     * Role b opens its NAT with a SYN of TTL NEAR_TTL (past a NAT at the
+     * first hop, expiring before the peer's: the home router case, and the
+     * lab's), role a dials LOW_TTL_DELAY_MS later into it. A wrong guess
+     * costs one more refusal on either side, then the re-SYN run. */
+    k->near = 1;
+    if (pe->prm.role == 'b') {
+      k->ttl_next = 1;
+      k->next_at = now;
+    } else {
+      k->next_at = now + LOW_TTL_DELAY_MS;
+    }
+    HP_DEBUG("punch", json_pack("{s:s}", "addr", k->c.addr), "refused by a near NAT: %s",
+             pe->prm.role == 'b' ? "opening ours with a low-TTL SYN" : "next SYN in 10 ms");
+    return 1;
+  }
   k->fast++;
   k->next_at = k->fast <= FAST_BURST ? now : now + 1;
   return 1;
@@ -242,10 +260,10 @@ static void start_attempt(hp__pe *pe, int idx) {
      */
     int ttl = 0, old = 0;
     socklen_t ol = sizeof old;
-    if (pe->prm.low_ttl > 0 && pe->prm.role == 'b' && (k->attempts == 1 || k->ttl_next) &&
+    if (pe->prm.role == 'b' && ((pe->prm.low_ttl > 0 && k->attempts == 1) || k->ttl_next) &&
         k->c.kind == HP_CAND_SRFLX && k->sa.ss_family == AF_INET &&
         getsockopt(fd, IPPROTO_IP, IP_TTL, &old, &ol) == 0) {
-      ttl = pe->prm.low_ttl;
+      ttl = pe->prm.low_ttl > 0 ? pe->prm.low_ttl : NEAR_TTL;
       setsockopt(fd, IPPROTO_IP, IP_TTL, &ttl, sizeof ttl);
     }
     r = uv_tcp_connect(&c->creq, &c->tcp, (struct sockaddr *)&k->sa, on_connect);

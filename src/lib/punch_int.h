@@ -24,6 +24,7 @@
 #define RETRY_MIN_MS 20
 #define RETRY_MAX_MS 500
 #define LOW_TTL_DELAY_MS 10 /* role a's first SYNs after role b's low-TTL ones */
+#define NEAR_TTL 2          /* the low TTL tried after a near refusal (punch_dial.c) */
 
 static inline unsigned umin(unsigned a, unsigned b) {
   return a < b ? a : b;
@@ -72,6 +73,7 @@ typedef struct cand {
   unsigned fast;          /* immediate re-SYNs after a fast refusal (punch_dial.c) */
   unsigned ttl_again;     /* low-TTL SYNs re-sent after an ICMP abort (punch_dial.c) */
   int ttl_next;           /* the next socket's SYN leaves with the low TTL too */
+  int near;               /* a refusal came back fast: the low-TTL opening was tried */
   int last_err;           /* UV_E* of the last attempt, ERR_NO_ANSWER, 0 = none */
   char last_why[WHY_MAX]; /* handshake failure on a connection to it */
 } cand;
