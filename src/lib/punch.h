@@ -37,7 +37,8 @@ typedef struct hp__pe_params {
   int allow_loopback; /* dial loopback and link-local candidates (one-host tests) */
   int low_ttl;        /* 1..32: role b's first SYN to a srflx candidate leaves with
                          this IP TTL (it opens our NAT and dies before the peer's),
-                         role a starts LOW_TTL_DELAY_MS later; 0: off (punch_dial.c) */
+                         role a starts LOW_TTL_DELAY_MS later; 0: only tried once,
+                         with NEAR_TTL, after a refusal from a near NAT (punch_dial.c) */
   int synced;         /* both sides start at one instant (start_at_us): after a
                          refused connect, retry on the common grid (punch_dial.c) */
 } hp__pe_params;
