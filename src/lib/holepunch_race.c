@@ -102,10 +102,15 @@ static void start_securing(hp_punch *p, hp__pe *pe) {
 
   /* The nominated connection is final: the engine (listener, the other
    * connectors) goes now; the handshake runs on this one socket. Both
-   * sides nominate the same connection, so both drop the relay now. */
+   * sides see the same nomination, so both drop the relay (role a already
+   * did when it wrote the nomination: hp__ses_on_nominate). */
   hp__pe_destroy(p->pe);
   p->pe = NULL;
-  if (p->ra)
+  if (hp__ra_awaiting_a(p->ra))
+    HP_DEBUG("holepunch", hp__ses_ctx(p),
+             "direct connection nominated: the relay attempt is dropped (its handshake was done, "
+             "but a had not taken the relay)");
+  else if (p->ra)
     HP_DEBUG("holepunch", hp__ses_ctx(p),
              "direct connection nominated: the relay attempt is dropped");
   hp__ra_destroy(p->ra);
@@ -167,7 +172,11 @@ static void on_relay(hp__ra *ra, int status, const char *why, void *data) {
     return;
   }
   /* The relay authenticated first: the punch (if still running) goes,
-   * and what it tried so far is the reason the connection is relayed. */
+   * and what it tried so far is the reason the connection is relayed.
+   * Role a: it has not nominated (that would have dropped the relay), and
+   * its stream header on the relay, already out, tells b it took the relay.
+   * Role b: a's stream header came, so a took the relay and never
+   * nominates (relay_attempt.c waits for it). */
   if (p->pe && !*p->direct_fail) {
     char tried[512];
     hp__pe_result r;
@@ -239,6 +248,22 @@ void hp__ses_start_relay_attempt(hp_punch *p, const hp__msg_peer *pm) {
 /* ---- punching ---- */
 
 static void start_securing(hp_punch *p, hp__pe *pe);
+
+/* Role a is about to write its nomination: it commits to the direct path
+ * now, so the relay attempt goes before it can send another handshake
+ * message (its CONFIRM may be out, but not the stream header that tells b
+ * that a took the relay: docs/PROTOCOL.md section 9, "One path"). Had the
+ * relay authenticated first, the engine would be gone and never nominate. */
+void hp__ses_on_nominate(void *data) {
+  hp_punch *p = data;
+
+  if (!p->ra)
+    return;
+  HP_DEBUG("holepunch", hp__ses_ctx(p),
+           "nominating the direct connection: the relay attempt is dropped");
+  hp__ra_destroy(p->ra);
+  p->ra = NULL;
+}
 
 void hp__ses_on_punched(hp__pe *pe, int ok, void *data) {
   hp_punch *p = data;

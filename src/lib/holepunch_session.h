@@ -113,5 +113,6 @@ void hp__ses_try_listen(hp_punch *p);
 /* holepunch_race.c */
 void hp__ses_start_relay_attempt(hp_punch *p, const hp__msg_peer *pm);
 void hp__ses_on_punched(hp__pe *pe, int ok, void *data);
+void hp__ses_on_nominate(void *data);
 
 #endif

@@ -97,6 +97,7 @@ static void on_peer(hp_punch *p, const hp__msg_peer *pm) {
   prm.timeout_s = p->cfg.p2p_connect_timeout;
   prm.allow_loopback = p->cfg.allow_loopback_candidates;
   prm.low_ttl = p->cfg.low_ttl_syn;
+  prm.on_nominate = hp__ses_on_nominate;
   p->st = P_PUNCHING;
   p->relayed = 0;
   p->direct_fail[0] = p->relay_fail[0] = '\0';

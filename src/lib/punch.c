@@ -293,6 +293,8 @@ static void on_use_written(uv_write_t *req, int status) {
       if (o->st == C_SPARE) {
         o->st = C_NOMINATING;
         pe->nominee = o;
+        if (pe->prm.on_nominate)
+          pe->prm.on_nominate(pe->data); /* already committed: a no-op for the session */
         if (hp__pe_send_line(o, &o->wreq_use, o->use, on_use_written) < 0)
           hp__pe_reject(o, "writing the nomination failed");
         break;
@@ -337,6 +339,10 @@ static void authenticated(conn *c) {
   }
   c->st = C_NOMINATING;
   pe->nominee = c;
+  /* Committed to the direct path from here on, whatever becomes of this
+   * write (a failed one nominates a spare, or punching goes on). */
+  if (pe->prm.on_nominate)
+    pe->prm.on_nominate(pe->data);
   if (hp__pe_send_line(c, &c->wreq_use, c->use, on_use_written) < 0)
     hp__pe_reject(c, "writing the nomination failed");
 }

@@ -41,6 +41,11 @@ typedef struct hp__pe_params {
                          with NEAR_TTL, after a refusal from a near NAT (punch_dial.c) */
   int synced;         /* both sides start at one instant (start_at_us): after a
                          refused connect, retry on the common grid (punch_dial.c) */
+  /* Role a: called with the engine's cb data right before each nomination
+   * ("use" line) is written; the first call is when a commits to the direct
+   * path (the session drops its relay attempt there, docs/PROTOCOL.md
+   * section 9 "One path"). It must not destroy the engine. NULL: none. */
+  void (*on_nominate)(void *data);
 } hp__pe_params;
 
 /* ok is 0 on success, -ETIMEDOUT when punching gave up. */

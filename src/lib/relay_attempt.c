@@ -103,7 +103,13 @@ static void on_relay_ready(hp_bs *s, int err, const char *why, void *data) {
   if (r < 0) {
     ra->chan = NULL;
     fail(ra, r, "cannot start the secure handshake over the relay");
+    return;
   }
+  /* Role a decides the path; b's relayed channel is ready only once a's
+   * stream header came, which a sends only when it takes the relay (a's
+   * CONFIRM alone goes out before a knows: docs/PROTOCOL.md section 9). */
+  if (ra->role == 'b')
+    hp__secure_await_peer_header(ra->chan);
 }
 
 static void connect_now(hp__ra *ra) {
@@ -173,6 +179,10 @@ void hp__ra_now(hp__ra *ra) {
 
 int hp__ra_started(const hp__ra *ra) {
   return ra && ra->st != RA_WAITING;
+}
+
+int hp__ra_awaiting_a(const hp__ra *ra) {
+  return ra && ra->st == RA_SECURING && hp__secure_awaiting_peer_header(ra->chan);
 }
 
 hp_bs *hp__ra_take(hp__ra *ra) {

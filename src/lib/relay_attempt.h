@@ -36,6 +36,9 @@ int hp__ra_start(uv_loop_t *loop, const hp__url *url, const char *ca_file, const
 void hp__ra_now(hp__ra *ra);
 /** 1 once it connects (the delay is over). */
 int hp__ra_started(const hp__ra *ra);
+/** Role b: 1 while the relayed handshake is done but a's stream header has
+ *  not come (a has not taken the relay, and may yet nominate). For logs. */
+int hp__ra_awaiting_a(const hp__ra *ra);
 /** After cb(0): the channel, owned by the caller. NULL otherwise. */
 hp_bs *hp__ra_take(hp__ra *ra);
 /** Stop (whatever it holds is closed), no callback any more. NULL: no-op. */

@@ -5,7 +5,8 @@
  * and a hand-made peer (handshake by hand over a raw TCP carrier) that
  * tampers, replays, truncates and reorders records, speaks HTTP, or stays
  * silent; backpressure through the channel (reader paused, -ENOBUFS,
- * on_drain). Every case ends with uv_loop_close() == 0. */
+ * on_drain); role b waiting for a's stream header (the relay race). Every case ends with
+ * uv_loop_close() == 0. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -355,6 +356,95 @@ static void test_user_bytes_only_after_auth(void **state) {
   finish_raw(&loop, &a, &r);
 }
 
+/* Role b's relayed channel (hp__secure_await_peer_header): the handshake
+ * done (a's CONFIRM in) is not enough; ready() waits for a's stream header,
+ * which a sends only once it has taken the channel (docs/PROTOCOL.md
+ * section 9, "One path"). Until then b's user bytes stay held. kase 0: the
+ * header comes (in two pieces, a record right behind it); kase 1: a closes
+ * instead (it nominated the direct path): ready(<0), nothing user left. */
+static void test_await_peer_header(void **state) {
+  int kase;
+  (void)state;
+
+  for (kase = 0; kase < 2; kase++) {
+    uv_loop_t loop;
+    end b = {0};
+    raw r = {0};
+    int fds[2], have, i;
+    hp__hs hs;
+    hp__hs_params p = {SESSION, "alice", "bob", 'a', psk1};
+    hp__rec_tx tx;
+    uint8_t hello[HP_HS_MSG_LEN], out[HP_HS_MSG_LEN], txk[32], rxk[32], hdr[HP_REC_HEADER_LEN];
+    uint8_t w[HP_REC_MAX_WIRE];
+    size_t used, n;
+    char why[160];
+    const size_t hs_bytes = 2 * HP_HS_MSG_LEN + HP_REC_HEADER_LEN;
+
+    assert_int_equal(uv_loop_init(&loop), 0);
+    tcp_pair(fds);
+    start_end(&loop, fds[0], 'b', psk1, &b);
+    hp__secure_await_peer_header(b.s);
+    hp_bs_set_cbs(b.s, &cbs, &b);
+    assert_int_equal(hp_bs_write(b.s, (const uint8_t *)"user data", 9), 0);
+    assert_int_equal(hp__tcp_from_fd(&loop, fds[1], &r.c), 0);
+    hp_bs_set_cbs(r.c, &raw_cbs, &r);
+    assert_int_equal(hp__hs_init(&hs, &p, hello), 0);
+    assert_int_equal(hp_bs_write(r.c, hello, sizeof hello), 0);
+    RUN_UNTIL(&loop, r.nin >= HP_HS_MSG_LEN);
+    assert_int_equal(hp__hs_feed(&hs, r.in, HP_HS_MSG_LEN, &used, out, &have, why, sizeof why),
+                     HP_HS_AGAIN);
+    assert_int_equal(have, 1);
+    assert_int_equal(hp_bs_write(r.c, out, sizeof out), 0); /* a's CONFIRM */
+    /* b's CONFIRM and its stream header come; b is not ready. */
+    RUN_UNTIL(&loop, r.nin >= hs_bytes);
+    assert_int_equal(
+        hp__hs_feed(&hs, r.in + HP_HS_MSG_LEN, HP_HS_MSG_LEN, &used, out, &have, why, sizeof why),
+        HP_HS_DONE_OK);
+    for (i = 0; i < 5; i++) {
+      usleep(10000);
+      uv_run(&loop, UV_RUN_NOWAIT);
+    }
+    assert_int_equal(b.ready, 0);
+    assert_int_equal(hp__secure_awaiting_peer_header(b.s), 1);
+    assert_int_equal(r.nin, hs_bytes);
+    if (kase == 1) {
+      hp_bs_close(r.c);
+      r.c = NULL;
+      RUN_UNTIL(&loop, b.ready);
+      assert_true(b.ready_status < 0);
+      assert_int_equal(b.ngot, 0);
+      hp_bs_close(b.s);
+      b.s = NULL;
+      finish(&loop, &b, NULL);
+      continue;
+    }
+    hp__hs_keys(&hs, txk, rxk);
+    hp__rec_tx_init(&tx, txk, hdr);
+    /* Part of the header: still not ready. */
+    assert_int_equal(hp_bs_write(r.c, hdr, 10), 0);
+    for (i = 0; i < 5; i++) {
+      usleep(10000);
+      uv_run(&loop, UV_RUN_NOWAIT);
+    }
+    assert_int_equal(b.ready, 0);
+    memcpy(w, hdr + 10, sizeof hdr - 10);
+    n = sizeof hdr - 10;
+    n += seal(&tx, "first", 0, w + n);
+    assert_int_equal(hp_bs_write(r.c, w, n), 0);
+    RUN_UNTIL(&loop, b.ready);
+    assert_int_equal(b.ready_status, 0);
+    assert_int_equal(hp__secure_awaiting_peer_header(b.s), 0);
+    RUN_UNTIL(&loop, b.ngot == 5);
+    assert_memory_equal(b.got, "first", 5);
+    /* b's held write leaves only now: one record of 9 bytes. */
+    RUN_UNTIL(&loop, r.nin >= hs_bytes + 9 + HP_REC_OVERHEAD);
+    assert_int_equal(r.nin, hs_bytes + 9 + HP_REC_OVERHEAD);
+    hp__rec_tx_wipe(&tx);
+    hp__hs_wipe(&hs);
+    finish_raw(&loop, &b, &r);
+  }
+}
+
 static void test_tamper_replay_reorder_truncate(void **state) {
   static uint8_t w1[HP_REC_MAX_WIRE], w2[HP_REC_MAX_WIRE];
   int kase;
@@ -516,6 +606,7 @@ int main(void) {
       cmocka_unit_test(test_shutdown_before_ready),
       cmocka_unit_test(test_wrong_code_and_one_sided),
       cmocka_unit_test(test_user_bytes_only_after_auth),
+      cmocka_unit_test(test_await_peer_header),
       cmocka_unit_test(test_tamper_replay_reorder_truncate),
       cmocka_unit_test(test_final_then_garbage),
       cmocka_unit_test(test_stranger_and_silence),

@@ -37,7 +37,18 @@ typedef struct side {
   hp__pe_result res;
   json_t *report;
   char text[1024]; /* the report's text version */
+  int nominations; /* on_nominate calls */
+  int done_seen;   /* at the first on_nominate: own done + peer's done */
+  struct side *peer;
 } side;
+
+/* Role a's commitment hook: before the use line is written, so before
+ * either engine has finished (the session drops its relay attempt here). */
+static void on_nominate(void *data) {
+  side *s = data;
+  if (s->nominations++ == 0)
+    s->done_seen = s->done + (s->peer ? s->peer->done : 0);
+}
 
 static void on_done(hp__pe *pe, int ok, void *data) {
   side *s = data;
@@ -201,6 +212,9 @@ static void test_two_engines(void **state) {
   assert_int_not_equal(hp__pe_port(a.pe), hp__pe_port(b.pe));
   params(&pa, 'a', "alice", "bob", hp__pe_port(b.pe));
   params(&pb, 'b', "bob", "alice", hp__pe_port(a.pe));
+  pa.on_nominate = pb.on_nominate = on_nominate;
+  a.peer = &b;
+  b.peer = &a;
   assert_int_equal(hp__pe_start(a.pe, &pa, on_done, &a), 0);
   assert_int_equal(hp__pe_start(b.pe, &pb, on_done, &b), 0);
   assert_int_equal(hp__pe_start(b.pe, &pb, on_done, &b), -EALREADY);
@@ -208,6 +222,10 @@ static void test_two_engines(void **state) {
     uv_run(&loop, UV_RUN_ONCE);
   assert_int_equal(a.done, 1);
   assert_int_equal(b.done, 1);
+  /* Only a nominates, once, and before either side finished. */
+  assert_int_equal(a.nominations, 1);
+  assert_int_equal(a.done_seen, 0);
+  assert_int_equal(b.nominations, 0);
   assert_int_equal(a.ok, 0);
   assert_int_equal(b.ok, 0);
   assert_same_connection(&a, &b);

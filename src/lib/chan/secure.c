@@ -3,6 +3,10 @@
  *
  *   HANDSHAKE  reading the carrier for the peer's HELLO and CONFIRM; user
  *              writes are held (plaintext, capped) and the user reads nothing
+ *   PEER_HDR   only with hp__secure_await_peer_header: the handshake is done
+ *              and our stream header went out, but ready() waits for the
+ *              peer's stream header (the peer's commitment to this carrier,
+ *              see secure.h); writes are still held, received bytes kept
  *   OPEN       records both ways; the stream header went out first
  *   FAILED     ready(<0) or on_error fired; only close() remains
  *   CLOSED     close() called; freed in the timer's close callback
@@ -22,7 +26,7 @@
 
 #define SEAL_RECORDS 4
 
-typedef enum sec_state { S_HANDSHAKE, S_OPEN, S_FAILED, S_CLOSED } sec_state;
+typedef enum sec_state { S_HANDSHAKE, S_PEER_HDR, S_OPEN, S_FAILED, S_CLOSED } sec_state;
 
 /* The user's write direction: open, half-close asked during the handshake
  * (sent once ready), half-closed (FINAL sealed). */
@@ -39,6 +43,7 @@ typedef struct sec_bs {
   int peer_final;  /* the peer's FINAL record came: on_eof fired */
   int above_high;  /* queued() went over HP_BS_HIGH_WATER since the last on_drain */
   int authenticated;
+  int await_hdr; /* configuration: ready() only after the peer's stream header */
   hp_bs_cbs cbs;
   void *ud;
   hp__secure_ready_cb ready;
@@ -71,13 +76,13 @@ static void wipe(sec_bs *s) {
 static void fail(sec_bs *s, int err, const char *why) {
   sec_state was = s->st;
 
-  if (was != S_HANDSHAKE && was != S_OPEN)
+  if (was != S_HANDSHAKE && was != S_PEER_HDR && was != S_OPEN)
     return;
   s->st = S_FAILED;
   uv_timer_stop(&s->timer);
   wipe(s);
   hp_bs_pause(s->carrier, 1);
-  if (was == S_HANDSHAKE) {
+  if (was == S_HANDSHAKE || was == S_PEER_HDR) {
     if (s->ready)
       s->ready(&s->base, err, why, s->ready_ud);
   } else if (s->cbs.on_error) {
@@ -183,7 +188,7 @@ static int keep(sec_bs *s, const uint8_t *p, size_t n) {
 
 /* The carrier ended: fine after the peer's FINAL, truncation before. */
 static void carrier_ended(sec_bs *s) {
-  if (s->st == S_HANDSHAKE)
+  if (s->st == S_HANDSHAKE || s->st == S_PEER_HDR)
     fail(s, -ECONNRESET, "the peer closed the connection during the secure handshake");
   else if (s->st == S_OPEN && !s->peer_final)
     fail(s, -EPIPE, "the connection ended without the peer's end-of-stream record (truncated)");
@@ -211,7 +216,7 @@ static void drain_backlog(sec_bs *s) {
 static void on_timer(uv_timer_t *t) {
   sec_bs *s = t->data;
 
-  if (s->st == S_HANDSHAKE)
+  if (s->st == S_HANDSHAKE || s->st == S_PEER_HDR)
     fail(s, -ETIMEDOUT, "no secure handshake from the peer in time");
   else if (s->st == S_OPEN)
     drain_backlog(s);
@@ -219,8 +224,8 @@ static void on_timer(uv_timer_t *t) {
 
 /* The carrier reads while the handshake runs or the user takes data. */
 static void sync_carrier(sec_bs *s) {
-  int read = s->st == S_HANDSHAKE || (deliverable(s) && s->backlog_len == 0) ||
-             (s->st == S_OPEN && s->peer_final);
+  int read = s->st == S_HANDSHAKE || s->st == S_PEER_HDR ||
+             (deliverable(s) && s->backlog_len == 0) || (s->st == S_OPEN && s->peer_final);
   hp_bs_pause(s->carrier, !read);
 }
 
@@ -231,10 +236,10 @@ static void schedule_delivery(sec_bs *s) {
     sync_carrier(s);
 }
 
-/* The handshake is done: stream headers, held writes, a held half-close. */
-static int open_channel(sec_bs *s) {
+/* The handshake is done: our stream header goes out; then (at once, or in
+ * PEER_HDR once the peer's header came) open_channel. */
+static int keys_ready(sec_bs *s) {
   uint8_t tx[HP_HS_KEY_BYTES], rx[HP_HS_KEY_BYTES], hdr[HP_REC_HEADER_LEN];
-  int r;
 
   hp__hs_keys(&s->hs, tx, rx);
   s->authenticated = s->hs.with_psk;
@@ -243,12 +248,19 @@ static int open_channel(sec_bs *s) {
   hp__rec_rx_init(&s->rx, rx);
   sodium_memzero(tx, sizeof tx);
   sodium_memzero(rx, sizeof rx);
+  s->st = S_PEER_HDR;
+  return hp_bs_write(s->carrier, hdr, sizeof hdr);
+}
+
+/* Records both ways: held writes, a held half-close. */
+static int open_channel(sec_bs *s) {
+  int r = 0;
+
   uv_timer_stop(&s->timer);
   s->st = S_OPEN;
-  r = hp_bs_write(s->carrier, hdr, sizeof hdr);
-  if (r == 0 && s->pend_len > 0)
+  if (s->pend_len > 0)
     r = send_records(s, s->pend, s->pend_len, s->wdir == W_SHUT_PENDING);
-  else if (r == 0 && s->wdir == W_SHUT_PENDING)
+  else if (s->wdir == W_SHUT_PENDING)
     r = send_records(s, NULL, 0, 1);
   if (r == 0 && s->wdir == W_SHUT_PENDING) {
     s->wdir = W_SHUT;
@@ -261,6 +273,19 @@ static int open_channel(sec_bs *s) {
   }
   s->pend_len = 0;
   return r;
+}
+
+/* Open the channel and tell the user. 0 when it is still open after ready(). */
+static int open_and_tell(sec_bs *s) {
+  int r = open_channel(s);
+
+  if (r < 0) {
+    fail(s, r, "cannot send on the connection");
+    return r;
+  }
+  if (s->ready)
+    s->ready(&s->base, 0, "", s->ready_ud);
+  return s->st == S_OPEN ? 0 : -EPIPE; /* closed from ready() */
 }
 
 static void on_carrier_data(hp_bs *c, const uint8_t *p, size_t n, void *ud) {
@@ -284,16 +309,25 @@ static void on_carrier_data(hp_bs *c, const uint8_t *p, size_t n, void *ud) {
     }
     if (r == HP_HS_AGAIN)
       return;
-    r = open_channel(s);
+    r = keys_ready(s);
     if (r < 0) {
       fail(s, r, "cannot send on the connection");
       return;
     }
-    if (s->ready)
-      s->ready(&s->base, 0, "", s->ready_ud);
-    if (s->st != S_OPEN)
-      return; /* closed from ready() */
   }
+  if (s->st == S_PEER_HDR && s->await_hdr) {
+    /* Everything waits, still encrypted, in the backlog until the peer's
+     * stream header is in; delivered once open, by the backlog's timer. */
+    if (keep(s, p + used, n - used) < 0) {
+      fail(s, -ENOBUFS, "the connection delivered data while paused beyond the cap");
+      return;
+    }
+    if (s->backlog_len >= HP_REC_HEADER_LEN && open_and_tell(s) == 0)
+      schedule_delivery(s);
+    return;
+  }
+  if (s->st == S_PEER_HDR && open_and_tell(s) < 0)
+    return;
   if (s->st != S_OPEN)
     return;
   if (s->backlog_len == 0)
@@ -471,6 +505,15 @@ int hp__secure_start(uv_loop_t *loop, hp_bs *carrier, const hp__hs_params *param
   uv_timer_start(&s->timer, on_timer, timeout_ms, 0);
   *out = &s->base;
   return 0;
+}
+
+void hp__secure_await_peer_header(hp_bs *b) {
+  if (b && b->ops == &sec_ops && ((sec_bs *)b)->st == S_HANDSHAKE)
+    ((sec_bs *)b)->await_hdr = 1;
+}
+
+int hp__secure_awaiting_peer_header(const hp_bs *b) {
+  return b && b->ops == &sec_ops && ((const sec_bs *)b)->st == S_PEER_HDR;
 }
 
 int hp__secure_authenticated(const hp_bs *b) {

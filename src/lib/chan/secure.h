@@ -34,6 +34,20 @@ typedef void (*hp__secure_ready_cb)(hp_bs *s, int status, const char *why, void 
 int hp__secure_start(uv_loop_t *loop, hp_bs *carrier, const hp__hs_params *params,
                      uint64_t timeout_ms, hp__secure_ready_cb ready, void *ud, hp_bs **out);
 
+/**
+ * Make ready(0) wait, after the handshake, for the peer's stream header (the
+ * first bytes it sends once ITS handshake is done), not just for the peer's
+ * CONFIRM. The peer sends its CONFIRM as soon as it has our HELLO, before
+ * it knows the handshake will complete; its stream header comes only once
+ * it has our CONFIRM too, i.e. when it has taken the channel. Role b's
+ * relayed channel uses this so that it is ready only once role a has
+ * committed to the relay (docs/PROTOCOL.md section 9, "One path"). Our own
+ * stream header still goes out at once; user writes stay held until ready.
+ * Call right after hp__secure_start, before the loop runs.
+ */
+void hp__secure_await_peer_header(hp_bs *s);
+/** 1 while the handshake is done and ready() waits for the peer's header. */
+int hp__secure_awaiting_peer_header(const hp_bs *s);
 /** 1 when the peer proved it knows the code, 0 without a code. */
 int hp__secure_authenticated(const hp_bs *s);
 
