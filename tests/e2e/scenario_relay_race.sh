@@ -9,7 +9,7 @@
 #
 # The timing puts a's nomination inside the gap (see the lab below): on
 # 0.2.0 the first run already ended with a direct, b relayed (a exit 4
-# after rejoining, b exit 6). RACE_RUNS pairs (default 8, about 70 s),
+# after rejoining, b exit 6). RACE_RUNS pairs (default 5, about 45 s),
 # each in its own room, one after the other: every run both exit 0, print
 # the other's greeting, and log the same transport ("connected to X:
 # direct|relayed"). How many runs went which way, and how many times b had
@@ -19,7 +19,7 @@ set -euo pipefail
 # shellcheck source=lib/lab.sh
 source "$(dirname "$0")/lib/lab.sh"
 
-runs=${RACE_RUNS:-8}
+runs=${RACE_RUNS:-5}
 lab_create
 lab_require_binaries
 # Only a's WAN link is slow (RACE_WAN ms one way): a's relay round trips
