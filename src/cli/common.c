@@ -53,7 +53,8 @@ const hp__cfg_spec hp__cli_common_specs[] = {
      "s after pairing to try the rendezvous' relay alongside punching (0: at once, off: never)"},
     {"STUN_SERVERS", "stun-servers", HP_CFG_STRING, HP_CLI_NONE, 0, 0, NULL,
      offsetof(hp__cli_cfg, stun_servers),
-     "STUN servers asked over TCP from the punch port: ip:port list (commas), at most 4; "
+     "STUN servers asked over TCP from the punch port: host:port list (commas; an IP, [v6] or "
+     "a DNS name), at most 4; "
      "\"none\""},
     {"PORT_MAPPING", "port-mapping", HP_CFG_BOOL, "0", 0, 0, NULL,
      offsetof(hp__cli_cfg, port_mapping),
