@@ -69,17 +69,17 @@ typedef struct hp_config {
   const char *code;              /**< the shared code (`holepunch code`), or NULL: no code. With a
                                       code the peer must prove it knows it, and the room is derived
                                       from it unless room is set (then room is used as given) */
-  const char *stun_servers;      /**< STUN servers asked over TCP from the punch port: "host:port"
-                                      (an IP, [IPv6] or a DNS name, resolved on the loop; one that does
-                                      not resolve is a warning and is skipped) separated by commas or
-                                      spaces (at most 4); NULL or "" = none */
-  int port_mapping;              /**< 1: ask the router for a mapping of the punch port (UPnP-IGD,
-                                      NAT-PMP) and offer it as a candidate; 0 (default): do not */
-  int low_ttl_syn; /**< 0 (default): off; 1..32: the first SYN of role "b" to the peer's
-                        public mapping leaves with this IP TTL (enough to leave our NAT,
-                        not to reach the peer's), role "a" starts 10 ms later. Both
-                        workers must set it; only for paths whose routers send no ICMP
-                        Time Exceeded (docs/lab.md) */
+  const char *stun_servers; /**< STUN servers asked over TCP from the punch port, "host:port" list
+                                 (host: an IP, [IPv6] or a DNS name, resolved on the loop; a name
+                                 that does not resolve is a warning and is skipped) separated by
+                                 commas or spaces (at most 4); NULL or "" = none */
+  int port_mapping;         /**< 1: ask the router for a mapping of the punch port (UPnP-IGD,
+                                 NAT-PMP) and offer it as a candidate; 0 (default): do not */
+  int low_ttl_syn;          /**< 0 (default): off; 1..32: the first SYN of role "b" to the peer's
+                                 public mapping leaves with this IP TTL (enough to leave our NAT,
+                                 not to reach the peer's), role "a" starts 10 ms later. Both
+                                 workers must set it; only for paths whose routers send no ICMP
+                                 Time Exceeded (docs/lab.md) */
 } hp_config;
 
 /** Fill cfg with the documented defaults (rendezvous_url NULL). */
