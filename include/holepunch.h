@@ -69,8 +69,10 @@ typedef struct hp_config {
   const char *code;              /**< the shared code (`holepunch code`), or NULL: no code. With a
                                       code the peer must prove it knows it, and the room is derived
                                       from it unless room is set (then room is used as given) */
-  const char *stun_servers; /**< STUN servers asked over TCP from the punch port, "ip:port" list
-                                 separated by commas or spaces (at most 4); NULL or "" = none */
+  const char *stun_servers; /**< STUN servers asked over TCP from the punch port, "host:port" list
+                                 (host: an IP, [IPv6] or a DNS name, resolved on the loop; a name
+                                 that does not resolve is a warning and is skipped) separated by
+                                 commas or spaces (at most 4); NULL or "" = none */
   int port_mapping;         /**< 1: ask the router for a mapping of the punch port (UPnP-IGD,
                                  NAT-PMP) and offer it as a candidate; 0 (default): do not */
   int low_ttl_syn;          /**< 0 (default): off; 1..32: the first SYN of role "b" to the peer's

@@ -53,7 +53,8 @@ const hp__cfg_spec hp__cli_common_specs[] = {
      "s after pairing to try the rendezvous' relay alongside punching (0: at once, off: never)"},
     {"STUN_SERVERS", "stun-servers", HP_CFG_STRING, HP_CLI_NONE, 0, 0, NULL,
      offsetof(hp__cli_cfg, stun_servers),
-     "STUN servers asked over TCP from the punch port: ip:port list (commas), at most 4; "
+     "STUN servers asked over TCP from the punch port: host:port list (commas; an IP, [v6] or "
+     "a DNS name), at most 4; "
      "\"none\""},
     {"PORT_MAPPING", "port-mapping", HP_CFG_BOOL, "0", 0, 0, NULL,
      offsetof(hp__cli_cfg, port_mapping),
@@ -205,18 +206,19 @@ int hp__cli_check_common(const hp__cli_cfg *c) {
     return -1;
   }
   {
-    struct sockaddr_storage ss[4];
+    hp__hostport ss[4];
     char bad[96];
     int n = strcmp(c->stun_servers, HP_CLI_NONE) == 0
                 ? 0
-                : hp__addr_list_parse(c->stun_servers, ss, 4, bad, sizeof bad);
+                : hp__hostport_list_parse(c->stun_servers, ss, 4, bad, sizeof bad);
     if (n < 0) {
       if (n == -E2BIG)
         hp__cli_startup_error("STUN_SERVERS", "STUN_SERVERS lists more than 4 servers");
       else
         hp__cli_startup_error("STUN_SERVERS",
-                              "STUN_SERVERS entry \"%s\" is not an address: expected ip:port or "
-                              "[v6]:port (host names are not resolved), separated by commas",
+                              "STUN_SERVERS entry \"%s\" is not host:port: expected ip:port, "
+                              "[v6]:port or name:port (a DNS name: letters, digits, hyphens and "
+                              "dots, at most 253 bytes; port 1-65535), separated by commas",
                               bad);
       return -1;
     }

@@ -67,12 +67,14 @@ typedef struct dg {
   hp__whoami_result cb_res, obs_res;
   int have_obs;
   size_t nstun;
-  struct sockaddr_storage stun[DG_STUN_MAX];
+  hp__hostport stun[DG_STUN_MAX]; /* as configured: an address or a name */
   hp__stun_tcp_result stun_res[DG_STUN_MAX];
   struct sctx {
     struct dg *d;
     size_t i;
+    uv_getaddrinfo_t gai; /* a name being resolved (d is static: it outlives the request) */
   } sctx[DG_STUN_MAX];
+  uint64_t stun_deadline; /* uv_now() bound for resolving and asking the STUN servers */
   hp__portmap *pm;
   hp__portmap_result pm_res;
   int pm_asked, pm_answered;
@@ -136,6 +138,52 @@ static void on_stun(const hp__stun_tcp_result *r, void *data) {
   struct sctx *x = data;
   x->d->stun_res[x->i] = *r;
   one_done(x->d);
+}
+
+/* Ask STUN server i at addr with what is left of STUN_MS; 0 or < 0 (then
+ * nothing is pending for it). */
+static int stun_ask(dg *d, size_t i, const struct sockaddr *addr) {
+  uint64_t now = uv_now(&d->loop);
+  hp__stun_tcp *s;
+
+  if (now >= d->stun_deadline)
+    return -ETIMEDOUT;
+  return hp__stun_tcp_start(&d->loop, addr, d->port, (unsigned)(d->stun_deadline - now), on_stun,
+                            &d->sctx[i], &s);
+}
+
+/* A STUN server's name resolved (on libuv's thread pool): its first IPv4
+ * address (the punch port is IPv4), else its first IPv6 one. A name that
+ * does not resolve is a warning; that server is left out. */
+static void on_stun_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
+  struct sctx *x = req->data;
+  dg *d = x->d;
+  const struct addrinfo *ai, *pick = NULL;
+  const char *name = d->stun[x->i].name;
+
+  for (ai = status == 0 ? res : NULL; ai; ai = ai->ai_next) {
+    if (ai->ai_family == AF_INET) {
+      pick = ai;
+      break;
+    }
+    if (ai->ai_family == AF_INET6 && !pick)
+      pick = ai;
+  }
+  if (!pick) {
+    const char *why = status < 0 ? uv_strerror(status) : "no IPv4 or IPv6 address";
+    HP_WARN("diagnose", json_pack("{s:s, s:s}", "name", name, "why", why),
+            "STUN server %s: name not resolved (%s): skipped", name, why);
+    d->stun_res[x->i].status = -ENOENT;
+  } else if (stun_ask(d, x->i, pick->ai_addr) < 0) {
+    HP_WARN("diagnose", json_pack("{s:s}", "name", name),
+            "STUN server %s: cannot ask it (resolved too late or no socket): skipped", name);
+    d->stun_res[x->i].status = -ETIMEDOUT;
+  } else {
+    uv_freeaddrinfo(res);
+    return; /* pending until on_stun */
+  }
+  uv_freeaddrinfo(res);
+  one_done(d);
 }
 
 static void on_portmap(const hp__portmap_result *r, void *data) {
@@ -258,10 +306,10 @@ static void report(dg *d) {
         hp__addr_format((struct sockaddr *)&d->stun_res[i].mapped, ip, sizeof ip) < 0)
       continue;
     if (in.n_obs < HP_NAT_OBS_MAX) {
-      in.obs[in.n_obs].observer = d->stun[i];
+      in.obs[in.n_obs].observer = d->stun_res[i].server;
       in.obs[in.n_obs].mapped = d->stun_res[i].mapped;
       in.n_obs++;
-      hp__addr_format((struct sockaddr *)&d->stun[i], o, sizeof o);
+      hp__addr_format((struct sockaddr *)&d->stun_res[i].server, o, sizeof o);
       json_array_append_new(observers,
                             json_pack("{s:s,s:s,s:s}", "observer", o, "kind", "stun", "saw", ip));
     }
@@ -385,7 +433,7 @@ int hp__cli_diagnose(int argc, char **argv) {
     return HP_STATUS_CONFIG;
   }
   if (strcmp(d.cfg.stun_servers, HP_CLI_NONE) != 0)
-    d.nstun = (size_t)hp__addr_list_parse(d.cfg.stun_servers, d.stun, DG_STUN_MAX, NULL, 0);
+    d.nstun = (size_t)hp__hostport_list_parse(d.cfg.stun_servers, d.stun, DG_STUN_MAX, NULL, 0);
   d.port = d.cfg.internal_port;
   d.hairpin = -1;
   uv_loop_init(&d.loop);
@@ -403,14 +451,26 @@ int hp__cli_diagnose(int argc, char **argv) {
     d.cb_res.status = -ENOMEM;
     d.pending--;
   }
+  d.stun_deadline = uv_now(&d.loop) + STUN_MS;
   for (size_t i = 0; i < d.nstun; i++) {
-    hp__stun_tcp *s;
     d.stun_res[i].status = 0;
     d.pending++;
     d.sctx[i].d = &d;
     d.sctx[i].i = i;
-    if (hp__stun_tcp_start(&d.loop, (struct sockaddr *)&d.stun[i], d.port, STUN_MS, on_stun,
-                           &d.sctx[i], &s) < 0) {
+    if (d.stun[i].name[0]) {
+      struct addrinfo hints;
+      char port[8];
+      memset(&hints, 0, sizeof hints);
+      hints.ai_socktype = SOCK_STREAM;
+      hints.ai_protocol = IPPROTO_TCP;
+      hints.ai_flags = AI_NUMERICSERV;
+      snprintf(port, sizeof port, "%d", d.stun[i].port);
+      d.sctx[i].gai.data = &d.sctx[i];
+      r = uv_getaddrinfo(&d.loop, &d.sctx[i].gai, on_stun_resolved, d.stun[i].name, port, &hints);
+    } else {
+      r = stun_ask(&d, i, (struct sockaddr *)&d.stun[i].addr);
+    }
+    if (r < 0) {
       d.stun_res[i].status = -EINVAL;
       d.pending--;
     }

@@ -230,3 +230,95 @@ int hp__addr_list_parse(const char *s, struct sockaddr_storage *out, size_t max,
   }
   return (int)n;
 }
+
+int hp__hostname_valid(const char *s, size_t len) {
+  size_t label = 0; /* length of the current label */
+  int digits = 1;   /* the current label is all digits so far */
+
+  if (s == NULL || len == 0 || len > HP_HOSTNAME_MAX)
+    return 0;
+  for (size_t i = 0; i < len; i++) {
+    char c = s[i];
+    if (c == '.') {
+      if (label == 0 || s[i - 1] == '-')
+        return 0;
+      label = 0;
+      digits = 1;
+      continue;
+    }
+    if (c == '-') {
+      if (label == 0)
+        return 0;
+    } else if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))) {
+      return 0;
+    }
+    if (c < '0' || c > '9')
+      digits = 0;
+    if (++label > 63)
+      return 0;
+  }
+  /* Not empty after the last dot (no trailing dot), no trailing hyphen. */
+  return label > 0 && s[len - 1] != '-' && !digits;
+}
+
+int hp__hostport_parse(const char *s, size_t len, hp__hostport *out) {
+  const char *colon;
+  size_t hlen;
+  int port;
+
+  if (out == NULL)
+    return -EINVAL;
+  memset(out, 0, sizeof *out); /* a refusal leaves it zeroed */
+  if (s == NULL || len == 0 || memchr(s, '\0', len) != NULL)
+    return -EINVAL;
+  colon = memchr(s, ':', len);
+  /* "[v6]:port", or an IP literal (a dotted quad: no name is all digits). */
+  if (s[0] == '[' ||
+      (colon && colon - s < INET_ADDRSTRLEN && strspn(s, "0123456789.") == (size_t)(colon - s))) {
+    if (hp__addr_parse(s, len, &out->addr, NULL) < 0) {
+      memset(out, 0, sizeof *out);
+      return -EINVAL;
+    }
+    out->port =
+        ntohs(out->addr.ss_family == AF_INET ? ((struct sockaddr_in *)&out->addr)->sin_port
+                                             : ((struct sockaddr_in6 *)&out->addr)->sin6_port);
+    return 0;
+  }
+  if (colon == NULL)
+    return -EINVAL;
+  hlen = (size_t)(colon - s);
+  port = parse_port(colon + 1, len - hlen - 1);
+  if (port < 0 || !hp__hostname_valid(s, hlen))
+    return -EINVAL;
+  memcpy(out->name, s, hlen);
+  out->name[hlen] = '\0';
+  out->port = port;
+  return 0;
+}
+
+int hp__hostport_list_parse(const char *s, hp__hostport *out, size_t max, char *bad,
+                            size_t badlen) {
+  size_t n = 0;
+
+  if (bad && badlen)
+    bad[0] = '\0';
+  while (s && *s) {
+    size_t len;
+
+    while (*s == ',' || *s == ' ')
+      s++;
+    len = strcspn(s, ", ");
+    if (!len)
+      break;
+    if (n == max)
+      return -E2BIG;
+    if (hp__hostport_parse(s, len, &out[n]) < 0) {
+      if (bad && badlen)
+        snprintf(bad, badlen, "%.*s", (int)(len < 80 ? len : 80), s);
+      return -EINVAL;
+    }
+    n++;
+    s += len;
+  }
+  return (int)n;
+}

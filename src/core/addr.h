@@ -20,12 +20,38 @@ int hp__addr_format(const struct sockaddr *sa, char *buf, size_t buflen);
 int hp__addr_join(const char *ip, int port, char *buf, size_t buflen);
 
 /* A list of addresses ("ip:port" / "[v6]:port", as hp__addr_parse) separated
- * by commas and/or spaces, e.g. STUN_SERVERS. Host names are not resolved.
+ * by commas and/or spaces. Host names are refused (hp__hostport_list_parse
+ * takes them).
  * Fills out[0..max) and returns the count (0 for an empty or NULL list), or
  * -EINVAL (an entry that is not an address, its text in bad) or -E2BIG
  * (more than max entries). */
 int hp__addr_list_parse(const char *s, struct sockaddr_storage *out, size_t max, char *bad,
                         size_t badlen);
+
+#define HP_HOSTNAME_MAX 253 /* a DNS name's text, without a trailing dot (RFC 1035) */
+
+/* A server as configured (STUN_SERVERS): an IP literal or a DNS name, and a
+ * port. Names are only checked here; resolving them is the caller's
+ * (src/lib/discover/discover.c, on the loop). */
+typedef struct hp__hostport {
+  struct sockaddr_storage addr;   /* an IP literal, port set; ss_family 0 for a name */
+  char name[HP_HOSTNAME_MAX + 1]; /* a name: as written; "" for an IP literal */
+  int port;                       /* 1..65535 */
+} hp__hostport;
+
+/* 1 when len bytes of s are a host name as RFC 1123 allows: labels of 1..63
+ * letters, digits and hyphens (not first or last) separated by single dots,
+ * at most HP_HOSTNAME_MAX bytes, no trailing dot, and a last label that is
+ * not all digits (so "1.2.3" or "300.1.1.1" is never a name that a resolver
+ * would read as an IPv4 address). 0 otherwise. */
+int hp__hostname_valid(const char *s, size_t len);
+
+/* Parse len bytes of s (no NUL needed): "ip:port", "[v6]:port" (as
+ * hp__addr_parse) or "name:port" (hp__hostname_valid). Returns 0 or -EINVAL. */
+int hp__hostport_parse(const char *s, size_t len, hp__hostport *out);
+
+/* As hp__addr_list_parse, with hp__hostport_parse entries. */
+int hp__hostport_list_parse(const char *s, hp__hostport *out, size_t max, char *bad, size_t badlen);
 
 /* What kind of destination an address is. Unspecified, broadcast and
  * multicast addresses are never a peer (the wire decoder refuses them as

@@ -242,11 +242,16 @@ int hp_punch_start(uv_loop_t *loop, const hp_config *cfg, hp_done_cb cb, void *d
     return -ENOMEM;
   {
     char bad[96];
-    int n = hp__addr_list_parse(cfg->stun_servers, p->disc_opts.stun, HP_DISC_STUN_MAX, bad,
-                                sizeof bad);
+    int n = hp__hostport_list_parse(cfg->stun_servers, p->disc_opts.stun, HP_DISC_STUN_MAX, bad,
+                                    sizeof bad);
     if (n < 0) {
-      HP_ERROR("holepunch", NULL, "bad STUN server list: %s",
-               n == -E2BIG ? "more than 4 servers" : "an entry is not ip:port");
+      if (n == -E2BIG)
+        HP_ERROR("holepunch", NULL, "bad STUN server list: more than 4 servers");
+      else
+        HP_ERROR("holepunch", json_pack("{s:s}", "entry", bad),
+                 "bad STUN server list: \"%s\" is not host:port (an IP, [IPv6] or a DNS name; "
+                 "port 1-65535)",
+                 bad);
       free(p);
       return -EINVAL;
     }

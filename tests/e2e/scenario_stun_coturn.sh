@@ -15,7 +15,14 @@
 # (changing) and p (preserving) pair with the three coturn instances as
 # their STUN servers: each logs what every server saw of its punch port,
 # which is the mapping /whoami saw, and the NAT verdict of all observers
-# (endpoint-independent); then both connect directly.
+# (endpoint-independent); then both connect directly. c names its first
+# server: STUN_SERVERS starts with nonexistent.invalid:3478 (does not
+# resolve: a warning, skipped) and stun.lab.test:3478, which c's namespace
+# resolves through its own hosts file (/etc/netns/<ns>/hosts, bind-mounted
+# by `ip netns exec`) to the rendezvous host's coturn; c's namespace also
+# gets nsswitch.conf "hosts: files", so no name is ever asked of a DNS
+# server. Both files are removed on exit, failure included.
+# Last, `holepunch diagnose` on c with the same names.
 set -euo pipefail
 # shellcheck source=lib/lab.sh
 source "$(dirname "$0")/lib/lab.sh"
@@ -32,6 +39,26 @@ lab_add_worker_host p natp
 lab_add_worker_host x natx
 lab_add_public_host pub
 lab_describe >&2
+
+# Names for c (see the top). Removed before the lab's own cleanup, which
+# keeps the exit status: _names_cleanup returns it.
+NETNS_ETC="/etc/netns/$(lab_ns c)"
+NETNS_MADE=0
+[[ -d /etc/netns ]] || NETNS_MADE=1
+_names_cleanup() {
+  local rc=$?
+  rm -rf "$NETNS_ETC"
+  ((NETNS_MADE == 0)) || rmdir /etc/netns 2>/dev/null
+  return $rc
+}
+trap '_names_cleanup; lab_cleanup' EXIT
+mkdir -p "$NETNS_ETC"
+printf '127.0.0.1 localhost\n%s stun.lab.test\n' "$LAB_RDV_IP" >"$NETNS_ETC/hosts"
+printf 'hosts: files\n' >"$NETNS_ETC/nsswitch.conf"
+[[ $(lab_exec c getent hosts stun.lab.test) == "$LAB_RDV_IP "* ]] ||
+  lab_fail "c's namespace does not resolve stun.lab.test through $NETNS_ETC/hosts"
+! lab_exec c getent hosts nonexistent.invalid >/dev/null ||
+  lab_fail "c's namespace resolves nonexistent.invalid"
 
 # start_coturn PROC NODE IP PORT: coturn in STUN-only mode, its files under
 # $LAB_DIR, bounded by timeout (and killed by the lab's cleanup anyway).
@@ -106,8 +133,11 @@ lab_log "ok: random NAT: ${MAPPED[*]}; verdict address-and-port-dependent"
 # 4. The worker with STUN_SERVERS: the same mappings, used for the pairing.
 lab_start_rendezvous
 stun_list="${SERVERS[0]},${SERVERS[1]},${SERVERS[2]}"
+# c: the first server by name (SERVERS[0] is $LAB_RDV_IP:3478), after one
+# that does not resolve.
+names_list="nonexistent.invalid:3478, stun.lab.test:3478,${SERVERS[1]},${SERVERS[2]}"
 room="stun-$$"
-lab_run_worker c c "$room" STUN_SERVERS="$stun_list"
+lab_run_worker c c "$room" STUN_SERVERS="$names_list"
 lab_run_worker p p "$room" STUN_SERVERS="$stun_list"
 lab_wait_exit c 30 || lab_fail "worker c did not finish within 30 s"
 lab_wait_exit p 30 || lab_fail "worker p did not finish within 30 s"
@@ -126,4 +156,31 @@ done
   lab_fail "port preservation: p $(lab_json_field p '^NAT: ' port_preserved), c $(lab_json_field c '^NAT: ' port_preserved)"
 lab_expect_direct c p "$(lab_worker_mapping p)"
 lab_expect_direct p c "$(lab_worker_mapping c)"
+lab_expect_rc c 0
+lab_expect_rc p 0
+# c: the name was resolved to the coturn it names, and that one answered
+# (the loop above found its mapping under its address).
+[[ $(lab_json_field_where c '^STUN server .* sees our punch port as ' name stun.lab.test server) == "${SERVERS[0]}" ]] ||
+  lab_fail "c: no mapping logged from stun.lab.test as ${SERVERS[0]}"
+# ... and the name that does not resolve: a warning naming it and the
+# resolver's error, nothing else from it.
+w='^STUN server nonexistent\.invalid: name not resolved '
+[[ $(lab_json_field c "$w" severity) == WARNING && $(lab_json_field c "$w" name) == nonexistent.invalid &&
+  -n $(lab_json_field c "$w" why) ]] ||
+  lab_fail "c: no warning about nonexistent.invalid: $(grep -F nonexistent "$LAB_DIR/c.err" || true)"
+lab_log "ok: worker c: stun.lab.test:3478 resolved to ${SERVERS[0]} and asked; nonexistent.invalid:3478 warned about ($(lab_json_field c "$w" why)) and skipped; exit 0"
+
+# diagnose on c with the same list: three STUN observers, the named one
+# among them; the bad name is a warning, exit 0.
+J=$(lab_exec c env RENDEZVOUS_SERVICE_URL="$LAB_RDV_URL" INTERNAL_TCP_PORT=8085 \
+  STUN_SERVERS="$names_list" LOG_FORMAT=json LOG_LEVEL=warning \
+  timeout 30 "$HP_BUILD_DIR/holepunch" diagnose --json 2>"$LAB_DIR/diag-c.err") ||
+  lab_fail "diagnose on c failed ($?): $(cat "$LAB_DIR/diag-c.err")"
+echo "  c: $J" >&2
+stun_obs=$("$LAB_PY" -c 'import json,sys; print(" ".join(sorted(o["observer"] for o in json.loads(sys.argv[1])["observers"] if o["kind"] == "stun")))' "$J")
+want=$(printf '%s\n' "${SERVERS[@]}" | sort | tr '\n' ' ')
+[[ "$stun_obs " == "$want" ]] || lab_fail "diagnose on c: STUN observers '$stun_obs', expected '$want'"
+grep -q '"name":"nonexistent.invalid"' "$LAB_DIR/diag-c.err" ||
+  lab_fail "diagnose on c: no warning about nonexistent.invalid: $(cat "$LAB_DIR/diag-c.err")"
+lab_log "ok: diagnose on c: STUN observers $stun_obs (stun.lab.test among them); nonexistent.invalid warned about"
 lab_pass "stun_coturn: STUN over TCP against coturn and the NAT verdict for three NAT types"

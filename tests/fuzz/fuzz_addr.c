@@ -9,6 +9,15 @@
  *   HP_ADDR_STRLEN, parses back to the same address (family, IP, port,
  *   scope) and formats to the same string again (canonical form); for an
  *   address without a scope, hp__addr_join of its IP and port agrees.
+ * And hp__hostport_parse (STUN_SERVERS entries) on the same text:
+ * - 0 or -EINVAL, and the output zeroed on refusal;
+ * - whatever hp__addr_parse accepts it accepts as the same address (IP
+ *   literal, empty name, same port);
+ * - a name: hp__hostname_valid, at most HP_HOSTNAME_MAX bytes, only letters,
+ *   digits, hyphens and dots, and "name:port" rebuilt is exactly the input;
+ * - hp__hostport_list_parse of the text as a NUL-terminated string: a count
+ *   0..4, -EINVAL with the bad entry named, or -E2BIG; every entry parsed
+ *   valid (a name or an address, a port 1..65535).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -32,6 +41,51 @@ static void same_addr(const struct sockaddr_storage *a, const struct sockaddr_st
   }
 }
 
+static void check_hostport(const char *s, size_t size, int addr_ok,
+                           const struct sockaddr_storage *ss) {
+  hp__hostport h;
+  int r = hp__hostport_parse(s, size, &h);
+
+  FUZZ_CHECK(r == 0 || r == -EINVAL);
+  if (r < 0) {
+    FUZZ_CHECK(!addr_ok);
+    FUZZ_CHECK(h.port == 0 && h.name[0] == '\0' && h.addr.ss_family == 0);
+  } else {
+    FUZZ_CHECK(h.port >= 1 && h.port <= 65535);
+    if (addr_ok) {
+      FUZZ_CHECK(h.name[0] == '\0');
+      same_addr(ss, &h.addr);
+    } else {
+      size_t n = strlen(h.name);
+      char text[300];
+      FUZZ_CHECK(h.addr.ss_family == 0);
+      FUZZ_CHECK(n >= 1 && n <= HP_HOSTNAME_MAX && hp__hostname_valid(h.name, n));
+      FUZZ_CHECK(
+          strspn(h.name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.") == n);
+      FUZZ_CHECK(snprintf(text, sizeof text, "%s:%d", h.name, h.port) == (int)size);
+      FUZZ_CHECK(memcmp(text, s, size) == 0);
+    }
+  }
+
+  /* The list: the input as a C string (cut at a NUL, bounded). */
+  {
+    hp__hostport list[4];
+    char bad[96], nul[HP_HOSTNAME_MAX + 16];
+    size_t n = size < sizeof nul - 1 ? size : sizeof nul - 1;
+    int c;
+    memcpy(nul, s, n);
+    nul[n] = '\0';
+    c = hp__hostport_list_parse(nul, list, 4, bad, sizeof bad);
+    FUZZ_CHECK((c >= 0 && c <= 4) || c == -EINVAL || c == -E2BIG);
+    if (c == -EINVAL)
+      FUZZ_CHECK(bad[0] != '\0' && strlen(bad) < sizeof bad && strstr(nul, bad) != NULL);
+    for (int i = 0; i < c; i++) {
+      FUZZ_CHECK(list[i].port >= 1 && list[i].port <= 65535);
+      FUZZ_CHECK((list[i].name[0] != '\0') != (list[i].addr.ss_family != 0));
+    }
+  }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   struct sockaddr_storage ss, ss2, ss3;
   socklen_t sl = 0, sl2 = 0;
@@ -42,6 +96,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   r = hp__addr_parse(s, size, &ss, &sl);
   FUZZ_CHECK(r == 0 || r == -EINVAL);
   FUZZ_CHECK(hp__addr_parse(s, size, &ss3, NULL) == r);
+  check_hostport(s, size, r == 0, &ss);
   if (r < 0)
     return 0;
   same_addr(&ss, &ss3);

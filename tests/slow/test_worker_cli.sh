@@ -88,6 +88,19 @@ expect 2 'ALLOW_LOOPBACK_CANDIDATES="maybe" is not valid' env -i ALLOW_LOOPBACK_
 # "http:/host": the scheme is there, the two slashes are not.
 expect 2 'RENDEZVOUS_SERVICE_URL="http:/127.0.0.1:9" is not valid: the URL.s scheme must be followed by "://"' \
   "${W[@]}" --rendezvous-url http:/127.0.0.1:9
+# STUN_SERVERS: host:port entries (an IP, [v6] or a DNS name); a bad one is
+# named with what is allowed, for the worker and for diagnose. Nothing is
+# resolved: the start stops at the check.
+expect 2 'STUN_SERVERS entry "stun_1.example:3478" is not host:port: expected ip:port, \[v6\]:port or name:port' \
+  env -i STUN_SERVERS="stun.example.net:3478, stun_1.example:3478" RENDEZVOUS_SERVICE_URL=http://127.0.0.1:9 "$B/holepunch"
+expect 2 'STUN_SERVERS entry "stun.example.net:0" is not host:port' \
+  "${W[@]}" --rendezvous-url http://127.0.0.1:9 --stun-servers stun.example.net:0
+expect 2 'STUN_SERVERS entry "stun.example.net." is not host:port' \
+  "${W[@]}" --rendezvous-url http://127.0.0.1:9 --stun-servers stun.example.net.
+expect 2 'STUN_SERVERS lists more than 4 servers' \
+  "${W[@]}" --rendezvous-url http://127.0.0.1:9 --stun-servers a.example:1,b.example:1,c.example:1,d.example:1,e.example:1
+expect 2 'STUN_SERVERS entry "1.2.3:3478" is not host:port' \
+  env -i STUN_SERVERS=1.2.3:3478 RENDEZVOUS_SERVICE_URL=http://127.0.0.1:9 "$B/holepunch" diagnose
 
 # Start-up errors in JSON log mode are JSON lines naming the setting.
 out=$(env -i LOG_FORMAT=json INTERNAL_TCP_PORT=70000 RENDEZVOUS_SERVICE_URL=http://127.0.0.1:9 \

@@ -199,11 +199,135 @@ static void test_list(void **state) {
   assert_int_equal(hp__addr_list_parse("1.2.3.4", ss, 4, NULL, 0), -EINVAL);
 }
 
+static void test_hostname(void **state) {
+  char big[300];
+  (void)state;
+
+  assert_true(hp__hostname_valid("stun.example.net", 16));
+  assert_true(hp__hostname_valid("a", 1));
+  assert_true(hp__hostname_valid("STUN-1.Lab.test", 15));
+  assert_true(hp__hostname_valid("1a.example", 10));
+  assert_true(hp__hostname_valid("a.b1", 4));
+  assert_false(hp__hostname_valid("", 0));
+  assert_false(hp__hostname_valid(NULL, 3));
+  assert_false(hp__hostname_valid("stun.example.net.", 17)); /* trailing dot */
+  assert_false(hp__hostname_valid(".example", 8));
+  assert_false(hp__hostname_valid("a..b", 4));
+  assert_false(hp__hostname_valid("-a.b", 4));
+  assert_false(hp__hostname_valid("a-.b", 4));
+  assert_false(hp__hostname_valid("a.b-", 4));
+  assert_false(hp__hostname_valid("a_b.c", 5));
+  assert_false(hp__hostname_valid("a b.c", 5));
+  assert_false(hp__hostname_valid("1.2.3", 5)); /* reads as IPv4 to a resolver */
+  assert_false(hp__hostname_valid("example.123", 11));
+  assert_false(hp__hostname_valid("a\0b", 3));
+
+  /* Labels up to 63 bytes, the whole name up to 253. */
+  memset(big, 'a', sizeof big);
+  assert_true(hp__hostname_valid(big, 63));
+  assert_false(hp__hostname_valid(big, 64));
+  for (size_t i = 63; i < sizeof big; i += 64)
+    big[i] = '.';
+  assert_true(hp__hostname_valid(big, 253));  /* 63.63.63.61 */
+  assert_false(hp__hostname_valid(big, 254)); /* one more byte */
+}
+
+static void test_hostport(void **state) {
+  hp__hostport h;
+  char big[300];
+  (void)state;
+
+  assert_int_equal(hp__hostport_parse("stun.example.net:3478", 21, &h), 0);
+  assert_string_equal(h.name, "stun.example.net");
+  assert_int_equal(h.port, 3478);
+  assert_int_equal(h.addr.ss_family, 0);
+  /* Only len bytes count. */
+  assert_int_equal(hp__hostport_parse("localhost:1,x", 11, &h), 0);
+  assert_string_equal(h.name, "localhost");
+  assert_int_equal(h.port, 1);
+
+  assert_int_equal(hp__hostport_parse("198.51.100.2:3478", 17, &h), 0);
+  assert_string_equal(h.name, "");
+  assert_int_equal(h.addr.ss_family, AF_INET);
+  assert_int_equal(h.port, 3478);
+  assert_int_equal(ntohs(((struct sockaddr_in *)&h.addr)->sin_port), 3478);
+  assert_int_equal(hp__hostport_parse("[2001:db8::1]:65535", 19, &h), 0);
+  assert_int_equal(h.addr.ss_family, AF_INET6);
+  assert_int_equal(h.port, 65535);
+
+  {
+    static const char *const refused[] = {
+        "stun.example.net",
+        "stun.example.net:",
+        "stun.example.net:0",
+        "stun.example.net:65536",
+        "stun.example.net:080",
+        "stun.example.net:+1",
+        "stun.example.net.:3478",
+        "stun_x.example:3478",
+        ":3478",
+        "1.2.3:3478",
+        "300.1.1.1:3478",
+        "1.2.3.4.5:3478",
+        "::1:3478",
+        "[::1]",
+        "stun.example.net:3478:1",
+        "a b:1",
+        "[stun.example.net]:3478",
+        "1.2.3.4",
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+      if (hp__hostport_parse(refused[i], strlen(refused[i]), &h) != -EINVAL)
+        fail_msg("accepted \"%s\"", refused[i]);
+      assert_int_equal(h.port, 0);
+      assert_string_equal(h.name, "");
+    }
+  }
+  assert_int_equal(hp__hostport_parse("a\0b:1", 5, &h), -EINVAL);
+  assert_int_equal(hp__hostport_parse(NULL, 3, &h), -EINVAL);
+
+  /* A 253-byte name with a port: longer than HP_ADDR_STRLEN, accepted. */
+  memset(big, 'a', sizeof big);
+  for (size_t i = 63; i < 253; i += 64)
+    big[i] = '.';
+  memcpy(big + 253, ":3478", 5);
+  assert_int_equal(hp__hostport_parse(big, 258, &h), 0);
+  assert_int_equal(strlen(h.name), 253);
+  big[253] = 'a';
+  memcpy(big + 254, ":3478", 5);
+  assert_int_equal(hp__hostport_parse(big, 259, &h), -EINVAL);
+}
+
+static void test_hostport_list(void **state) {
+  hp__hostport h[4];
+  char bad[96];
+  (void)state;
+
+  assert_int_equal(hp__hostport_list_parse(NULL, h, 4, bad, sizeof bad), 0);
+  assert_int_equal(hp__hostport_list_parse(" , ", h, 4, bad, sizeof bad), 0);
+  assert_int_equal(hp__hostport_list_parse("stun.example.net:3478, 198.51.100.1:3479,[::1]:1", h, 4,
+                                           bad, sizeof bad),
+                   3);
+  assert_string_equal(h[0].name, "stun.example.net");
+  assert_int_equal(h[0].port, 3478);
+  assert_int_equal(h[1].addr.ss_family, AF_INET);
+  assert_int_equal(h[1].port, 3479);
+  assert_int_equal(h[2].addr.ss_family, AF_INET6);
+  assert_int_equal(hp__hostport_list_parse("a.example:1,b_c.example:1", h, 4, bad, sizeof bad),
+                   -EINVAL);
+  assert_string_equal(bad, "b_c.example:1");
+  assert_int_equal(hp__hostport_list_parse("a:1,b:1,c:1,d:1,e:1", h, 4, bad, sizeof bad), -E2BIG);
+  assert_int_equal(hp__hostport_list_parse("a:1,b:1,c:1,d:1", h, 4, bad, sizeof bad), 4);
+  assert_int_equal(hp__hostport_list_parse("a", h, 4, NULL, 0), -EINVAL);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_parse_table), cmocka_unit_test(test_parse_len),
-      cmocka_unit_test(test_format),      cmocka_unit_test(test_join),
-      cmocka_unit_test(test_classify),    cmocka_unit_test(test_list),
+      cmocka_unit_test(test_parse_table),   cmocka_unit_test(test_parse_len),
+      cmocka_unit_test(test_format),        cmocka_unit_test(test_join),
+      cmocka_unit_test(test_classify),      cmocka_unit_test(test_list),
+      cmocka_unit_test(test_hostname),      cmocka_unit_test(test_hostport),
+      cmocka_unit_test(test_hostport_list),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,7 +3,8 @@
  * discover.h). One state per object: RUNNING (requests out, the bound
  * armed), REPORTED (cb fired; a port mapping may live on), STOPPED (being
  * freed: the timer's close callback frees it, after the mapping's removal
- * was started).
+ * was started). A server given by name is resolved first (uv_getaddrinfo on
+ * libuv's thread pool, never on the loop), within the same bound.
  */
 #include "discover.h"
 
@@ -26,12 +27,23 @@ typedef struct stun_ctx {
   size_t i;
 } stun_ctx;
 
+/* A name being resolved. Its memory belongs to the request until the
+ * callback (cancelled or not): d is NULL once the discovery gave up on it. */
+typedef struct gai_req {
+  uv_getaddrinfo_t req;
+  struct hp__disc *d;
+  size_t i;
+} gai_req;
+
 struct hp__disc {
   uv_loop_t *loop;
   disc_state st;
   uv_timer_t timer; /* the bound; the deferred callback */
   hp__disc_cb cb;
   void *data;
+  int port;                             /* the punch port */
+  uint64_t deadline;                    /* uv_now() bound for everything */
+  gai_req *gai[HP_DISC_STUN_MAX];       /* pending name resolutions */
   hp__stun_tcp *stun[HP_DISC_STUN_MAX]; /* pending requests */
   stun_ctx ctx[HP_DISC_STUN_MAX];       /* their callback data */
   hp__portmap *pm;
@@ -44,6 +56,17 @@ static void on_closed(uv_handle_t *h) {
   free(h->data);
 }
 
+/* Give up on a pending resolution: its callback only frees it. */
+static void gai_detach(hp__disc *d, size_t i) {
+  gai_req *g = d->gai[i];
+
+  if (!g)
+    return;
+  d->gai[i] = NULL;
+  g->d = NULL;
+  uv_cancel((uv_req_t *)&g->req); /* fails when already running: it ends by itself */
+}
+
 static void report(hp__disc *d) {
   if (d->st != D_RUNNING)
     return;
@@ -51,6 +74,15 @@ static void report(hp__disc *d) {
   uv_timer_stop(&d->timer);
   /* What has not answered by now is cut off (and cancelled). */
   for (size_t i = 0; i < d->res.nstun; i++) {
+    if (d->gai[i]) {
+      gai_detach(d, i);
+      d->res.stun[i].status = -ETIMEDOUT;
+      snprintf(d->res.stun[i].err, sizeof d->res.stun[i].err,
+               "name not resolved within the discovery bound");
+      HP_WARN(
+          "discover", json_pack("{s:s, s:s}", "name", d->res.name[i], "why", d->res.stun[i].err),
+          "STUN server %s: name not resolved within the discovery bound: skipped", d->res.name[i]);
+    }
     if (d->stun[i]) {
       hp__stun_tcp_cancel(d->stun[i]);
       d->stun[i] = NULL;
@@ -85,6 +117,98 @@ static void on_stun(const hp__stun_tcp_result *r, void *data) {
   one_done(d);
 }
 
+/* Ask server i (an address now) with what is left of the bound. */
+static void stun_ask(hp__disc *d, size_t i, const struct sockaddr *server) {
+  uint64_t now = uv_now(d->loop);
+  unsigned left = d->deadline > now ? (unsigned)(d->deadline - now) : 1;
+  int r;
+
+  d->ctx[i].d = d;
+  d->ctx[i].i = i;
+  memcpy(&d->res.stun[i].server, server,
+         server->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
+  r = hp__stun_tcp_start(d->loop, server, d->port, left, on_stun, &d->ctx[i], &d->stun[i]);
+  if (r < 0) {
+    d->stun[i] = NULL;
+    d->res.stun[i].status = r;
+    snprintf(d->res.stun[i].err, sizeof d->res.stun[i].err, "cannot start: %s", strerror(-r));
+    one_done(d);
+  }
+}
+
+/* The first IPv4 address (the punch port is IPv4-bound), else the first IPv6 one. */
+static const struct addrinfo *pick(const struct addrinfo *ai) {
+  const struct addrinfo *v6 = NULL;
+
+  for (; ai; ai = ai->ai_next) {
+    if (ai->ai_family == AF_INET && ai->ai_addrlen >= sizeof(struct sockaddr_in))
+      return ai;
+    if (ai->ai_family == AF_INET6 && ai->ai_addrlen >= sizeof(struct sockaddr_in6) && !v6)
+      v6 = ai;
+  }
+  return v6;
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
+  gai_req *g = (gai_req *)req;
+  hp__disc *d = g->d;
+  size_t i = g->i;
+  const struct addrinfo *ai;
+
+  free(g);
+  if (!d) {
+    uv_freeaddrinfo(res);
+    return;
+  }
+  d->gai[i] = NULL;
+  ai = status == 0 ? pick(res) : NULL;
+  if (!ai) {
+    const char *why = status < 0 ? uv_strerror(status) : "no IPv4 or IPv6 address";
+    d->res.stun[i].status = -ENOENT;
+    snprintf(d->res.stun[i].err, sizeof d->res.stun[i].err, "name not resolved: %s", why);
+    HP_WARN("discover", json_pack("{s:s, s:s}", "name", d->res.name[i], "why", why),
+            "STUN server %s: name not resolved (%s): skipped, the others are still asked",
+            d->res.name[i], why);
+    uv_freeaddrinfo(res);
+    one_done(d);
+    return;
+  }
+  {
+    char a[HP_ADDR_STRLEN] = "";
+    hp__addr_format(ai->ai_addr, a, sizeof a);
+    HP_DEBUG("discover", json_pack("{s:s, s:s}", "name", d->res.name[i], "address", a),
+             "STUN server %s is %s", d->res.name[i], a);
+  }
+  stun_ask(d, i, ai->ai_addr);
+  uv_freeaddrinfo(res);
+}
+
+/* Resolve opts->stun[i].name; its port goes with it. */
+static int resolve(hp__disc *d, size_t i, const hp__hostport *h) {
+  struct addrinfo hints;
+  char port[8];
+  gai_req *g = calloc(1, sizeof *g);
+  int r;
+
+  if (!g)
+    return -ENOMEM;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_protocol = IPPROTO_TCP;
+  hints.ai_flags = AI_NUMERICSERV;
+  snprintf(port, sizeof port, "%d", h->port);
+  g->d = d;
+  g->i = i;
+  r = uv_getaddrinfo(d->loop, &g->req, on_resolved, h->name, port, &hints);
+  if (r < 0) {
+    free(g);
+    return r;
+  }
+  d->gai[i] = g;
+  return 0;
+}
+
 static void on_portmap(const hp__portmap_result *r, void *data) {
   hp__disc *d = data;
 
@@ -115,22 +239,28 @@ int hp__disc_start(uv_loop_t *loop, int port, const hp__disc_opts *opts, hp__dis
   d->res.portmap_status = 1;
   uv_timer_init(loop, &d->timer);
   d->timer.data = d;
+  d->port = port;
+  d->deadline = uv_now(loop) + opts->timeout_ms;
   d->res.nstun = opts->nstun;
+  /* Counted first: an answer cannot come back within this call, but a
+   * failure to start reports through one_done. */
+  d->pending = opts->nstun;
   for (size_t i = 0; i < opts->nstun; i++) {
-    stun_ctx *x = &d->ctx[i];
-    int r;
-    x->d = d;
-    x->i = i;
-    r = hp__stun_tcp_start(loop, (const struct sockaddr *)&opts->stun[i], port, opts->timeout_ms,
-                           on_stun, x, &d->stun[i]);
-    d->res.stun[i].server = opts->stun[i];
-    if (r < 0) {
-      d->stun[i] = NULL;
-      d->res.stun[i].status = r;
-      snprintf(d->res.stun[i].err, sizeof d->res.stun[i].err, "cannot start: %s", strerror(-r));
-      continue;
+    const hp__hostport *h = &opts->stun[i];
+    snprintf(d->res.name[i], sizeof d->res.name[i], "%s", h->name);
+    if (h->name[0] == '\0') {
+      stun_ask(d, i, (const struct sockaddr *)&h->addr);
+    } else {
+      int r = resolve(d, i, h);
+      if (r < 0) {
+        d->res.stun[i].status = r;
+        snprintf(d->res.stun[i].err, sizeof d->res.stun[i].err, "cannot resolve: %s",
+                 uv_strerror(r));
+        HP_WARN("discover", json_pack("{s:s, s:s}", "name", h->name, "why", uv_strerror(r)),
+                "STUN server %s: cannot resolve (%s): skipped", h->name, uv_strerror(r));
+        one_done(d);
+      }
     }
-    d->pending++;
   }
   if (opts->portmap) {
     hp__portmap_opts po;
@@ -155,6 +285,8 @@ void hp__disc_stop(hp__disc *d) {
   if (!d || d->st == D_STOPPED)
     return;
   d->st = D_STOPPED;
+  for (size_t i = 0; i < d->res.nstun; i++)
+    gai_detach(d, i);
   for (size_t i = 0; i < d->res.nstun; i++)
     if (d->stun[i]) {
       hp__stun_tcp_cancel(d->stun[i]);
@@ -218,16 +350,25 @@ void hp__disc_apply(const hp__disc_result *r, int local_port, const struct socka
   }
   for (size_t i = 0; i < r->nstun; i++) {
     const hp__stun_tcp_result *s = &r->stun[i];
-    char srv[HP_ADDR_STRLEN] = "";
+    const char *name = r->name[i];
+    char srv[HP_ADDR_STRLEN] = "", label[HP_HOSTNAME_MAX + HP_ADDR_STRLEN + 4];
+    if (s->server.ss_family == 0)
+      continue; /* a name that did not resolve: warned about then */
     hp__addr_format((const struct sockaddr *)&s->server, srv, sizeof srv);
+    /* "name (ip:port)" for a server given by name. */
+    if (*name)
+      snprintf(label, sizeof label, "%s (%s)", name, srv);
+    else
+      snprintf(label, sizeof label, "%s", srv);
     if (s->status < 0 || hp__addr_format((const struct sockaddr *)&s->mapped, a, sizeof a) < 0) {
-      HP_INFO("discover", json_pack("{s:s, s:s}", "server", srv, "why", s->err),
-              "STUN server %s: no mapping (%s)", srv, s->err);
+      HP_INFO("discover", json_pack("{s:s, s:s, s:s}", "server", srv, "name", name, "why", s->err),
+              "STUN server %s: no mapping (%s)", label, s->err);
       continue;
     }
     HP_INFO("discover",
-            json_pack("{s:s, s:s, s:f}", "server", srv, "mapped", a, "rtt_ms", s->rtt_ms),
-            "STUN server %s sees our punch port as %s", srv, a);
+            json_pack("{s:s, s:s, s:s, s:f}", "server", srv, "name", name, "mapped", a, "rtt_ms",
+                      s->rtt_ms),
+            "STUN server %s sees our punch port as %s", label, a);
     if (*port_preserved < 0) {
       /* The rendezvous could not see our port (a proxy in front of it):
        * the STUN server could. */

@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <uv.h>
 
+#include "addr.h"
 #include "portmap.h"
 #include "stun_tcp.h"
 #include "wire.h"
@@ -19,7 +20,11 @@
 #define HP_DISC_STUN_MAX 4 /* STUN servers asked */
 
 typedef struct hp__disc_opts {
-  struct sockaddr_storage stun[HP_DISC_STUN_MAX];
+  /* An IP literal is asked at once; a name is first resolved on the loop
+   * (uv_getaddrinfo, within timeout_ms): its first IPv4 address, else its
+   * first IPv6 one. A name that does not resolve is logged (a warning) and
+   * skipped; the others are still asked. */
+  hp__hostport stun[HP_DISC_STUN_MAX];
   size_t nstun;
   int portmap;         /* ask the router (UPnP-IGD, then NAT-PMP) */
   unsigned timeout_ms; /* everything within this; what has not answered is left out */
@@ -27,8 +32,10 @@ typedef struct hp__disc_opts {
 
 typedef struct hp__disc_result {
   size_t nstun;
-  hp__stun_tcp_result stun[HP_DISC_STUN_MAX]; /* status -ETIMEDOUT when cut off */
-  int portmap_status;                         /* 0 mapped, -ENOENT none, -ETIMEDOUT, 1 not asked */
+  hp__stun_tcp_result stun[HP_DISC_STUN_MAX];       /* status -ETIMEDOUT when cut off; a name
+                                                       not resolved: status < 0, server family 0 */
+  char name[HP_DISC_STUN_MAX][HP_HOSTNAME_MAX + 1]; /* the server's name as configured, or "" */
+  int portmap_status; /* 0 mapped, -ENOENT none, -ETIMEDOUT, 1 not asked */
   hp__portmap_proto portmap_proto;
   struct sockaddr_storage portmap_external;
 } hp__disc_result;
