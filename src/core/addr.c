@@ -203,15 +203,18 @@ const char *hp__addr_class_name(hp__addr_class c) {
   }
 }
 
-int hp__addr_list_parse(const char *s, struct sockaddr_storage *out, size_t max, char *bad,
-                        size_t badlen) {
+/* The lists below: entries separated by commas and/or spaces. Calls
+ * item(data, n, entry, len) for each, at most max; returns the count,
+ * -E2BIG, or -EINVAL with the offending entry (80 bytes at most) in bad. */
+static int list_parse(const char *s, size_t max, char *bad, size_t badlen,
+                      int (*item)(void *data, size_t n, const char *entry, size_t len),
+                      void *data) {
   size_t n = 0;
 
   if (bad && badlen)
     bad[0] = '\0';
   while (s && *s) {
     size_t len;
-    socklen_t sl;
 
     while (*s == ',' || *s == ' ')
       s++;
@@ -220,7 +223,7 @@ int hp__addr_list_parse(const char *s, struct sockaddr_storage *out, size_t max,
       break;
     if (n == max)
       return -E2BIG;
-    if (hp__addr_parse(s, len, &out[n], &sl) < 0) {
+    if (item(data, n, s, len) < 0) {
       if (bad && badlen)
         snprintf(bad, badlen, "%.*s", (int)(len < 80 ? len : 80), s);
       return -EINVAL;
@@ -229,6 +232,16 @@ int hp__addr_list_parse(const char *s, struct sockaddr_storage *out, size_t max,
     s += len;
   }
   return (int)n;
+}
+
+static int addr_item(void *data, size_t n, const char *entry, size_t len) {
+  socklen_t sl;
+  return hp__addr_parse(entry, len, &((struct sockaddr_storage *)data)[n], &sl);
+}
+
+int hp__addr_list_parse(const char *s, struct sockaddr_storage *out, size_t max, char *bad,
+                        size_t badlen) {
+  return list_parse(s, max, bad, badlen, addr_item, out);
 }
 
 int hp__hostname_valid(const char *s, size_t len) {
@@ -296,29 +309,11 @@ int hp__hostport_parse(const char *s, size_t len, hp__hostport *out) {
   return 0;
 }
 
+static int hostport_item(void *data, size_t n, const char *entry, size_t len) {
+  return hp__hostport_parse(entry, len, &((hp__hostport *)data)[n]);
+}
+
 int hp__hostport_list_parse(const char *s, hp__hostport *out, size_t max, char *bad,
                             size_t badlen) {
-  size_t n = 0;
-
-  if (bad && badlen)
-    bad[0] = '\0';
-  while (s && *s) {
-    size_t len;
-
-    while (*s == ',' || *s == ' ')
-      s++;
-    len = strcspn(s, ", ");
-    if (!len)
-      break;
-    if (n == max)
-      return -E2BIG;
-    if (hp__hostport_parse(s, len, &out[n]) < 0) {
-      if (bad && badlen)
-        snprintf(bad, badlen, "%.*s", (int)(len < 80 ? len : 80), s);
-      return -EINVAL;
-    }
-    n++;
-    s += len;
-  }
-  return (int)n;
+  return list_parse(s, max, bad, badlen, hostport_item, out);
 }
