@@ -191,6 +191,13 @@ static void assert_same_connection(side *a, side *b) {
   assert_string_equal(buf, "ping\n");
 }
 
+/* Every test's loop, with the safety timer that bounds it (SAFETY_MS). */
+static void start_loop(uv_loop_t *loop, uv_timer_t *safety) {
+  assert_int_equal(uv_loop_init(loop), 0);
+  uv_timer_init(loop, safety);
+  uv_timer_start(safety, on_safety, SAFETY_MS, 0);
+}
+
 static void finish_loop(uv_loop_t *loop, uv_timer_t *safety) {
   uv_close((uv_handle_t *)safety, NULL);
   uv_run(loop, UV_RUN_DEFAULT);
@@ -204,9 +211,7 @@ static void test_two_engines(void **state) {
   hp__pe_params pa, pb;
   (void)state;
 
-  assert_int_equal(uv_loop_init(&loop), 0);
-  uv_timer_init(&loop, &safety);
-  uv_timer_start(&safety, on_safety, SAFETY_MS, 0);
+  start_loop(&loop, &safety);
   assert_int_equal(hp__pe_create(&loop, 0, &a.pe), 0);
   assert_int_equal(hp__pe_create(&loop, 0, &b.pe), 0);
   assert_int_not_equal(hp__pe_port(a.pe), hp__pe_port(b.pe));
@@ -271,9 +276,7 @@ static void test_strangers_rejected(void **state) {
   json_t *inb;
   (void)state;
 
-  assert_int_equal(uv_loop_init(&loop), 0);
-  uv_timer_init(&loop, &safety);
-  uv_timer_start(&safety, on_safety, SAFETY_MS, 0);
+  start_loop(&loop, &safety);
   assert_int_equal(hp__pe_create(&loop, 0, &a.pe), 0);
   assert_int_equal(hp__pe_create(&loop, 0, &b.pe), 0);
   params(&pa, 'a', "alice", "bob", hp__pe_port(b.pe));
@@ -332,9 +335,7 @@ static void test_bytes_after_handshake_kept(void **state) {
   int peer;
   (void)state;
 
-  assert_int_equal(uv_loop_init(&loop), 0);
-  uv_timer_init(&loop, &safety);
-  uv_timer_start(&safety, on_safety, SAFETY_MS, 0);
+  start_loop(&loop, &safety);
   assert_int_equal(hp__pe_create(&loop, 0, &b.pe), 0);
   params(&pb, 'b', "bob", "alice", 0); /* no candidates: accept only */
   peer = dial(hp__pe_port(b.pe));
@@ -366,9 +367,7 @@ static void test_self_candidate_skipped(void **state) {
   json_t *c0;
   (void)state;
 
-  assert_int_equal(uv_loop_init(&loop), 0);
-  uv_timer_init(&loop, &safety);
-  uv_timer_start(&safety, on_safety, SAFETY_MS, 0);
+  start_loop(&loop, &safety);
   assert_int_equal(hp__pe_create(&loop, 0, &a.pe), 0);
   params(&pa, 'a', "alice", "bob", hp__pe_port(a.pe));
   pa.timeout_s = 0.5;
@@ -395,9 +394,7 @@ static void test_give_up_report(void **state) {
   json_t *cands, *c0;
   (void)state;
 
-  assert_int_equal(uv_loop_init(&loop), 0);
-  uv_timer_init(&loop, &safety);
-  uv_timer_start(&safety, on_safety, SAFETY_MS, 0);
+  start_loop(&loop, &safety);
   /* A port that was just free: open and destroy an engine on it. */
   assert_int_equal(hp__pe_create(&loop, 0, &tmp), 0);
   dead_port = hp__pe_port(tmp);
@@ -443,9 +440,7 @@ static void test_unanswered_syn_keeps_socket(void **state) {
   int port, lfd, filler;
   (void)state;
 
-  assert_int_equal(uv_loop_init(&loop), 0);
-  uv_timer_init(&loop, &safety);
-  uv_timer_start(&safety, on_safety, SAFETY_MS, 0);
+  start_loop(&loop, &safety);
   lfd = plain_listener(0, &port);
   filler = dial(port); /* backlog 0 holds one: now the queue is full */
   assert_int_equal(hp__pe_create(&loop, 0, &a.pe), 0);
@@ -485,9 +480,7 @@ static void test_inbound_holds_tuple(void **state) {
   char buf[256];
   (void)state;
 
-  assert_int_equal(uv_loop_init(&loop), 0);
-  uv_timer_init(&loop, &safety);
-  uv_timer_start(&safety, on_safety, SAFETY_MS, 0);
+  start_loop(&loop, &safety);
   assert_int_equal(hp__pe_create(&loop, 0, &a.pe), 0);
   params(&pa, 'a', "alice", "bob", peer_port);
   peer = dial_from(peer_port, hp__pe_port(a.pe));
@@ -530,9 +523,7 @@ static void test_rejected_inbound_frees_tuple(void **state) {
   ssize_t n;
   (void)state;
 
-  assert_int_equal(uv_loop_init(&loop), 0);
-  uv_timer_init(&loop, &safety);
-  uv_timer_start(&safety, on_safety, SAFETY_MS, 0);
+  start_loop(&loop, &safety);
   assert_int_equal(hp__pe_create(&loop, 0, &a.pe), 0);
   params(&pa, 'a', "alice", "bob", peer_port);
   pa.hello_ms = 200;
@@ -570,9 +561,7 @@ static void test_silent_outbound_kept(void **state) {
   ssize_t n;
   (void)state;
 
-  assert_int_equal(uv_loop_init(&loop), 0);
-  uv_timer_init(&loop, &safety);
-  uv_timer_start(&safety, on_safety, SAFETY_MS, 0);
+  start_loop(&loop, &safety);
   lfd = plain_listener(16, &port); /* the kernel accepts, nobody speaks */
   assert_int_equal(hp__pe_create(&loop, 0, &a.pe), 0);
   params(&pa, 'a', "alice", "bob", port);
@@ -629,9 +618,7 @@ static void test_bad_outbound_retried(void **state) {
   char buf[256];
   (void)state;
 
-  assert_int_equal(uv_loop_init(&loop), 0);
-  uv_timer_init(&loop, &safety);
-  uv_timer_start(&safety, on_safety, SAFETY_MS, 0);
+  start_loop(&loop, &safety);
   b.lfd = plain_listener(16, &port);
   assert_int_equal(fcntl(b.lfd, F_SETFL, O_NONBLOCK), 0);
   uv_timer_init(&loop, &poll_t);
@@ -676,9 +663,7 @@ static void test_loopback_candidates_need_consent(void **state) {
   int lfd, port;
   (void)state;
 
-  assert_int_equal(uv_loop_init(&loop), 0);
-  uv_timer_init(&loop, &safety);
-  uv_timer_start(&safety, on_safety, SAFETY_MS, 0);
+  start_loop(&loop, &safety);
   lfd = plain_listener(16, &port); /* would accept, if it were dialed */
   assert_int_equal(hp__pe_create(&loop, 0, &a.pe), 0);
   params(&pa, 'a', "alice", "bob", 0);
@@ -727,9 +712,7 @@ static void test_strangers_bounded(void **state) {
   low = old;
   low.rlim_cur = 64;
   assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
-  assert_int_equal(uv_loop_init(&loop), 0);
-  uv_timer_init(&loop, &safety);
-  uv_timer_start(&safety, on_safety, SAFETY_MS, 0);
+  start_loop(&loop, &safety);
   assert_int_equal(hp__pe_create(&loop, 0, &a.pe), 0);
   assert_int_equal(hp__pe_create(&loop, 0, &b.pe), 0);
   params(&pa, 'a', "alice", "bob", hp__pe_port(b.pe));
