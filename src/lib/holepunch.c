@@ -116,6 +116,8 @@ void hp__ses_end(hp_punch *p, hp_status status, const char *reason) {
   p->pe = NULL;
   hp__ra_destroy(p->ra);
   p->ra = NULL;
+  hp__hs_wipe(&p->dhs);
+  p->dhs_sent = 0;
   if (status != HP_STATUS_OK && p->chan) {
     hp_bs_close(p->chan);
     p->chan = NULL;
@@ -402,5 +404,6 @@ void hp_punch_destroy(hp_punch *p) {
     hp_bs_close(p->chan); /* a channel nobody took */
   p->chan = NULL;
   sodium_memzero(p->psk, sizeof p->psk);
+  hp__hs_wipe(&p->dhs);
   uv_close((uv_handle_t *)&p->timer, on_timer_closed);
 }

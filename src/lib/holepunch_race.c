@@ -26,6 +26,8 @@ static void rejoin(hp_punch *p, const char *why) {
 
   hp__ra_destroy(p->ra); /* the relay would meet the same peer */
   p->ra = NULL;
+  hp__hs_wipe(&p->dhs);
+  p->dhs_sent = 0;
   p->relayed = 0;
   p->direct_fail[0] = p->relay_fail[0] = '\0';
   if (p->sig) {
@@ -61,6 +63,9 @@ static void on_secured(hp_bs *s, int status, const char *why, void *data) {
   (void)s;
 
   if (status == 0) {
+    /* From receiving peer to the channel's first authenticated byte: what a
+     * user waits for (bench/traversal.sh). */
+    double secured_ms = (double)((uv_hrtime() - p->hr_peer) / 1000) / 1000.0;
     if (p->relayed)
       HP_INFO("holepunch",
               json_pack("{s:s, s:s, s:s, s:s, s:s}", "room", p->room, "id", p->own_id, "peer",
@@ -69,13 +74,13 @@ static void on_secured(hp_bs *s, int status, const char *why, void *data) {
               p->direct_fail);
     if (p->with_code)
       HP_INFO("holepunch",
-              json_pack("{s:s, s:s, s:s, s:b}", "room", p->room, "id", p->own_id, "peer",
-                        p->peer_id, "authenticated", 1),
+              json_pack("{s:s, s:s, s:s, s:b, s:f}", "room", p->room, "id", p->own_id, "peer",
+                        p->peer_id, "authenticated", 1, "elapsed_ms", secured_ms),
               "secure channel up: %s proved it knows the code", p->peer_id);
     else
       HP_WARN("holepunch",
-              json_pack("{s:s, s:s, s:s, s:b}", "room", p->room, "id", p->own_id, "peer",
-                        p->peer_id, "authenticated", 0),
+              json_pack("{s:s, s:s, s:s, s:b, s:f}", "room", p->room, "id", p->own_id, "peer",
+                        p->peer_id, "authenticated", 0, "elapsed_ms", secured_ms),
               "secure channel up, encrypted but the peer is unauthenticated (no code): %s is "
               "whoever the rendezvous paired us with; use --code to authenticate it",
               p->peer_id);
@@ -122,14 +127,17 @@ static void start_securing(hp_punch *p, hp__pe *pe) {
     hp__ses_end(p, HP_STATUS_NO_DIRECT, "cannot use the connected socket");
     return;
   }
-  memset(&prm, 0, sizeof prm);
-  prm.session = p->session;
-  prm.own_id = p->own_id;
-  prm.peer_id = p->peer_id;
-  prm.role = p->role[0];
-  prm.psk = p->with_code ? p->psk : NULL;
   p->st = P_SECURING;
-  r = hp__secure_start(p->loop, carrier, &prm, SECURE_TIMEOUT_MS, on_secured, p, &p->chan);
+  if (p->dhs_sent) {
+    /* Our HELLO went out with the session lines: the handshake goes on. */
+    r = hp__secure_start_sent(p->loop, carrier, &p->dhs, SECURE_TIMEOUT_MS, on_secured, p,
+                              &p->chan);
+    hp__hs_wipe(&p->dhs);
+    p->dhs_sent = 0;
+  } else {
+    hp__ses_hs_params(p, &prm);
+    r = hp__secure_start(p->loop, carrier, &prm, SECURE_TIMEOUT_MS, on_secured, p, &p->chan);
+  }
   if (r < 0) {
     p->chan = NULL;
     hp__ses_end(p, HP_STATUS_NO_DIRECT, "cannot start the secure handshake");
@@ -201,23 +209,29 @@ static void on_relay(hp__ra *ra, int status, const char *why, void *data) {
   on_secured(p->chan, 0, NULL, p);
 }
 
-/* The relay attempt starts with the punch, connecting after relay_after. */
-void hp__ses_start_relay_attempt(hp_punch *p, const hp__msg_peer *pm) {
+/* The secure handshake's parameters for this pairing (direct or relayed). */
+void hp__ses_hs_params(const hp_punch *p, hp__hs_params *prm) {
+  memset(prm, 0, sizeof *prm);
+  prm->session = p->session;
+  prm->own_id = p->own_id;
+  prm->peer_id = p->peer_id;
+  prm->role = p->role[0];
+  prm->psk = p->with_code ? p->psk : NULL;
+}
+
+/* The relay attempt starts with the punch, connecting after delay_ms
+ * (RELAY_AFTER from the first SYNs; less when restarted). p->relay_url and
+ * p->start_in_ms are the peer message's. */
+void hp__ses_start_relay_attempt(hp_punch *p, uint64_t delay) {
   hp__hs_params prm;
   hp__url ru;
   const hp__url *relay;
-  uint64_t delay, bound;
+  uint64_t bound;
   int r;
 
   if (p->cfg.relay_after < 0)
     return; /* RELAY_AFTER=off */
-  memset(&prm, 0, sizeof prm);
-  prm.session = p->session;
-  prm.own_id = p->own_id;
-  prm.peer_id = p->peer_id;
-  prm.role = p->role[0];
-  prm.psk = p->with_code ? p->psk : NULL;
-  delay = (uint64_t)(p->cfg.relay_after * 1000.0) + (uint64_t)pm->start_in_ms;
+  hp__ses_hs_params(p, &prm);
   /* Connect, join and wait for the peer to join: until punching would give
    * up, plus 10 s for a relay that is slower to join than the punch (so a
    * worker without a relaying peer exits 5 at most ~10 s (+ the handshake's
@@ -230,13 +244,13 @@ void hp__ses_start_relay_attempt(hp_punch *p, const hp__msg_peer *pm) {
    * named by peer.relay_url; without it, this rendezvous. The channel is
    * authenticated end to end either way, so the URL only routes bytes. */
   relay = &p->url;
-  if (pm->relay_url[0]) {
+  if (p->relay_url[0]) {
     char err[160];
-    if (hp__url_parse(pm->relay_url, &ru, err, sizeof err) == 0)
+    if (hp__url_parse(p->relay_url, &ru, err, sizeof err) == 0)
       relay = &ru;
     else
       HP_WARN("holepunch", hp__ses_ctx(p),
-              "the rendezvous named a relay URL we cannot use (%s): %s", pm->relay_url, err);
+              "the rendezvous named a relay URL we cannot use (%s): %s", p->relay_url, err);
   }
   r = hp__ra_start(p->loop, relay, p->ca_file, &prm, delay, bound, on_relay, p, &p->ra);
   if (r < 0) {
@@ -261,8 +275,35 @@ void hp__ses_on_nominate(void *data) {
     return;
   HP_DEBUG("holepunch", hp__ses_ctx(p),
            "nominating the direct connection: the relay attempt is dropped");
+  p->ra_dropped_unstarted = !hp__ra_started(p->ra);
   hp__ra_destroy(p->ra);
   p->ra = NULL;
+}
+
+/* Role a may nominate a connection before the peer's hello only while that
+ * cannot cost the relay: no relay attempt, or one still in its delay (it
+ * is restarted if the early nominee fails, hp__ses_on_unnominate); one that
+ * has joined the relay cannot join again (the session is used). */
+int hp__ses_may_nominate_early(void *data) {
+  const hp_punch *p = data;
+  return !p->ra || !hp__ra_started(p->ra);
+}
+
+/* The early nominee failed and nothing else is nominated: give back the
+ * relay attempt it dropped, with what is left of its delay. */
+void hp__ses_on_unnominate(void *data) {
+  hp_punch *p = data;
+  uint64_t due, now_ms;
+
+  if (!p->ra_dropped_unstarted || p->ra)
+    return;
+  p->ra_dropped_unstarted = 0;
+  due = (uint64_t)(p->cfg.relay_after * 1000.0) + (uint64_t)p->start_in_ms;
+  now_ms = (uv_hrtime() - p->hr_peer) / 1000000;
+  HP_INFO("holepunch", hp__ses_ctx(p),
+          "the early-nominated connection failed before the peer's hello: the relay attempt is "
+          "back");
+  hp__ses_start_relay_attempt(p, due > now_ms ? due - now_ms : 0);
 }
 
 void hp__ses_on_punched(hp__pe *pe, int ok, void *data) {

@@ -91,6 +91,16 @@ struct hp_punch {
   uint64_t deadline; /* uv_now() ms of the current phase's deadline */
   uint64_t t_waiting;
   uint64_t hr_peer; /* when the peer message arrived */
+  /* The direct path's handshake: its HELLO (dhello) goes out with our
+   * session lines on every punched connection (the engine's chan_hello), so
+   * the channel on the nominated one continues from dhs. */
+  hp__hs dhs;
+  uint8_t dhello[HP_HS_MSG_LEN];
+  int dhs_sent;                     /* dhs holds a started handshake */
+  char relay_url[HP_RELAY_URL_MAX]; /* peer.relay_url, to restart the relay attempt */
+  long start_in_ms;                 /* peer.start_in_ms, likewise */
+  int ra_dropped_unstarted;         /* an early nomination dropped a relay attempt that
+                                       had not connected yet (hp__ses_on_unnominate) */
   double elapsed_ms;
   hp__cands cands;
   hp_done_cb cb;
@@ -111,8 +121,11 @@ uint64_t hp__ses_progress_ms(const hp_punch *p);
 void hp__ses_try_listen(hp_punch *p);
 
 /* holepunch_race.c */
-void hp__ses_start_relay_attempt(hp_punch *p, const hp__msg_peer *pm);
+void hp__ses_hs_params(const hp_punch *p, hp__hs_params *prm);
+void hp__ses_start_relay_attempt(hp_punch *p, uint64_t delay_ms);
 void hp__ses_on_punched(hp__pe *pe, int ok, void *data);
 void hp__ses_on_nominate(void *data);
+int hp__ses_may_nominate_early(void *data);
+void hp__ses_on_unnominate(void *data);
 
 #endif

@@ -98,10 +98,28 @@ static void on_peer(hp_punch *p, const hp__msg_peer *pm) {
   prm.allow_loopback = p->cfg.allow_loopback_candidates;
   prm.low_ttl = p->cfg.low_ttl_syn;
   prm.on_nominate = hp__ses_on_nominate;
+  prm.may_nominate_early = hp__ses_may_nominate_early;
+  prm.on_unnominate = hp__ses_on_unnominate;
   p->st = P_PUNCHING;
   p->relayed = 0;
   p->direct_fail[0] = p->relay_fail[0] = '\0';
-  hp__ses_start_relay_attempt(p, pm);
+  snprintf(p->relay_url, sizeof p->relay_url, "%s", pm->relay_url);
+  p->start_in_ms = pm->start_in_ms;
+  p->ra_dropped_unstarted = 0;
+  {
+    /* Our HELLO of the direct path's handshake, sent with the session lines
+     * (docs/PROTOCOL.md section 5); without it the channel sends its own. */
+    hp__hs_params hprm;
+    hp__ses_hs_params(p, &hprm);
+    p->dhs_sent = hp__hs_init(&p->dhs, &hprm, p->dhello) == 0;
+    if (p->dhs_sent) {
+      prm.chan_hello = p->dhello;
+      prm.chan_hello_len = sizeof p->dhello;
+    }
+  }
+  if (p->cfg.relay_after >= 0)
+    hp__ses_start_relay_attempt(p, (uint64_t)(p->cfg.relay_after * 1000.0) +
+                                       (uint64_t)pm->start_in_ms);
   r = hp__pe_start(p->pe, &prm, hp__ses_on_punched, p);
   if (r < 0) {
     HP_ERROR("holepunch", hp__ses_ctx(p), "the peer message cannot be used for punching: %s",

@@ -136,8 +136,11 @@ void hp__pe_count_syns(conn *c) {
  * SO_LINGER {1, 0} first: RST instead of FIN, and the 4-tuple is free at
  * once instead of lingering in FIN-WAIT / LAST-ACK. The winner must not get
  * it: the option belongs to the socket, which its duplicate keeps. */
+static void nominee_lost(hp__pe *pe);
+
 void hp__pe_close_conn(conn *c, int rst) {
   hp__pe *pe = c->pe;
+  const int was_nominee = pe->nominee == c;
 
   if (c->st == C_CONNECTING)
     hp__pe_count_syns(c);
@@ -162,6 +165,8 @@ void hp__pe_close_conn(conn *c, int rst) {
       (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
   }
   uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+  if (was_nominee && hp__pe_live(pe))
+    nominee_lost(pe);
 }
 
 conn *hp__pe_new_conn(hp__pe *pe, int cand_idx) {
@@ -274,10 +279,18 @@ void hp__pe_finish(hp__pe *pe, conn *winner) {
   pe->cb(pe, winner ? 0 : -ETIMEDOUT, pe->data);
 }
 
-int hp__pe_send_line(conn *c, uv_write_t *req, char *line, uv_write_cb cb) {
-  uv_buf_t b = uv_buf_init(line, (unsigned)strlen(line));
+/* The hello line, and for role b the channel's HELLO right behind it
+ * (every byte after b's hello line belongs to the channel, section 5). */
+static int send_hello(conn *c, uv_write_t *req, uv_write_cb cb) {
+  const hp__pe_params *prm = &c->pe->prm;
+  uv_buf_t b[2];
+  unsigned n = 0;
+
+  b[n++] = uv_buf_init(c->hello, (unsigned)strlen(c->hello));
+  if (prm->role == 'b' && prm->chan_hello)
+    b[n++] = uv_buf_init((char *)prm->chan_hello, (unsigned)prm->chan_hello_len);
   req->data = c;
-  return uv_write(req, (uv_stream_t *)&c->tcp, &b, 1, cb);
+  return uv_write(req, (uv_stream_t *)&c->tcp, b, n, cb);
 }
 
 static void on_use_written(uv_write_t *req, int status) {
@@ -287,23 +300,76 @@ static void on_use_written(uv_write_t *req, int status) {
   if (status == UV_ECANCELED || !hp__pe_live(pe))
     return;
   if (status < 0) {
+    /* Closing the nominee nominates another checked connection, if any
+     * (nominee_lost). */
     hp__pe_reject(c, "writing the nomination failed");
-    /* Nominate another authenticated connection, if there is one. */
-    for (conn *o = pe->conns; o; o = o->next) {
-      if (o->st == C_SPARE) {
-        o->st = C_NOMINATING;
-        pe->nominee = o;
-        if (pe->prm.on_nominate)
-          pe->prm.on_nominate(pe->data); /* already committed: a no-op for the session */
-        if (hp__pe_send_line(o, &o->wreq_use, o->use, on_use_written) < 0)
-          hp__pe_reject(o, "writing the nomination failed");
-        break;
-      }
-    }
     hp__pe_reschedule(pe);
     return;
   }
-  hp__pe_finish(pe, c);
+  c->use_written = 1;
+  /* An early nominee waits for the peer's hello (authenticated). */
+  if (c->st == C_NOMINATING)
+    hp__pe_finish(pe, c);
+}
+
+/* Write the nomination ("use" line, for role a; the channel's HELLO follows
+ * it) on c. When called for an unchecked outbound connection (early), the
+ * peer's hello has not come yet. lead: the hello line to send first in the
+ * same write, or NULL. */
+static int send_use(conn *c, const char *lead) {
+  hp__pe *pe = c->pe;
+  uv_buf_t b[3];
+  unsigned n = 0;
+
+  pe->nominee = c;
+  /* Committed to the direct path from here on, whatever becomes of this
+   * write (a failed one nominates a spare, or punching goes on). */
+  if (pe->prm.on_nominate)
+    pe->prm.on_nominate(pe->data);
+  if (lead)
+    b[n++] = uv_buf_init((char *)lead, (unsigned)strlen(lead));
+  b[n++] = uv_buf_init(c->use, (unsigned)strlen(c->use));
+  if (pe->prm.chan_hello)
+    b[n++] = uv_buf_init((char *)pe->prm.chan_hello, (unsigned)pe->prm.chan_hello_len);
+  c->wreq_use.data = c;
+  return uv_write(&c->wreq_use, (uv_stream_t *)&c->tcp, b, n, on_use_written);
+}
+
+/* The nominee is gone (closed for any reason while punching): nominate
+ * another checked connection, or tell the session that nothing is
+ * nominated any more. */
+static void nominee_lost(hp__pe *pe) {
+  if (pe->prm.role != 'a')
+    return;
+  for (conn *o = pe->conns; o; o = o->next) {
+    if (o->st == C_SPARE) {
+      o->st = C_NOMINATING;
+      if (send_use(o, NULL) < 0)
+        hp__pe_reject(o, "writing the nomination failed"); /* and the next one */
+      return;
+    }
+  }
+  if (pe->prm.on_unnominate)
+    pe->prm.on_unnominate(pe->data);
+}
+
+/* An outbound connection connected: our hello at once (the peer proved
+ * nothing yet, but we dialed the address it gave). Role a nominates it in
+ * the same write when it may (punch.h, may_nominate_early): then the peer
+ * takes it as soon as our lines arrive, and the secure handshake starts
+ * half a round trip earlier. */
+int hp__pe_send_opening(conn *c) {
+  hp__pe *pe = c->pe;
+
+  if (pe->prm.role == 'a' && pe->prm.chan_hello && !pe->nominee && c->cand >= 0 &&
+      pe->cands[c->cand].c.kind == HP_CAND_SRFLX && pe->prm.may_nominate_early &&
+      pe->prm.may_nominate_early(pe->data)) {
+    HP_DEBUG("punch", json_pack("{s:s}", "addr", c->addr),
+             "nominating %s early (with our hello, before the peer's)", c->addr);
+    c->early = 1;
+    return send_use(c, c->hello);
+  }
+  return send_hello(c, &c->wreq_hello, hp__pe_on_hello_written);
 }
 
 void hp__pe_on_hello_written(uv_write_t *req, int status) {
@@ -321,7 +387,7 @@ static void authenticated(conn *c) {
            "peer hello verified on %s connection %s", dir_name(c), c->addr);
   /* An inbound connection answers only now: the session never goes to a
    * stranger who connected to our port. */
-  if (c->cand < 0 && hp__pe_send_line(c, &c->wreq_hello, c->hello, hp__pe_on_hello_written) < 0) {
+  if (c->cand < 0 && send_hello(c, &c->wreq_hello, hp__pe_on_hello_written) < 0) {
     hp__pe_reject(c, "writing our hello failed");
     return;
   }
@@ -333,17 +399,24 @@ static void authenticated(conn *c) {
     return;
   }
   uv_read_stop((uv_stream_t *)&c->tcp);
+  if (pe->nominee == c) {
+    /* Nominated early: done once the "use" line is out too. */
+    c->st = C_NOMINATING;
+    if (c->use_written)
+      hp__pe_finish(pe, c);
+    return;
+  }
   if (pe->nominee) {
+    conn *n = pe->nominee;
     c->st = C_SPARE;
+    /* An early nominee that stays silent while this one checked out is
+     * probably not the peer (another host at that address): bounded. */
+    if (n->early && n->st == C_WAIT_HELLO && !n->deadline)
+      n->deadline = uv_now(pe->loop) + EARLY_WAIT_MS;
     return;
   }
   c->st = C_NOMINATING;
-  pe->nominee = c;
-  /* Committed to the direct path from here on, whatever becomes of this
-   * write (a failed one nominates a spare, or punching goes on). */
-  if (pe->prm.on_nominate)
-    pe->prm.on_nominate(pe->data);
-  if (hp__pe_send_line(c, &c->wreq_use, c->use, on_use_written) < 0)
+  if (send_use(c, NULL) < 0)
     hp__pe_reject(c, "writing the nomination failed");
 }
 

@@ -46,6 +46,25 @@ typedef struct hp__pe_params {
    * path (the session drops its relay attempt there, docs/PROTOCOL.md
    * section 9 "One path"). It must not destroy the engine. NULL: none. */
   void (*on_nominate)(void *data);
+  /* The secure channel's first message (its HELLO, docs/PROTOCOL.md section
+   * 8), sent on every connection right after our hello line (role b) or our
+   * "use" line (role a), so that the handshake does not wait for the
+   * nomination (section 5, "Hello lines"). NULL: none (the channel sends it
+   * after the punch). Not copied: it must live as long as the engine. */
+  const uint8_t *chan_hello;
+  size_t chan_hello_len;
+  /* Role a, with chan_hello: called when an outbound connection to a srflx
+   * candidate connects and nothing is nominated yet; 1 lets the engine
+   * nominate it at once ("early nomination": hello, "use" and the channel's
+   * HELLO in one write, before the peer's hello has come), 0 keeps the rule
+   * "nominate once the peer's hello checked out". The session says 0 while
+   * a relay attempt has started. NULL: never early. */
+  int (*may_nominate_early)(void *data);
+  /* Role a: an early nominee failed before its peer hello (closed, reset, a
+   * bad line, or silent for EARLY_WAIT_MS while another connection checked
+   * out) and no other checked connection was there to nominate: the engine
+   * is uncommitted again and punching goes on. NULL: none. */
+  void (*on_unnominate)(void *data);
 } hp__pe_params;
 
 /* ok is 0 on success, -ETIMEDOUT when punching gave up. */

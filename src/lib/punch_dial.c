@@ -201,7 +201,7 @@ static void on_connect(uv_connect_t *req, int status) {
            json_pack("{s:s, s:i, s:i}", "addr", k->c.addr, "attempt", k->attempts, "syns", k->syns),
            "connected to %s %s", hp__cand_kind_name(k->c.kind), k->c.addr);
   k->last_err = 0;
-  if (hp__pe_send_line(c, &c->wreq_hello, c->hello, hp__pe_on_hello_written) < 0) {
+  if (hp__pe_send_opening(c) < 0) {
     hp__pe_reject(c, "writing our hello failed");
     hp__pe_reschedule(pe);
     return;
@@ -363,7 +363,9 @@ void hp__pe_on_timer(uv_timer_t *t) {
     if (c->deadline == 0 || now < c->deadline || c->st == C_CONNECTING || c->st == C_SPARE ||
         c->st == C_NOMINATING)
       continue;
-    hp__pe_reject(c, "handshake not complete in time");
+    hp__pe_reject(c, c->early ? "nominated early, but no peer hello came while another "
+                                "connection checked out"
+                              : "handshake not complete in time");
   }
   for (size_t i = 0; i < pe->ncands; i++)
     if (wants_socket(pe, i) && pe->cands[i].next_at <= now)

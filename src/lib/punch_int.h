@@ -25,6 +25,11 @@
 #define RETRY_MAX_MS 500
 #define LOW_TTL_DELAY_MS 10 /* role a's first SYNs after role b's low-TTL ones */
 #define NEAR_TTL 2          /* the low TTL tried after a near refusal (punch_dial.c) */
+/* An early nominee (punch.h, may_nominate_early) that has not sent its hello
+ * this long after another connection checked out is given up. Above the 3 s
+ * first retransmission timeout after a retransmitted SYN: a genuine peer's
+ * hello that was lost once still arrives in time. */
+#define EARLY_WAIT_MS 3500
 
 static inline unsigned umin(unsigned a, unsigned b) {
   return a < b ? a : b;
@@ -51,6 +56,8 @@ typedef struct conn {
   uint64_t deadline;          /* uv_now() ms: handshake bound, 0 = none */
   uint64_t t_sent;            /* uv_now() ms: connect() called (outbound) */
   int low_ttl;                /* its SYN left with LOW_TTL_SYN's TTL */
+  int early;                  /* role a: nominated when it connected (before the peer's hello) */
+  int use_written;            /* role a: the "use" line's write completed */
   struct sockaddr_storage ra; /* the remote address (the 4-tuple's far end) */
   char addr[HP_ADDR_STRLEN];
   char rbuf[HP_PEERHELLO_MAX];
@@ -131,8 +138,8 @@ void hp__pe_start_read(conn *c);          /* wait for the peer's hello */
 void hp__pe_count_syns(conn *c);
 void hp__pe_reject(conn *c, const char *why);
 void hp__pe_finish(hp__pe *pe, conn *winner);
-int hp__pe_send_line(conn *c, uv_write_t *req, char *line, uv_write_cb cb);
 void hp__pe_on_hello_written(uv_write_t *req, int status);
+int hp__pe_send_opening(conn *c); /* an outbound connection just connected */
 
 /* punch_dial.c */
 void hp__pe_reschedule(hp__pe *pe); /* re-arm the one timer */

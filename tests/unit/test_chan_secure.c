@@ -189,6 +189,61 @@ static void test_right_code(void **state) {
   free(pb);
 }
 
+/* The punch engine's order (docs/PROTOCOL.md section 5): both HELLOs went
+ * out on the raw sockets before the channels exist, and the peer's HELLO
+ * already waits in each socket; hp__secure_start_sent continues from the
+ * handshake state and sends no second HELLO. A state that is not fresh is
+ * refused. */
+static void start_sent_end(uv_loop_t *loop, int fd, const uint8_t *hello_to_write, const hp__hs *hs,
+                           end *e) {
+  hp_bs *c;
+  assert_int_equal(write(fd, hello_to_write, HP_HS_MSG_LEN), HP_HS_MSG_LEN);
+  assert_int_equal(hp__tcp_from_fd(loop, fd, &c), 0);
+  assert_int_equal(hp__secure_start_sent(loop, c, hs, 5000, on_ready, e, &e->s), 0);
+}
+
+static void test_hello_sent_before(void **state) {
+  uv_loop_t loop;
+  end a = {0}, b = {0};
+  hp__hs ha, hb, done;
+  uint8_t hello_a[HP_HS_MSG_LEN], hello_b[HP_HS_MSG_LEN];
+  hp__hs_params pa = {SESSION, "alice", "bob", 'a', psk1},
+                pb = {SESSION, "bob", "alice", 'b', psk1};
+  int fds[2];
+  hp_bs *c;
+  (void)state;
+
+  assert_int_equal(uv_loop_init(&loop), 0);
+  assert_int_equal(hp__hs_init(&ha, &pa, hello_a), 0);
+  assert_int_equal(hp__hs_init(&hb, &pb, hello_b), 0);
+  tcp_pair(fds);
+  start_sent_end(&loop, fds[0], hello_a, &ha, &a);
+  start_sent_end(&loop, fds[1], hello_b, &hb, &b);
+  hp__hs_wipe(&ha);
+  hp__hs_wipe(&hb);
+  hp_bs_set_cbs(a.s, &cbs, &a);
+  hp_bs_set_cbs(b.s, &cbs, &b);
+  assert_int_equal(hp_bs_write(a.s, (const uint8_t *)"over", 4), 0);
+  RUN_UNTIL(&loop, a.ready && b.ready && b.ngot == 4);
+  assert_int_equal(a.ready_status, 0);
+  assert_int_equal(b.ready_status, 0);
+  assert_int_equal(hp__secure_authenticated(b.s), 1);
+  assert_memory_equal(b.got, "over", 4);
+  assert_int_equal(a.errors + b.errors, 0);
+  /* Only a state fresh from hp__hs_init (HELLO out, nothing fed) is taken. */
+  memset(&done, 0, sizeof done);
+  done.st = HP_HS_DONE;
+  tcp_pair(fds);
+  assert_int_equal(hp__tcp_from_fd(&loop, fds[0], &c), 0);
+  close(fds[1]);
+  {
+    hp_bs *s = NULL;
+    assert_int_equal(hp__secure_start_sent(&loop, c, &done, 5000, on_ready, &a, &s), -EINVAL);
+    assert_null(s);
+  }
+  finish(&loop, &a, &b);
+}
+
 static void test_shutdown_before_ready(void **state) {
   uv_loop_t loop;
   end a = {0}, b = {0};
@@ -603,6 +658,7 @@ static void test_backpressure(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_right_code),
+      cmocka_unit_test(test_hello_sent_before),
       cmocka_unit_test(test_shutdown_before_ready),
       cmocka_unit_test(test_wrong_code_and_one_sided),
       cmocka_unit_test(test_user_bytes_only_after_auth),

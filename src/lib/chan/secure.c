@@ -466,15 +466,22 @@ static void sec_close(hp_bs *b) {
 static const hp_bs_ops sec_ops = {sec_set_cbs, sec_write, sec_queued, sec_shutdown,
                                   sec_pause,   sec_close, "secure"};
 
-int hp__secure_start(uv_loop_t *loop, hp_bs *carrier, const hp__hs_params *params,
-                     uint64_t timeout_ms, hp__secure_ready_cb ready, void *ud, hp_bs **out) {
+/* Either a fresh handshake (params: our HELLO is written here) or one whose
+ * HELLO already went out on the carrier (sent: copied, then wiped by the
+ * caller). */
+static int start(uv_loop_t *loop, hp_bs *carrier, const hp__hs_params *params, const hp__hs *sent,
+                 uint64_t timeout_ms, hp__secure_ready_cb ready, void *ud, hp_bs **out) {
   uint8_t hello[HP_HS_MSG_LEN];
   sec_bs *s;
   int r;
 
-  if (!loop || !carrier || !params || !out) {
+  if (!loop || !carrier || (!params && !sent) || !out) {
     if (carrier)
       hp_bs_close(carrier);
+    return -EINVAL;
+  }
+  if (sent && sent->st != HP_HS_WAIT_HELLO) {
+    hp_bs_close(carrier);
     return -EINVAL;
   }
   s = calloc(1, sizeof *s);
@@ -482,8 +489,9 @@ int hp__secure_start(uv_loop_t *loop, hp_bs *carrier, const hp__hs_params *param
     hp_bs_close(carrier);
     return -ENOMEM;
   }
-  r = hp__hs_init(&s->hs, params, hello);
-  if (r < 0) {
+  if (sent)
+    s->hs = *sent;
+  else if ((r = hp__hs_init(&s->hs, params, hello)) < 0) {
     hp_bs_close(carrier);
     free(s);
     return r;
@@ -497,7 +505,7 @@ int hp__secure_start(uv_loop_t *loop, hp_bs *carrier, const hp__hs_params *param
   uv_timer_init(loop, &s->timer);
   s->timer.data = s;
   hp_bs_set_cbs(carrier, &carrier_cbs, s);
-  r = hp_bs_write(carrier, hello, sizeof hello);
+  r = sent ? 0 : hp_bs_write(carrier, hello, sizeof hello);
   if (r < 0) {
     sec_close(&s->base);
     return r;
@@ -505,6 +513,16 @@ int hp__secure_start(uv_loop_t *loop, hp_bs *carrier, const hp__hs_params *param
   uv_timer_start(&s->timer, on_timer, timeout_ms, 0);
   *out = &s->base;
   return 0;
+}
+
+int hp__secure_start(uv_loop_t *loop, hp_bs *carrier, const hp__hs_params *params,
+                     uint64_t timeout_ms, hp__secure_ready_cb ready, void *ud, hp_bs **out) {
+  return start(loop, carrier, params, NULL, timeout_ms, ready, ud, out);
+}
+
+int hp__secure_start_sent(uv_loop_t *loop, hp_bs *carrier, const hp__hs *sent, uint64_t timeout_ms,
+                          hp__secure_ready_cb ready, void *ud, hp_bs **out) {
+  return start(loop, carrier, NULL, sent, timeout_ms, ready, ud, out);
 }
 
 void hp__secure_await_peer_header(hp_bs *b) {

@@ -35,6 +35,16 @@ int hp__secure_start(uv_loop_t *loop, hp_bs *carrier, const hp__hs_params *param
                      uint64_t timeout_ms, hp__secure_ready_cb ready, void *ud, hp_bs **out);
 
 /**
+ * The same, for a handshake whose HELLO already went out on the carrier
+ * (the punch engine sends it behind the session lines, docs/PROTOCOL.md
+ * section 5): sent is the state hp__hs_init gave with that HELLO, still in
+ * HP_HS_WAIT_HELLO (else -EINVAL). It is copied; the caller wipes its own
+ * copy (hp__hs_wipe). The peer's bytes may already wait on the carrier.
+ */
+int hp__secure_start_sent(uv_loop_t *loop, hp_bs *carrier, const hp__hs *sent, uint64_t timeout_ms,
+                          hp__secure_ready_cb ready, void *ud, hp_bs **out);
+
+/**
  * Make ready(0) wait, after the handshake, for the peer's stream header (the
  * first bytes it sends once ITS handshake is done), not just for the peer's
  * CONFIRM. The peer sends its CONFIRM as soon as it has our HELLO, before

@@ -545,7 +545,7 @@ lab_run_worker() {
     RENDEZVOUS_SERVICE_URL="$LAB_RDV_URL" \
     INTERNAL_TCP_PORT=8082 PORT=8090 ROOM="$room" WORKER_ID="$proc" \
     P2P_CONNECT_TIMEOUT=10 WS_OPEN_TIMEOUT=5 WS_RECV_TIMEOUT=20 P2P_MSG_TIMEOUT=5 RELAY_AFTER=off \
-    LOG_FORMAT=json LOG_LEVEL=debug "$@" "$HP_BUILD_DIR/holepunch"
+    LOG_FORMAT=json LOG_LEVEL=debug "$@" "${LAB_WORKER_BIN:-$HP_BUILD_DIR/holepunch}"
   lab_log "started worker $proc on $host (${LAB_IP[$host]}) in room $room"
 }
 
@@ -794,6 +794,7 @@ lab_json_count() {
 # The worker's JSON log messages the scenarios look for (src/lib/punch.c,
 # src/lib/holepunch.c, src/cli/greet.c). One place to keep them in step.
 LAB_MSG_DIRECT='^direct connection established$'   # fields addr, elapsed_ms
+LAB_MSG_SECURED='^secure channel up'                # field elapsed_ms (from 0.2.1)
 LAB_MSG_MAPPING='^our mapping: '                    # field mapped
 LAB_MAPPING_FIELD=mapped
 LAB_MSG_GIVEUP='giving up: no direct connection to' # the one summary line
