@@ -65,6 +65,22 @@ static void srflx(hp__pe_params *p, size_t i, int port) {
     p->cands.n = i + 1;
 }
 
+/* Role a with chan_hello, its one candidate a srflx address where a plain
+ * listener (*lfd) accepts: started, its first connection accepted. */
+static int start_a_to_plain(uv_loop_t *loop, side *a, hp__pe_params *pa, int *lfd) {
+  int port, got;
+  *lfd = plain_listener(4, &port);
+  assert_int_equal(hp__pe_create(loop, 0, &a->pe), 0);
+  params(pa, 'a', "alice", "bob", 0);
+  srflx(pa, 0, port);
+  with_chan(pa);
+  assert_int_equal(hp__pe_start(a->pe, pa, on_done, a), 0);
+  spin(loop, 200);
+  got = accept(*lfd, NULL, NULL);
+  assert_true(got >= 0);
+  return got;
+}
+
 /* Role b: its hello line and the channel's HELLO in one go, on an outbound
  * connection at once and on an inbound one after a's hello checked out;
  * a's "use" then ends the punch, and what follows stays in the socket. */
@@ -121,19 +137,11 @@ static void run_a_outbound(int early_ok) {
   side a = {.fd = -1, .early_ok = early_ok};
   hp__pe_params pa;
   char buf[512];
-  int lfd, port, got;
+  int lfd, got;
   const char *first = early_ok ? HELLO_A USE CHAN : HELLO_A;
 
   start_loop(&loop, &safety);
-  lfd = plain_listener(4, &port);
-  assert_int_equal(hp__pe_create(&loop, 0, &a.pe), 0);
-  params(&pa, 'a', "alice", "bob", 0);
-  srflx(&pa, 0, port);
-  with_chan(&pa);
-  assert_int_equal(hp__pe_start(a.pe, &pa, on_done, &a), 0);
-  spin(&loop, 200);
-  got = accept(lfd, NULL, NULL);
-  assert_true(got >= 0);
+  got = start_a_to_plain(&loop, &a, &pa, &lfd);
   assert_int_equal(read_upto(got, buf, strlen(first), 2000), strlen(first));
   assert_string_equal(buf, first);
   assert_int_equal(a.nominations, early_ok ? 1 : 0);
@@ -178,19 +186,11 @@ static void test_early_nominee_reset(void **state) {
   hp__pe_params pa;
   char buf[512];
   struct linger lg = {1, 0};
-  int lfd, port, got;
+  int lfd, got;
   (void)state;
 
   start_loop(&loop, &safety);
-  lfd = plain_listener(4, &port);
-  assert_int_equal(hp__pe_create(&loop, 0, &a.pe), 0);
-  params(&pa, 'a', "alice", "bob", 0);
-  srflx(&pa, 0, port);
-  with_chan(&pa);
-  assert_int_equal(hp__pe_start(a.pe, &pa, on_done, &a), 0);
-  spin(&loop, 200);
-  got = accept(lfd, NULL, NULL);
-  assert_true(got >= 0);
+  got = start_a_to_plain(&loop, &a, &pa, &lfd);
   assert_int_equal(read_upto(got, buf, strlen(HELLO_A USE CHAN), 2000), strlen(HELLO_A USE CHAN));
   assert_int_equal(setsockopt(got, SOL_SOCKET, SO_LINGER, &lg, sizeof lg), 0);
   close(got); /* a reset */
