@@ -35,5 +35,7 @@ done
 lab_expect_direct a b "$(lab_worker_mapping b)"
 lab_expect_direct b a "$(lab_worker_mapping a)"
 lab_log "resets sent: NAT A $(lab_nat_resets nata), NAT B $(lab_nat_resets natb);" \
-  "elapsed a $(lab_json_field a "$LAB_MSG_DIRECT" elapsed_ms) ms, b $(lab_json_field b "$LAB_MSG_DIRECT" elapsed_ms) ms"
+  "from peer to the session lines checked: a $(lab_json_field a "$LAB_MSG_DIRECT" elapsed_ms) ms," \
+  "b $(lab_json_field b "$LAB_MSG_DIRECT" elapsed_ms) ms; to the secure channel up:" \
+  "a $(lab_json_field a "$LAB_MSG_SECURED" elapsed_ms) ms, b $(lab_json_field b "$LAB_MSG_SECURED" elapsed_ms) ms"
 lab_pass "delay_far_rdv: direct both ways with a synchronised start"
