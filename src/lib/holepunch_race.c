@@ -219,9 +219,10 @@ void hp__ses_hs_params(const hp_punch *p, hp__hs_params *prm) {
   prm->psk = p->with_code ? p->psk : NULL;
 }
 
-/* The relay attempt starts with the punch, connecting after delay_ms
- * (RELAY_AFTER from the first SYNs; less when restarted). p->relay_url and
- * p->start_in_ms are the peer message's. */
+/* The relay attempt starts with the punch, connecting after delay ms from
+ * now: at `peer`, RELAY_AFTER + start_in_ms (so RELAY_AFTER counts from the
+ * first SYNs); when restarted, what is left of that. p->relay_url is the
+ * peer message's. */
 void hp__ses_start_relay_attempt(hp_punch *p, uint64_t delay) {
   hp__hs_params prm;
   hp__url ru;
